@@ -1,0 +1,23 @@
+"""nvresearch: ten NVIDIA computer-vision papers from 2019 on current PyTorch.
+
+Importing this package is cheap: it imports nothing heavy. Paper subpackages load on first access
+(``nvresearch.pac``), or import them directly (``from nvresearch.pac import PacConv2d``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+PAPERS: tuple[str, ...] = ("pac",)
+"""Slugs of the papers that are implemented (each is a subpackage ``nvresearch.<slug>``)."""
+
+_SUBPACKAGES = {"core", *PAPERS}
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: lazy subpackages
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Shared building blocks used by the per-paper subpackages (torch-only unless a submodule says otherwise)."""

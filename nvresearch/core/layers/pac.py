@@ -1,0 +1,1093 @@
+"""Pixel-adaptive convolution (PAC) layers (Su et al., "Pixel-Adaptive Convolutional Neural Networks", CVPR 2019).
+
+PAC modulates a spatially shared filter ``W`` with a kernel ``K`` computed from a guidance ("adapting") feature
+``f`` (Eq. 3 of the paper)::
+
+    v'_i = sum_{j in Omega(i)} K(f_i, f_j) W[p_i - p_j] v_j + b
+
+With ``K == 1`` (e.g. a Gaussian kernel on constant guidance) PAC is an ordinary convolution. The argument names and
+order of the functions and modules match the official NVlabs/pacnet layers, so code written for those ports by
+changing the import. Behaviour that differs from the official code, on purpose:
+
+- ``PacConvTranspose2d`` follows the weight convention of :class:`torch.nn.ConvTranspose2d`: with ``K == 1`` it
+  equals ``nn.ConvTranspose2d`` with the same ``weight``. The official layer correlates with the *unflipped* weight,
+  so official transposed weights must be flipped spatially when loaded: :func:`official_transposed_weight_to_torch`.
+- The mask path works (upstream raises on current torch): ``output_mask = (norm != 0)`` as float, and wherever the
+  normaliser is 0 the kernel is divided by 1 instead.
+- ``native_impl`` is accepted for API compatibility only. Both values run the same implementation: an autograd
+  ``Function`` that loops over the ``k*k`` taps with strided slices and recomputes them in backward, so it never
+  materialises an im2col of the input and saves only the padded input, the kernel and the weight for backward.
+  Every option (inverse kernels, smoothing, masks, ``shared_filters`` in both layers) works with either value, and
+  the backward is itself differentiable (double backward works). The flag is reserved for future path selection.
+- With ``dilation > 1`` the smoothed reference feature (``smooth_kernel_type != 'none'``) is centred on the window
+  centre; the official padding ``P - (k - k_s) / 2`` is the ``dilation == 1`` special case of the one used here.
+- A module called with an explicit ``kernel=`` and a ``mask=`` returns ``(output, output_mask)`` as documented, with
+  ``output_mask`` marking outputs that have at least one valid neighbour (the official code drops the mask).
+- The kernel is computed in float32 when the guidance is float16/bfloat16 or autocast is active (the squared
+  feature distance overflows float16 easily).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "PacConv2d",
+    "PacConvTranspose2d",
+    "nd2col",
+    "official_transposed_weight_to_torch",
+    "pacconv2d",
+    "pacconv_transpose2d",
+    "packernel2d",
+]
+
+IntPair = Union[int, Tuple[int, int], Sequence[int]]
+
+_INV_EPS = 1e-4
+_KERNEL_TYPE_FORMS = (
+    "'gaussian', 'inv_{alpha}_{lambda}', 'inv_{alpha}_{lambda}_asym', 'inv_{alpha}_{lambda}_fixed' or "
+    "'inv_{alpha}_{lambda}_asym_fixed' (alpha and lambda are numbers, e.g. 'inv_0.5_-2')"
+)
+_SMOOTH_KERNEL_TYPE_FORMS = "'none', 'gaussian', 'average_{s}' or 'full_{s}' (s an odd positive integer, e.g. 'full_3')"
+_CONV_FILLERS = ("uniform", "crf", "crf_perturbed", "pool", "crf_pool")
+_TRANSPOSED_FILLERS = ("uniform", "linear")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Argument parsing and validation helpers
+# ----------------------------------------------------------------------------------------------------------------------
+class _KernelSpec(NamedTuple):
+    family: str  # 'gaussian' or 'inv'
+    alpha: float
+    lam: float
+    asym: bool
+    fixed: bool
+
+
+def _parse_kernel_type(kernel_type: str) -> _KernelSpec:
+    if not isinstance(kernel_type, str):
+        raise TypeError(f"kernel_type must be a str, got {type(kernel_type).__name__}")
+    if kernel_type == "gaussian":
+        return _KernelSpec("gaussian", 0.0, 0.0, False, False)
+    parts = kernel_type.split("_")
+    error = ValueError(f"invalid kernel_type {kernel_type!r}; valid forms are {_KERNEL_TYPE_FORMS}")
+    if len(parts) < 3 or parts[0] != "inv" or parts[3:] not in ([], ["asym"], ["fixed"], ["asym", "fixed"]):
+        raise error
+    try:
+        alpha, lam = float(parts[1]), float(parts[2])
+    except ValueError:
+        raise error from None
+    if not (math.isfinite(alpha) and math.isfinite(lam)):
+        raise error
+    return _KernelSpec("inv", alpha, lam, "asym" in parts[3:], "fixed" in parts[3:])
+
+
+def _parse_smooth_kernel_type(smooth_kernel_type: str) -> Tuple[str, int]:
+    """Returns ``(kind, size)``; ``size`` is 0 for ``'none'``."""
+    if not isinstance(smooth_kernel_type, str):
+        raise TypeError(f"smooth_kernel_type must be a str, got {type(smooth_kernel_type).__name__}")
+    if smooth_kernel_type == "none":
+        return "none", 0
+    if smooth_kernel_type == "gaussian":
+        return "gaussian", 3
+    kind, _, size = smooth_kernel_type.partition("_")
+    if kind in ("average", "full") and size.isdigit() and int(size) % 2 == 1:
+        return kind, int(size)
+    raise ValueError(f"invalid smooth_kernel_type {smooth_kernel_type!r}; valid forms are {_SMOOTH_KERNEL_TYPE_FORMS}")
+
+
+def _default_smooth_kernel(kind: str, size: int) -> Tensor:
+    """The fixed (or initial, for ``full_{s}``) smoothing filter, shape ``(1, 1, s, s)``."""
+    if kind == "gaussian":
+        profile = torch.tensor([0.25, 0.5, 0.25])
+        return torch.outer(profile, profile).view(1, 1, 3, 3)
+    return torch.full((1, 1, size, size), 1.0 / (size * size))
+
+
+def _pair(value: IntPair, name: str) -> Tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def _check_geometry(
+    kernel_size: Tuple[int, int], stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int]
+) -> None:
+    if any(k < 1 or k % 2 == 0 for k in kernel_size):
+        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+    if any(s < 1 for s in stride):
+        raise ValueError(f"stride must be positive, got {stride}")
+    if any(p < 0 for p in padding):
+        raise ValueError(f"padding must be non-negative, got {padding}")
+    if any(d < 1 for d in dilation):
+        raise ValueError(f"dilation must be positive, got {dilation}")
+
+
+def _check_output_padding(output_padding: Tuple[int, int], stride: Tuple[int, int], dilation: Tuple[int, int]) -> None:
+    if any(op < 0 or op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(
+            f"output_padding must be non-negative and smaller than either stride or dilation, got "
+            f"output_padding={output_padding}, stride={stride}, dilation={dilation}"
+        )
+
+
+def _check_tensor(x: object, name: str, ndim: int, shape_doc: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a Tensor of shape {shape_doc}, got {type(x).__name__}")
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must be {ndim}-D of shape {shape_doc}, got shape {tuple(x.shape)}")
+    return x
+
+
+def _check_float(x: Tensor, name: str) -> None:
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except (RuntimeError, TypeError, ValueError):  # device types without autocast support
+        return False
+
+
+def _check_same_dtype(tensors: Sequence[Tuple[str, Optional[Tensor]]], device_type: str) -> None:
+    # Under autocast mixed dtypes are expected (the op casts), exactly as for nn.Conv2d.
+    if _autocast_on(device_type):
+        return
+    present = [(n, t) for n, t in tensors if t is not None]
+    ref_name, ref = present[0]
+    for n, t in present[1:]:
+        if t.dtype != ref.dtype:
+            raise TypeError(f"{n} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; they must match")
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv_transpose_out(size: int, k: int, s: int, p: int, op: int, d: int) -> int:
+    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+def _transposed_in_size(out_size: int, k: int, s: int, p: int, op: int, d: int, name: str) -> int:
+    """Inverts :func:`_conv_transpose_out`; raises if no input size produces ``out_size``."""
+    num = out_size + 2 * p - d * (k - 1) - op - 1
+    if num < 0 or num % s != 0:
+        raise ValueError(
+            f"{name} size {out_size} is not an output size of a transposed convolution with kernel_size={k}, "
+            f"stride={s}, padding={p}, output_padding={op}, dilation={d}"
+        )
+    return num // s + 1
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# im2col helpers
+# ----------------------------------------------------------------------------------------------------------------------
+def _zero_insert_pad(
+    x: Tensor, stride: Tuple[int, int], pad_before: Tuple[int, int], pad_after: Tuple[int, int]
+) -> Tensor:
+    """Inserts ``stride - 1`` zeros between samples, then pads (negative = crop) ``before``/``after`` per dim.
+
+    Shape: ``(B, C, H, W) -> (B, C, (H-1)*sh + 1 + before_h + after_h, (W-1)*sw + 1 + before_w + after_w)``.
+    """
+    b, c, h, w = x.shape
+    sh, sw = stride
+    if sh > 1 or sw > 1:
+        # (B, C, H, 1, W, 1) padded to (B, C, H, sh, W, sw) then flattened: sample (i, j) lands at (i*sh, j*sw).
+        x = F.pad(x.reshape(b, c, h, 1, w, 1), (0, sw - 1, 0, 0, 0, sh - 1)).reshape(b, c, h * sh, w * sw)
+    # The flattened grid has sh - 1 trailing zero rows (sw - 1 columns) beyond (H-1)*sh + 1; fold that into the pad.
+    return F.pad(x, (pad_before[1], pad_after[1] - (sw - 1), pad_before[0], pad_after[0] - (sh - 1)))
+
+
+def nd2col(
+    input: Tensor,
+    kernel_size: IntPair,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    output_padding: IntPair = 0,
+    dilation: IntPair = 1,
+    transposed: bool = False,
+) -> Tensor:
+    """Unfolds k×k (dilated) windows of a zero-padded image, keeping the channel and tap axes separate.
+
+    For ``transposed=True`` the windows are those a transposed convolution correlates with: samples are spread
+    ``stride`` apart by zero insertion, padded by ``(k-1)*dilation - padding`` before and that plus
+    ``output_padding`` after, and the windows are taken with stride 1.
+
+    Args:
+        input: Image to unfold.
+        kernel_size: Window size (odd).
+        stride: Window stride (the up-sampling factor when ``transposed``).
+        padding: Zero padding, as in ``nn.Conv2d`` / ``nn.ConvTranspose2d``.
+        output_padding: Extra rows/columns on the bottom/right (``transposed`` only).
+        dilation: Spacing between window taps.
+        transposed: Use the transposed-convolution geometry.
+
+    Returns:
+        The windows ``cols[b, c, u, w, y, x]``.
+
+    Shape:
+        - input: ``(B, C, H, W)``
+        - output: ``(B, C, kh, kw, H_out, W_out)`` with ``H_out`` as for ``nn.Conv2d`` (``nn.ConvTranspose2d`` when
+          ``transposed``).
+    """
+    _check_tensor(input, "input", 4, "(B, C, H, W)")
+    k, s, p, op, d = (_pair(v, n) for v, n in ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"),
+                                               (output_padding, "output_padding"), (dilation, "dilation")))
+    _check_geometry(k, s, p, d)
+    b, c, h, w = input.shape
+    if transposed:
+        _check_output_padding(op, s, d)
+        before = tuple((ki - 1) * di - pi for ki, di, pi in zip(k, d, p))
+        after = tuple(bi + oi for bi, oi in zip(before, op))
+        x = _zero_insert_pad(input, s, before, after)
+        out_h, out_w = (_conv_transpose_out(n, ki, si, pi, oi, di) for n, ki, si, pi, oi, di in zip((h, w), k, s, p, op, d))
+        cols = F.unfold(x, k, dilation=d, padding=0, stride=1)
+    else:
+        out_h, out_w = (_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), k, s, p, d))
+        cols = F.unfold(input, k, dilation=d, padding=p, stride=s)
+    return cols.view(b, c, k[0], k[1], out_h, out_w)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Kernel computation
+# ----------------------------------------------------------------------------------------------------------------------
+def packernel2d(
+    input: Tensor,
+    mask: Optional[Tensor] = None,
+    kernel_size: IntPair = 0,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    output_padding: IntPair = 0,
+    dilation: IntPair = 1,
+    kernel_type: str = "gaussian",
+    smooth_kernel_type: str = "none",
+    smooth_kernel: Optional[Tensor] = None,
+    inv_alpha: Optional[Union[Tensor, float]] = None,
+    inv_lambda: Optional[Union[Tensor, float]] = None,
+    channel_wise: bool = False,
+    normalize_kernel: bool = False,
+    transposed: bool = False,
+    native_impl: Optional[bool] = None,
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """Computes the adaptive kernel ``K(f_i, f_j)`` of Eq. 3 on every (dilated) window of the guidance ``f``.
+
+    ``K[b, 0, u, w, y, x] = kappa(f~[b, :, y*S + u*D, x*S + w*D] - r[b, :, y, x])`` where ``f~`` is the zero-padded
+    guidance and the reference ``r`` is the window centre (or the smoothed guidance, ``smooth_kernel_type``).
+    ``kappa`` is ``exp(-0.5 * d^2)`` (``'gaussian'``) or ``alpha + (d^2 + 1e-4)^(lambda / 2)`` (``'inv_*'``), with
+    ``d^2`` the squared difference summed over channels (per channel when ``channel_wise``); ``_asym`` clamps the
+    signed difference at 0 before squaring.
+
+    For ``transposed=True`` the guidance is at the *output* resolution and the windows use stride 1 and padding
+    ``(k-1)*D // 2`` ("same"), whatever ``stride``/``padding`` are; those (with ``output_padding``) only define which
+    taps hold real input samples, for normalisation and masks.
+
+    Args:
+        input: Guidance features ``f``.
+        mask: Optional validity of the layer input (1 = valid); at the input resolution of the layer.
+        kernel_size: Window size (odd).
+        stride: Layer stride.
+        padding: Layer zero padding.
+        output_padding: Transposed layers only, as in ``nn.ConvTranspose2d``.
+        dilation: Layer dilation.
+        kernel_type: ``'gaussian'`` or ``'inv_{alpha}_{lambda}[_asym][_fixed]'``.
+        smooth_kernel_type: ``'none'``, ``'gaussian'`` (3×3), ``'average_{s}'`` or ``'full_{s}'``.
+        smooth_kernel: Smoothing filter ``(1, 1, s, s)`` or ``(s, s)``; defaults to the fixed/initial filter.
+        inv_alpha: ``alpha`` of the inverse kernel (scalar, or ``(F,)`` when ``channel_wise``); defaults to the value
+            in ``kernel_type``.
+        inv_lambda: ``lambda`` of the inverse kernel, like ``inv_alpha``.
+        channel_wise: Keep one kernel per guidance channel instead of summing the distance over channels.
+        normalize_kernel: Make each output's kernel sum to 1 over the taps that hold (valid) input samples.
+        transposed: Compute the kernel of a transposed PAC.
+        native_impl: Accepted for compatibility with the official API; has no effect.
+
+    Returns:
+        ``(kernel, output_mask)``. ``output_mask`` is ``None`` unless ``mask`` is given; then it is 1 where the
+        normaliser is non-zero (at least one valid neighbour) and 0 elsewhere. With a mask the kernel is zero on
+        invalid taps and rescaled by the fraction of valid taps (or normalised to sum 1 with ``normalize_kernel``).
+
+    Shape:
+        - input: ``(B, F, H_f, W_f)``
+        - mask: ``(B, 1, H_in, W_in)`` (``H_in = H_f`` unless ``transposed``)
+        - kernel: ``(B, 1, kh, kw, H_out, W_out)``, or ``(B, F, kh, kw, H_out, W_out)`` when ``channel_wise``
+        - output_mask: ``(B, 1 or F, H_out, W_out)``
+    """
+    _check_tensor(input, "input (guidance)", 4, "(B, F, H, W)")
+    _check_float(input, "input (guidance)")
+    k, s, p, op, d = (_pair(v, n) for v, n in ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"),
+                                               (output_padding, "output_padding"), (dilation, "dilation")))
+    _check_geometry(k, s, p, d)
+    if transposed:
+        _check_output_padding(op, s, d)
+    spec = _parse_kernel_type(kernel_type)
+    smooth_kind, smooth_size = _parse_smooth_kernel_type(smooth_kernel_type)
+    if spec.family == "gaussian" and (inv_alpha is not None or inv_lambda is not None):
+        raise ValueError("inv_alpha/inv_lambda are only used by 'inv_*' kernel types, got kernel_type='gaussian'")
+    if smooth_kind == "none" and smooth_kernel is not None:
+        raise ValueError("smooth_kernel was given but smooth_kernel_type is 'none'")
+
+    b, nf, h, w = input.shape
+    device_type = input.device.type
+    autocast = _autocast_on(device_type)
+    # Squared feature distances overflow float16 quickly (E.13): compute in float32 for low-precision guidance.
+    work_dtype = torch.float32 if (autocast or input.dtype in (torch.float16, torch.bfloat16)) else input.dtype
+    out_dtype = work_dtype if autocast else input.dtype
+
+    if transposed:
+        k_stride, k_pad = (1, 1), tuple((ki - 1) * di // 2 for ki, di in zip(k, d))
+    else:
+        k_stride, k_pad = s, p
+    out_h, out_w = (_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), k, k_stride, k_pad, d))
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"input (guidance) of spatial size {(h, w)} is too small for kernel_size={k}, padding={p}, "
+                         f"dilation={d}")
+
+    # Size of the layer input (where real samples live), for masks and normalisation.
+    if transposed:
+        in_h = _transposed_in_size(h, k[0], s[0], p[0], op[0], d[0], "input (guidance) height")
+        in_w = _transposed_in_size(w, k[1], s[1], p[1], op[1], d[1], "input (guidance) width")
+    else:
+        in_h, in_w = h, w
+    if mask is not None:
+        _check_tensor(mask, "mask", 4, f"(B, 1, H_in, W_in) = {(b, 1, in_h, in_w)}")
+        if tuple(mask.shape) != (b, 1, in_h, in_w):
+            raise ValueError(f"mask must have shape (B, 1, H_in, W_in) = {(b, 1, in_h, in_w)}, got {tuple(mask.shape)}")
+
+    ctx = torch.autocast(device_type, enabled=False) if autocast else _NullContext()
+    with ctx:
+        f = input.to(work_dtype)
+        cols = nd2col(f, k, k_stride, k_pad, dilation=d)  # (B, F, kh, kw, H_out, W_out)
+        if smooth_kind == "none":
+            ref = cols[:, :, k[0] // 2 : k[0] // 2 + 1, k[1] // 2 : k[1] // 2 + 1]
+        else:
+            ref = _smoothed_reference(f, smooth_kind, smooth_size, smooth_kernel, k, k_stride, k_pad, d)
+            ref = ref.view(b, nf, 1, 1, out_h, out_w)
+        diff = cols - ref
+        if spec.asym:
+            diff = diff.clamp_min(0)
+        dist2 = diff * diff if channel_wise else (diff * diff).sum(dim=1, keepdim=True)
+        if spec.family == "gaussian":
+            kernel = torch.exp(-0.5 * dist2)
+        else:
+            alpha = _inv_param(inv_alpha, spec.alpha, "inv_alpha", nf if channel_wise else None, f)
+            lam = _inv_param(inv_lambda, spec.lam, "inv_lambda", nf if channel_wise else None, f)
+            kernel = alpha + (dist2 + _INV_EPS) ** (0.5 * lam)
+
+        output_mask = None
+        if normalize_kernel or mask is not None:
+            ones = f.new_ones(1, 1, in_h, in_w)
+            in_image = nd2col(ones, k, s, p, op, d, transposed=transposed)  # taps on real samples
+            if mask is None:
+                kernel = kernel * in_image
+                norm = kernel.sum(dim=(2, 3), keepdim=True)
+            else:
+                valid = nd2col(mask.to(work_dtype), k, s, p, op, d, transposed=transposed)
+                kernel = kernel * valid
+                if normalize_kernel:
+                    norm = kernel.sum(dim=(2, 3), keepdim=True)
+                else:  # rescale by the fraction of valid in-image taps (normalised-convolution style)
+                    norm = valid.sum(dim=(2, 3), keepdim=True) / in_image.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+                output_mask = (norm != 0).to(out_dtype).view(b, norm.shape[1], out_h, out_w)
+            kernel = kernel / (norm + (norm == 0).to(norm.dtype))
+    return kernel.to(out_dtype), output_mask
+
+
+class _NullContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _inv_param(value: Optional[Union[Tensor, float]], default: float, name: str, channels: Optional[int], like: Tensor) -> Tensor:
+    if value is None:
+        value = default
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if t.numel() == 1:
+        return t.reshape(())
+    if channels is not None and t.numel() == channels:
+        return t.reshape(1, channels, 1, 1, 1, 1)
+    expected = "a scalar" if channels is None else f"a scalar or ({channels},)"
+    raise ValueError(f"{name} must be {expected}, got shape {tuple(t.shape)}")
+
+
+def _smoothed_reference(
+    f: Tensor,
+    kind: str,
+    size: int,
+    smooth_kernel: Optional[Tensor],
+    k: Tuple[int, int],
+    stride: Tuple[int, int],
+    padding: Tuple[int, int],
+    dilation: Tuple[int, int],
+) -> Tensor:
+    """Per-channel smoothed guidance, sampled at the window centres. Shape ``(B*F, 1, H_out, W_out)``."""
+    if smooth_kernel is None:
+        smooth_kernel = _default_smooth_kernel(kind, size)
+    if not isinstance(smooth_kernel, Tensor):
+        raise TypeError(f"smooth_kernel must be a Tensor, got {type(smooth_kernel).__name__}")
+    if smooth_kernel.numel() != size * size or tuple(smooth_kernel.shape[-2:]) != (size, size):
+        raise ValueError(f"smooth_kernel must have shape (1, 1, {size}, {size}) for this smooth_kernel_type, "
+                         f"got {tuple(smooth_kernel.shape)}")
+    weight = smooth_kernel.to(device=f.device, dtype=f.dtype).reshape(1, 1, size, size)
+    b, nf, h, w = f.shape
+    x = f.reshape(b * nf, 1, h, w)
+    # Centre the smoothing window on the PAC window centre (padded index y*S + c*D).
+    pads = [pi - ((ki - 1) * di - (size - 1)) // 2 for ki, di, pi in zip(k, dilation, padding)]
+    if pads[0] < 0 or pads[1] < 0:
+        ch, cw = max(-pads[0], 0), max(-pads[1], 0)
+        x = x[:, :, ch : h - ch, cw : w - cw]
+        pads = [max(pads[0], 0), max(pads[1], 0)]
+    return F.conv2d(x, weight, stride=stride, padding=tuple(pads))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The PAC correlation (memory-light autograd Function)
+# ----------------------------------------------------------------------------------------------------------------------
+def _tap_slices(u: int, w: int, dilation: Tuple[int, int], stride: Tuple[int, int], out_hw: Tuple[int, int]) -> Tuple[slice, slice]:
+    h0, w0 = u * dilation[0], w * dilation[1]
+    return (slice(h0, h0 + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
+            slice(w0, w0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
+
+
+class _PacCorrelate(torch.autograd.Function):
+    """``out[b,o,y,x] = sum_{c,u,w} W[o,c,u,w] K[b,0,u,w,y,x] x[b,c,y*S+u*D,x*S+w*D]`` on an already padded ``x``.
+
+    Loops over taps with strided slices; the backward recomputes each tap's product instead of saving an im2col.
+    ``shared`` means a depthwise ``(1, 1, kh, kw)`` filter used for every channel.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: Tensor,
+        kernel: Tensor,
+        weight: Tensor,
+        bias: Optional[Tensor],
+        stride: Tuple[int, int],
+        dilation: Tuple[int, int],
+        shared: bool,
+    ) -> Tensor:
+        b, c = x.shape[:2]
+        kh, kw, out_h, out_w = kernel.shape[2:]
+        n_out = c if shared else weight.shape[0]
+        out = x.new_zeros(b, n_out, out_h * out_w)
+        for u in range(kh):
+            for v in range(kw):
+                sh, sw = _tap_slices(u, v, dilation, stride, (out_h, out_w))
+                prod = (x[:, :, sh, sw] * kernel[:, :, u, v]).reshape(b, c, -1)
+                if shared:
+                    out.add_(prod * weight[0, 0, u, v])
+                else:
+                    out.baddbmm_(weight[:, :, u, v].expand(b, -1, -1), prod)
+        if bias is not None:
+            out.add_(bias.view(1, -1, 1))
+        ctx.save_for_backward(x, kernel, weight)
+        ctx.geometry = (stride, dilation, shared, bias is not None)
+        return out.view(b, n_out, out_h, out_w)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
+        x, kernel, weight = ctx.saved_tensors
+        stride, dilation, shared, has_bias = ctx.geometry
+        need_x, need_k, need_w, need_b = ctx.needs_input_grad[:4]
+        b, c = x.shape[:2]
+        kh, kw, out_h, out_w = kernel.shape[2:]
+        g = grad_out.reshape(b, grad_out.shape[1], out_h * out_w)
+        grad_x = torch.zeros_like(x) if need_x else None
+        grad_k: List[Tensor] = []
+        grad_w: List[Tensor] = []
+        for u in range(kh):
+            for v in range(kw):
+                sh, sw = _tap_slices(u, v, dilation, stride, (out_h, out_w))
+                xs = x[:, :, sh, sw].reshape(b, c, -1)
+                kt = kernel[:, :, u, v].reshape(b, 1, -1)
+                if need_x or need_k:
+                    # gradient w.r.t. the tap product K*x: W^T g
+                    g_prod = g * weight[0, 0, u, v] if shared else torch.bmm(weight[:, :, u, v].t().expand(b, -1, -1), g)
+                    if need_x:
+                        grad_x[:, :, sh, sw] += (g_prod * kt).view(b, c, out_h, out_w)
+                    if need_k:
+                        grad_k.append((g_prod * xs).sum(dim=1, keepdim=True))
+                if need_w:
+                    prod = xs * kt
+                    if shared:
+                        grad_w.append((prod * g).sum())
+                    else:
+                        grad_w.append(torch.bmm(g, prod.transpose(1, 2)).sum(dim=0))
+        gk = torch.stack(grad_k, dim=2).view_as(kernel) if need_k else None
+        if need_w:
+            gw = torch.stack(grad_w, dim=-1).view(weight.shape[0], weight.shape[1], kh, kw)
+        else:
+            gw = None
+        gb = g.sum(dim=(0, 2)) if (need_b and has_bias) else None
+        return grad_x, gk, gw, gb, None, None, None
+
+
+def _check_pac_inputs(
+    input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor], shared_filters: bool, transposed: bool
+) -> Tuple[int, int, int]:
+    """Validates the functional arguments; returns ``(out_channels, kh, kw)``."""
+    _check_tensor(input, "input", 4, "(B, C, H, W)")
+    _check_tensor(kernel, "kernel", 6, "(B, 1, kh, kw, H_out, W_out)")
+    w_doc = "(1, 1, kh, kw)" if shared_filters else ("(C_in, C_out, kh, kw)" if transposed else "(C_out, C_in, kh, kw)")
+    _check_tensor(weight, "weight", 4, w_doc)
+    for name, t in (("input", input), ("kernel", kernel), ("weight", weight)):
+        _check_float(t, name)
+    c = input.shape[1]
+    kh, kw = weight.shape[-2:]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"weight must have an odd kernel size, got {(kh, kw)}")
+    if shared_filters:
+        if weight.shape[:2] != (1, 1):
+            raise ValueError(f"weight must have shape (1, 1, kh, kw) with shared_filters=True, got {tuple(weight.shape)}")
+        out_channels = c
+    else:
+        w_in = weight.shape[0] if transposed else weight.shape[1]
+        if w_in != c:
+            raise ValueError(f"weight {w_doc} expects C_in={w_in} input channels, but input has shape {tuple(input.shape)}")
+        out_channels = weight.shape[1] if transposed else weight.shape[0]
+    if bias is not None:
+        _check_tensor(bias, "bias", 1, f"({out_channels},)")
+        if bias.shape[0] != out_channels:
+            raise ValueError(f"bias must have shape ({out_channels},), got {tuple(bias.shape)}")
+    if kernel.shape[1] != 1:
+        raise ValueError(
+            f"kernel must have a single channel (B, 1, kh, kw, H_out, W_out); channel_wise kernels are only for pooling, "
+            f"got shape {tuple(kernel.shape)}"
+        )
+    _check_same_dtype((("input", input), ("kernel", kernel), ("weight", weight), ("bias", bias)), input.device.type)
+    return out_channels, kh, kw
+
+
+def _run_correlate(
+    x: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Tuple[int, int], dilation: Tuple[int, int],
+    shared: bool,
+) -> Tensor:
+    device_type = x.device.type
+    if _autocast_on(device_type):  # follow the autocast policy of convolutions: run in the low-precision dtype
+        dtype = torch.get_autocast_dtype(device_type)
+        x, kernel, weight = x.to(dtype), kernel.to(dtype), weight.to(dtype)
+        bias = bias.to(dtype) if bias is not None else None
+        with torch.autocast(device_type, enabled=False):
+            return _PacCorrelate.apply(x, kernel, weight, bias, stride, dilation, shared)
+    return _PacCorrelate.apply(x, kernel, weight, bias, stride, dilation, shared)
+
+
+def pacconv2d(
+    input: Tensor,
+    kernel: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    shared_filters: bool = False,
+    native_impl: Optional[bool] = None,
+) -> Tensor:
+    """Pixel-adaptive convolution (Eq. 3): ``v'_i = sum_j K(f_i, f_j) W[p_i - p_j] v_j + b``.
+
+    Index form: ``out[b,o,y,x] = bias[o] + sum_{c,u,w} W[o,c,u,w] K[b,0,u,w,y,x] v~[b,c,y*S+u*D,x*S+w*D]`` with
+    ``v~`` the zero-padded input. With ``K == 1`` this is ``F.conv2d``.
+
+    Args:
+        input: Input ``v``.
+        kernel: Adaptive kernel from :func:`packernel2d` (same stride, padding and dilation).
+        weight: Filter ``W``; ``(1, 1, kh, kw)`` with ``shared_filters`` (one depthwise filter for all channels).
+        bias: Optional bias.
+        stride: Stride.
+        padding: Zero padding.
+        dilation: Dilation.
+        shared_filters: Apply the single filter depthwise (output channel c uses input channel c only).
+        native_impl: Accepted for compatibility with the official API; has no effect.
+
+    Shape:
+        - input: ``(B, C_in, H, W)``
+        - kernel: ``(B, 1, kh, kw, H_out, W_out)``
+        - weight: ``(C_out, C_in, kh, kw)`` or ``(1, 1, kh, kw)``
+        - output: ``(B, C_out, H_out, W_out)`` with ``H_out = floor((H + 2P - D(kh-1) - 1) / S) + 1``
+    """
+    out_channels, kh, kw = _check_pac_inputs(input, kernel, weight, bias, shared_filters, transposed=False)
+    s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    _check_geometry((kh, kw), s, p, d)
+    b, _, h, w = input.shape
+    out_hw = tuple(_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), (kh, kw), s, p, d))
+    if out_hw[0] < 1 or out_hw[1] < 1:
+        raise ValueError(f"input of spatial size {(h, w)} is too small for kernel_size={(kh, kw)}, padding={p}, "
+                         f"dilation={d}")
+    expected = (b, 1, kh, kw) + out_hw
+    if tuple(kernel.shape) != expected:
+        raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
+    x = F.pad(input, (p[1], p[1], p[0], p[0])) if (p[0] or p[1]) else input
+    return _run_correlate(x, kernel, weight, bias, s, d, shared_filters)
+
+
+def pacconv_transpose2d(
+    input: Tensor,
+    kernel: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    output_padding: IntPair = 0,
+    dilation: IntPair = 1,
+    shared_filters: bool = False,
+    native_impl: Optional[bool] = None,
+) -> Tensor:
+    """Transposed pixel-adaptive convolution; with ``K == 1`` it equals ``F.conv_transpose2d`` (same ``weight``).
+
+    The input is spread ``stride`` apart by zero insertion, padded by ``(k-1)*D - P`` on the top/left and that plus
+    ``output_padding`` on the bottom/right, and correlated (stride 1, dilation ``D``) with the spatially flipped
+    weight, each tap scaled by ``K`` (Eq. 3). Weights of the official layer need
+    :func:`official_transposed_weight_to_torch` first.
+
+    Args:
+        input: Input ``v``.
+        kernel: Adaptive kernel from :func:`packernel2d` with ``transposed=True`` (guidance at output size).
+        weight: Filter in the ``nn.ConvTranspose2d`` layout; ``(1, 1, kh, kw)`` with ``shared_filters``.
+        bias: Optional bias.
+        stride: Up-sampling stride.
+        padding: Padding, as in ``nn.ConvTranspose2d``.
+        output_padding: Extra size on the bottom/right, as in ``nn.ConvTranspose2d``.
+        dilation: Dilation.
+        shared_filters: Apply the single filter depthwise (output channel c uses input channel c only).
+        native_impl: Accepted for compatibility with the official API; has no effect.
+
+    Shape:
+        - input: ``(B, C_in, H, W)``
+        - kernel: ``(B, 1, kh, kw, H_out, W_out)``
+        - weight: ``(C_in, C_out, kh, kw)`` or ``(1, 1, kh, kw)``
+        - output: ``(B, C_out, H_out, W_out)`` with ``H_out = (H - 1) S - 2P + D(kh-1) + output_padding + 1``
+    """
+    out_channels, kh, kw = _check_pac_inputs(input, kernel, weight, bias, shared_filters, transposed=True)
+    s, p, op, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(output_padding, "output_padding"), _pair(
+        dilation, "dilation")
+    _check_geometry((kh, kw), s, p, d)
+    _check_output_padding(op, s, d)
+    b, _, h, w = input.shape
+    out_hw = tuple(_conv_transpose_out(n, ki, si, pi, oi, di) for n, ki, si, pi, oi, di in zip((h, w), (kh, kw), s, p, op, d))
+    if out_hw[0] < 1 or out_hw[1] < 1:
+        raise ValueError(f"output size {out_hw} is not positive for input size {(h, w)} and padding={p}")
+    expected = (b, 1, kh, kw) + out_hw
+    if tuple(kernel.shape) != expected:
+        raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
+    before = tuple((ki - 1) * di - pi for ki, di, pi in zip((kh, kw), d, p))
+    after = tuple(bi + oi for bi, oi in zip(before, op))
+    x = _zero_insert_pad(input, s, before, after)
+    w_corr = weight.flip(-2, -1) if shared_filters else weight.transpose(0, 1).flip(-2, -1)
+    return _run_correlate(x, kernel, w_corr, bias, (1, 1), d, shared_filters)
+
+
+def official_transposed_weight_to_torch(weight: Tensor) -> Tensor:
+    """Converts an official ``PacConvTranspose2d`` weight to this module's (``nn.ConvTranspose2d``) convention.
+
+    The official layer correlates with the unflipped weight, so the conversion is a spatial flip. It is its own
+    inverse: applying it again converts back.
+
+    Shape:
+        - weight: ``(C_in, C_out, kh, kw)`` or ``(1, 1, kh, kw)``; output: same.
+    """
+    _check_tensor(weight, "weight", 4, "(C_in, C_out, kh, kw)")
+    return weight.flip(-2, -1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Modules
+# ----------------------------------------------------------------------------------------------------------------------
+def _crf_gaussian(k: int) -> Tensor:
+    """Truncated k×k Gaussian (sigma = k/4), normalised to sum k^2, with the centre tap zeroed (DenseCRF: j != i)."""
+    r = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+    g1 = torch.exp(-(r * r) / (2 * (k / 4) ** 2))
+    g = torch.outer(g1, g1)
+    g = g / g.sum() * (k * k)
+    g[k // 2, k // 2] = 0
+    return g
+
+
+def _linear_profile(k: int, s: int, normalize: bool) -> Tensor:
+    """1-D bilinear-upsampling filter for stride ``s`` centred in ``k`` taps."""
+    pad = (k - (2 * s - 1)) // 2
+    taps = [0.0] * pad + [float(i) for i in range(1, s)] + [float(i) for i in range(s, 0, -1)] + [0.0] * pad
+    profile = torch.tensor(taps, dtype=torch.float64) / s
+    if normalize:  # undo the per-location normalisation over real samples, tap j sees this many of them
+        profile = profile * torch.tensor([((k - j - 1) // s) + (j // s) + 1.0 for j in range(k)], dtype=torch.float64)
+    return profile
+
+
+class _PacConvNd(nn.Module):
+    """Shared configuration, parameters and kernel computation of the PAC layers (a pool subclass sets
+    ``pool_only=True`` to skip ``weight``/``bias``)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair,
+        padding: IntPair,
+        dilation: IntPair,
+        transposed: bool,
+        output_padding: IntPair,
+        bias: bool,
+        pool_only: bool,
+        kernel_type: str,
+        smooth_kernel_type: str,
+        channel_wise: bool,
+        normalize_kernel: bool,
+        shared_filters: bool,
+        filler: Optional[str],
+        native_impl: bool,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        self.dilation = _pair(dilation, "dilation")
+        self.output_padding = _pair(output_padding, "output_padding")
+        _check_geometry(self.kernel_size, self.stride, self.padding, self.dilation)
+        if transposed:
+            _check_output_padding(self.output_padding, self.stride, self.dilation)
+        if not pool_only:
+            for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if shared_filters and in_channels != out_channels:
+                raise ValueError(f"shared_filters=True requires in_channels == out_channels, got "
+                                 f"in_channels={in_channels}, out_channels={out_channels}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.transposed = transposed
+        self.pool_only = pool_only
+        self.kernel_type = kernel_type
+        self.smooth_kernel_type = smooth_kernel_type
+        self.channel_wise = channel_wise
+        self.normalize_kernel = normalize_kernel
+        self.shared_filters = shared_filters
+        self.filler = filler
+        self.native_impl = native_impl
+        self._spec = _parse_kernel_type(kernel_type)
+        smooth_kind, smooth_size = _parse_smooth_kernel_type(smooth_kernel_type)
+
+        self.weight: Optional[Tensor]
+        self.bias: Optional[Tensor]
+        if not pool_only:
+            valid = _TRANSPOSED_FILLERS if transposed else _CONV_FILLERS
+            if filler not in valid:
+                raise ValueError(f"invalid filler {filler!r} for {type(self).__name__}; valid fillers are {valid}")
+            kh, kw = self.kernel_size
+            if filler in ("pool", "crf_pool"):
+                if not shared_filters:
+                    raise ValueError(f"filler={filler!r} requires shared_filters=True")
+                self.register_buffer("weight", torch.ones(1, 1, kh, kw))
+            elif shared_filters:
+                self.weight = nn.Parameter(torch.empty(1, 1, kh, kw))
+            elif transposed:
+                self.weight = nn.Parameter(torch.empty(in_channels, out_channels, kh, kw))
+            else:
+                self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
+            if filler in ("crf", "crf_perturbed", "crf_pool") and (kh != kw or in_channels != out_channels):
+                raise ValueError(f"filler={filler!r} requires a square kernel and in_channels == out_channels, got "
+                                 f"kernel_size={self.kernel_size}, in_channels={in_channels}, out_channels={out_channels}")
+            if filler == "linear":
+                if in_channels != out_channels:
+                    raise ValueError(f"filler='linear' requires in_channels == out_channels, got {in_channels} and "
+                                     f"{out_channels}")
+                if any(k < 2 * s - 1 for k, s in zip(self.kernel_size, self.stride)):
+                    raise ValueError(f"filler='linear' requires kernel_size >= 2 * stride - 1, got "
+                                     f"kernel_size={self.kernel_size}, stride={self.stride}")
+            self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        else:
+            self.weight = None
+            self.bias = None
+
+        if self._spec.family == "inv":
+            n = out_channels if channel_wise and not self._spec.fixed else None
+            if n is not None and n < 1:
+                raise ValueError(f"out_channels is needed for a channel_wise, learnable {kernel_type!r} kernel")
+            alpha = torch.full((n,), self._spec.alpha) if n else torch.tensor(self._spec.alpha)
+            lam = torch.full((n,), self._spec.lam) if n else torch.tensor(self._spec.lam)
+            if self._spec.fixed:
+                self.register_buffer("inv_alpha", alpha)
+                self.register_buffer("inv_lambda", lam)
+            else:
+                self.inv_alpha = nn.Parameter(alpha)
+                self.inv_lambda = nn.Parameter(lam)
+        if smooth_kind == "full":
+            self.smooth_kernel = nn.Parameter(_default_smooth_kernel(smooth_kind, smooth_size))
+        elif smooth_kind != "none":
+            self.register_buffer("smooth_kernel", _default_smooth_kernel(smooth_kind, smooth_size))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Re-initialises ``weight``/``bias`` with the filler and the kernel parameters with their initial values."""
+        if not self.pool_only and self.weight is not None:
+            kh, kw = self.kernel_size
+            if self.filler == "uniform":
+                bound = 1.0 / math.sqrt(self.in_channels * kh * kw)
+                if self.shared_filters:
+                    bound *= self.in_channels
+                self.weight.uniform_(-bound, bound)
+                if self.bias is not None:
+                    self.bias.uniform_(-bound, bound)
+            elif self.filler == "linear":
+                profile = torch.outer(_linear_profile(kh, self.stride[0], self.normalize_kernel),
+                                      _linear_profile(kw, self.stride[1], self.normalize_kernel))
+                self.weight.zero_()
+                for ch in range(1 if self.shared_filters else self.in_channels):
+                    self.weight[ch, ch] = profile.to(self.weight.dtype)
+            elif self.filler in ("crf", "crf_perturbed"):
+                g = _crf_gaussian(kh).to(self.weight.dtype)
+                if self.shared_filters:
+                    self.weight.copy_(g.view(1, 1, kh, kw))
+                else:
+                    potts = 1.0 - torch.eye(self.in_channels, dtype=self.weight.dtype)
+                    self.weight.copy_(potts.view(self.in_channels, self.in_channels, 1, 1) * g)
+                if self.filler == "crf_perturbed":
+                    self.weight.add_(torch.rand_like(self.weight).sub_(0.5).mul_(1e-3))
+            elif self.filler in ("pool", "crf_pool"):
+                self.weight.fill_(1.0)
+                if self.filler == "crf_pool":
+                    self.weight[0, 0, kh // 2, kw // 2] = 0.0
+            if self.filler != "uniform" and self.bias is not None:
+                self.bias.zero_()
+        if self._spec.family == "inv" and not self._spec.fixed:
+            self.inv_alpha.fill_(self._spec.alpha)
+            self.inv_lambda.fill_(self._spec.lam)
+        smooth = getattr(self, "smooth_kernel", None)
+        if isinstance(smooth, nn.Parameter):
+            smooth.fill_(1.0 / smooth.numel())
+
+    def _expected_guidance_size(self, input_hw: Tuple[int, int]) -> Tuple[int, int]:
+        if self.transposed:
+            return tuple(_conv_transpose_out(n, k, s, p, op, d) for n, k, s, p, op, d in zip(
+                input_hw, self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation))  # type: ignore[return-value]
+        return input_hw
+
+    def compute_kernel(self, input_for_kernel: Tensor, input_mask: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
+        """Computes the adaptive kernel of this layer from the guidance; see :func:`packernel2d`.
+
+        Shape:
+            - input_for_kernel: ``(B, F, H_f, W_f)``; ``H_f`` is the input size, or the output size when transposed
+            - input_mask: ``(B, 1, H_in, W_in)``
+            - kernel: ``(B, 1, kh, kw, H_out, W_out)``; output_mask: ``(B, 1, H_out, W_out)`` or ``None``
+        """
+        return packernel2d(
+            input_for_kernel,
+            input_mask,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+            kernel_type=self.kernel_type,
+            smooth_kernel_type=self.smooth_kernel_type,
+            smooth_kernel=getattr(self, "smooth_kernel", None),
+            inv_alpha=getattr(self, "inv_alpha", None),
+            inv_lambda=getattr(self, "inv_lambda", None),
+            channel_wise=self.channel_wise,
+            normalize_kernel=self.normalize_kernel,
+            transposed=self.transposed,
+            native_impl=self.native_impl,
+        )
+
+    def _kernel_for_forward(
+        self, input_2d: Tensor, input_for_kernel: Optional[Tensor], kernel: Optional[Tensor], mask: Optional[Tensor]
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        _check_tensor(input_2d, "input_2d", 4, "(B, C, H, W)")
+        _check_float(input_2d, "input_2d")
+        b, c, h, w = input_2d.shape
+        if not self.pool_only and c != self.in_channels:
+            raise ValueError(f"input_2d must have in_channels={self.in_channels} channels, got shape {tuple(input_2d.shape)}")
+        if mask is not None:
+            _check_tensor(mask, "mask", 4, f"(B, 1, H, W) = {(b, 1, h, w)}")
+            if tuple(mask.shape) != (b, 1, h, w):
+                raise ValueError(f"mask must have shape (B, 1, H, W) = {(b, 1, h, w)}, got {tuple(mask.shape)}")
+        if kernel is not None:
+            output_mask = None
+            if mask is not None:  # the given kernel is used as is; report outputs with at least one valid neighbour
+                valid = nd2col(mask.to(kernel.dtype), self.kernel_size, self.stride, self.padding, self.output_padding,
+                               self.dilation, transposed=self.transposed)
+                output_mask = (valid.sum(dim=(2, 3)) != 0).to(kernel.dtype)
+            return kernel, output_mask
+        expected_hw = self._expected_guidance_size((h, w))
+        where = " (the output size of this transposed layer)" if self.transposed else " (the size of input_2d)"
+        _check_tensor(input_for_kernel, "input_for_kernel", 4, f"(B, F, H, W) with (B, H, W) = {(b,) + tuple(expected_hw)}")
+        _check_float(input_for_kernel, "input_for_kernel")
+        if input_for_kernel.shape[0] != b:
+            raise ValueError(f"input_for_kernel must have batch size {b} like input_2d, got shape "
+                             f"{tuple(input_for_kernel.shape)}")
+        if tuple(input_for_kernel.shape[2:]) != tuple(expected_hw):
+            raise ValueError(f"input_for_kernel must have spatial size {tuple(expected_hw)}{where}, got "
+                             f"{tuple(input_for_kernel.shape[2:])}")
+        _check_same_dtype((("input_2d", input_2d), ("input_for_kernel", input_for_kernel)), input_2d.device.type)
+        return self.compute_kernel(input_for_kernel, mask)
+
+    def extra_repr(self) -> str:
+        parts = [] if self.pool_only else [f"{self.in_channels}, {self.out_channels}"]
+        parts.append(f"kernel_size={self.kernel_size}")
+        if self.stride != (1, 1):
+            parts.append(f"stride={self.stride}")
+        if self.padding != (0, 0):
+            parts.append(f"padding={self.padding}")
+        if self.output_padding != (0, 0):
+            parts.append(f"output_padding={self.output_padding}")
+        if self.dilation != (1, 1):
+            parts.append(f"dilation={self.dilation}")
+        if not self.pool_only and self.bias is None:
+            parts.append("bias=False")
+        parts.append(f"kernel_type={self.kernel_type}")
+        if self.smooth_kernel_type != "none":
+            parts.append(f"smooth_kernel_type={self.smooth_kernel_type}")
+        if self.channel_wise:
+            parts.append("channel_wise=True")
+        if self.normalize_kernel:
+            parts.append("normalize_kernel=True")
+        if self.shared_filters:
+            parts.append("shared_filters=True")
+        if not self.pool_only and self.filler != "uniform":
+            parts.append(f"filler={self.filler}")
+        return ", ".join(parts)
+
+
+class PacConv2d(_PacConvNd):
+    """Pixel-adaptive convolution (Su et al., CVPR 2019, Eq. 3): ``v'_i = sum_j K(f_i, f_j) W[p_i - p_j] v_j + b``.
+
+    Drop-in for the official ``PacConv2d``. With a Gaussian kernel and constant guidance it equals ``nn.Conv2d``.
+
+    Args:
+        in_channels: Input channels ``C_in``.
+        out_channels: Output channels ``C_out``.
+        kernel_size: Odd window size.
+        stride: Stride.
+        padding: Zero padding (of the input and of the guidance).
+        dilation: Dilation.
+        bias: Learn a bias.
+        kernel_type: ``'gaussian'`` (``exp(-0.5 d^2)``) or ``'inv_{alpha}_{lambda}[_asym][_fixed]'``
+            (``alpha + (d^2 + 1e-4)^(lambda/2)``; learnable ``inv_alpha``/``inv_lambda`` unless ``_fixed``).
+        smooth_kernel_type: Reference feature ``f_i``: ``'none'`` (window centre), ``'gaussian'``, ``'average_{s}'``
+            or ``'full_{s}'`` (learnable ``smooth_kernel``).
+        normalize_kernel: Normalise each output's kernel to sum 1 over in-image taps.
+        shared_filters: One depthwise ``(1, 1, k, k)`` filter for all channels (needs ``in_channels == out_channels``).
+        filler: Weight init: ``'uniform'``, ``'crf'``, ``'crf_perturbed'``, ``'pool'`` or ``'crf_pool'`` (the last
+            two register a fixed ``weight`` buffer of ones and need ``shared_filters``).
+        native_impl: Accepted for compatibility; both values run the same implementation.
+
+    Shape:
+        - input_2d: ``(B, C_in, H, W)``; input_for_kernel: ``(B, F, H, W)``; mask: ``(B, 1, H, W)``
+        - output: ``(B, C_out, H_out, W_out)`` as for ``nn.Conv2d``; output_mask: ``(B, 1, H_out, W_out)``
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: IntPair = 0,
+        dilation: IntPair = 1,
+        bias: bool = True,
+        kernel_type: str = "gaussian",
+        smooth_kernel_type: str = "none",
+        normalize_kernel: bool = False,
+        shared_filters: bool = False,
+        filler: str = "uniform",
+        native_impl: bool = False,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, bias, False,
+                         kernel_type, smooth_kernel_type, False, normalize_kernel, shared_filters, filler, native_impl)
+
+    def forward(
+        self,
+        input_2d: Tensor,
+        input_for_kernel: Optional[Tensor],
+        kernel: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """Applies PAC; ``kernel`` (from :meth:`compute_kernel`) replaces the guidance when given.
+
+        Returns:
+            ``output``, or ``(output, output_mask)`` when ``mask`` is given.
+        """
+        kernel, output_mask = self._kernel_for_forward(input_2d, input_for_kernel, kernel, mask)
+        output = pacconv2d(input_2d, kernel, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                           self.shared_filters, self.native_impl)
+        return output if mask is None else (output, output_mask)
+
+
+class PacConvTranspose2d(_PacConvNd):
+    """Transposed pixel-adaptive convolution (Su et al., CVPR 2019, Eq. 3 on the zero-inserted input).
+
+    The weight follows ``nn.ConvTranspose2d``: with a Gaussian kernel and constant guidance this layer equals
+    ``nn.ConvTranspose2d`` with the same ``weight`` (official weights need
+    :func:`official_transposed_weight_to_torch`). The guidance is at the *output* resolution.
+
+    Args:
+        in_channels: Input channels ``C_in``.
+        out_channels: Output channels ``C_out``.
+        kernel_size: Odd window size.
+        stride: Up-sampling stride.
+        padding: Padding, as in ``nn.ConvTranspose2d``.
+        output_padding: Extra size on the bottom/right, as in ``nn.ConvTranspose2d``.
+        dilation: Dilation.
+        bias: Learn a bias.
+        kernel_type: See :class:`PacConv2d`.
+        smooth_kernel_type: See :class:`PacConv2d`.
+        normalize_kernel: Normalise each output's kernel to sum 1 over taps on real (not zero-inserted) samples.
+        shared_filters: One depthwise ``(1, 1, k, k)`` filter for all channels (needs ``in_channels == out_channels``).
+        filler: Weight init: ``'uniform'`` or ``'linear'`` (bilinear up-sampling, identity across channels).
+        native_impl: Accepted for compatibility; both values run the same implementation.
+
+    Shape:
+        - input_2d: ``(B, C_in, H, W)``; input_for_kernel: ``(B, F, H_out, W_out)``; mask: ``(B, 1, H, W)``
+        - output: ``(B, C_out, H_out, W_out)`` with ``H_out = (H-1) S - 2P + D(k-1) + output_padding + 1``
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: IntPair = 0,
+        output_padding: IntPair = 0,
+        dilation: IntPair = 1,
+        bias: bool = True,
+        kernel_type: str = "gaussian",
+        smooth_kernel_type: str = "none",
+        normalize_kernel: bool = False,
+        shared_filters: bool = False,
+        filler: str = "uniform",
+        native_impl: bool = False,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, True, output_padding, bias,
+                         False, kernel_type, smooth_kernel_type, False, normalize_kernel, shared_filters, filler,
+                         native_impl)
+
+    def forward(
+        self,
+        input_2d: Tensor,
+        input_for_kernel: Optional[Tensor],
+        kernel: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """Applies transposed PAC; ``kernel`` (from :meth:`compute_kernel`) replaces the guidance when given.
+
+        Returns:
+            ``output``, or ``(output, output_mask)`` when ``mask`` is given.
+        """
+        kernel, output_mask = self._kernel_for_forward(input_2d, input_for_kernel, kernel, mask)
+        output = pacconv_transpose2d(input_2d, kernel, self.weight, self.bias, self.stride, self.padding,
+                                     self.output_padding, self.dilation, self.shared_filters, self.native_impl)
+        return output if mask is None else (output, output_mask)

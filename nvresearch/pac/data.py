@@ -1,0 +1,522 @@
+"""Data for joint depth upsampling (PAC paper, spec B.2 and C.1).
+
+- :class:`SyntheticRGBD`: the embedded default dataset, procedural RGB-D scenes generated on the fly.
+- :class:`NYUDepthV2`: the labeled NYU Depth v2 subset in its shipped ``.mat`` (HDF5) layout.
+- :func:`lowres` and :func:`normalize_lowres`: low-resolution generation and per-sample min-max normalisation.
+- :class:`JointUpsamplingDataset`: wraps a base dataset into ``guide`` / ``lowres`` / ``target`` training samples.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from nvresearch.core.data import split_epoch_key
+
+__all__ = [
+    "LOWRES_MODES",
+    "JointUpsamplingDataset",
+    "NYUDepthV2",
+    "SyntheticRGBD",
+    "lowres",
+    "normalize_lowres",
+]
+
+LOWRES_MODES: tuple[str, ...] = ("center", "last", "bilinear", "bicubic", "nearest")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Embedded procedural dataset
+# ----------------------------------------------------------------------------------------------------------------------
+class SyntheticRGBD(Dataset):
+    """Deterministic procedural RGB-D scenes: the embedded default dataset for joint depth upsampling.
+
+    Each scene is a back wall (a slanted plane), usually a floor that meets it in a crease, and 4-9 occluding
+    surfaces (rotated rectangles, ellipses, polygons; planar and slanted, some curved: bulges and cylinders) with
+    depths in metres in [1, 10], composited with a z-buffer so nearer surfaces occlude farther ones. Every surface
+    has its own colour texture (base colour plus a gradient, smooth waves or painted stripes, and shading); some
+    carry painted decals (colour edges without depth edges), and some share the colour of the surface behind them
+    (depth edges without colour edges). Sensor-like noise is added to the colour only; depth is clean, like the
+    in-painted NYU depth.
+
+    Item ``i`` is drawn from ``numpy.random.default_rng((seed, i))`` alone, so any index is reproducible and
+    independent of the others and of the worker that builds it.
+
+    Args:
+        num_scenes: Number of scenes (the dataset length).
+        height: Image height in pixels.
+        width: Image width in pixels.
+        seed: Dataset seed; different seeds give different scenes.
+
+    Shape:
+        - ``image``: float32 :math:`(3, H, W)` in [0, 1].
+        - ``depth``: float32 :math:`(1, H, W)` in metres, in [1, 10].
+    """
+
+    def __init__(self, num_scenes: int, height: int = 128, width: int = 128, seed: int = 0) -> None:
+        if num_scenes < 0:
+            raise ValueError(f"num_scenes must be >= 0, got {num_scenes}")
+        if height < 8 or width < 8:
+            raise ValueError(f"scenes must be at least 8x8 pixels, got {height}x{width}")
+        self.num_scenes = int(num_scenes)
+        self.height = int(height)
+        self.width = int(width)
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return self.num_scenes
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not -self.num_scenes <= index < self.num_scenes:
+            raise IndexError(f"scene index {index} out of range for {self.num_scenes} scenes")
+        index = index % self.num_scenes
+        image, depth = render_scene(np.random.default_rng((self.seed, index)), self.height, self.width)
+        return {"image": torch.from_numpy(image), "depth": torch.from_numpy(depth)}
+
+
+def _random_colour(rng: np.random.Generator) -> np.ndarray:
+    """A random, mostly muted RGB colour (indoor scenes are rarely saturated)."""
+    grey = rng.uniform(0.15, 0.85)
+    tint = rng.normal(0.0, 0.18, size=3)
+    return np.clip(grey + tint, 0.03, 0.97)
+
+
+def _appearance(rng: np.random.Generator) -> dict[str, Any]:
+    """Parameters of one surface texture; applied later on the pixels that the surface owns."""
+    kind = rng.choice(["flat", "gradient", "waves", "stripes"], p=[0.25, 0.35, 0.2, 0.2])
+    angle = rng.uniform(0.0, np.pi)
+    return {
+        "base": _random_colour(rng),
+        "second": _random_colour(rng),
+        "kind": str(kind),
+        "direction": np.array([np.cos(angle), np.sin(angle)]),
+        "frequency": rng.uniform(4.0, 14.0),  # periods per image side
+        "phase": rng.uniform(0.0, 2 * np.pi),
+        "amplitude": rng.uniform(0.05, 0.2) if kind in ("gradient", "waves") else rng.uniform(0.3, 0.7),
+        "duty": rng.uniform(0.3, 0.7),
+    }
+
+
+def _texture(app: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Evaluate a texture on coordinate arrays ``u``, ``v`` of shape ``(H, W)``; returns ``(3, H, W)``."""
+    base = app["base"].astype(np.float32)[:, None, None]
+    if app["kind"] == "flat":
+        return np.broadcast_to(base, (3, *u.shape))
+    t = np.float32(app["direction"][0]) * u + np.float32(app["direction"][1]) * v
+    if app["kind"] == "gradient":
+        mix = np.float32(2.0 * app["amplitude"]) * (t - np.float32(0.5))
+    elif app["kind"] == "waves":
+        mix = np.float32(app["amplitude"]) * np.sin(np.float32(2 * np.pi * app["frequency"]) * t + np.float32(app["phase"]))
+    else:  # painted stripes: hard colour edges on one continuous surface
+        frac = (np.float32(app["frequency"]) * t + np.float32(app["phase"] / (2 * np.pi))) % np.float32(1.0)
+        mix = np.float32(app["amplitude"]) * (frac < app["duty"])
+    return base + mix[None] * (app["second"].astype(np.float32)[:, None, None] - base)
+
+
+def _shape_mask(
+    rng: np.random.Generator, u: np.ndarray, v: np.ndarray, kind: str
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mask of one random shape, its normalised radial coordinate (0 at the centre, 1 at the rim), its centre row."""
+    cu, cv = rng.uniform(-0.1, 1.1), rng.uniform(-0.1, 1.1)
+    a, b = rng.uniform(0.06, 0.35), rng.uniform(0.06, 0.35)
+    theta = rng.uniform(0.0, np.pi)
+    du, dv = u - np.float32(cu), v - np.float32(cv)
+    c, s = np.float32(np.cos(theta)), np.float32(np.sin(theta))
+    ru = (c * du + s * dv) * np.float32(1.0 / a)
+    rv = (c * dv - s * du) * np.float32(1.0 / b)
+    if kind == "ellipse":
+        rho = np.sqrt(ru * ru + rv * rv)
+        return rho < 1.0, rho, cv
+    if kind == "rectangle":
+        return (np.abs(ru) < 1.0) & (np.abs(rv) < 1.0), np.abs(ru), cv
+    # polygon: 3-7 vertices on a jittered circle, point-in-polygon by the even-odd rule over its edges
+    n = int(rng.integers(3, 8))
+    angles = np.sort(rng.uniform(0.0, 2 * np.pi, size=n))
+    radii = rng.uniform(0.5, 1.0, size=n)
+    pu, pv = radii * np.cos(angles), radii * np.sin(angles)
+    inside = np.zeros(u.shape, dtype=bool)
+    for k in range(n):
+        u0, v0, u1, v1 = pu[k], pv[k], pu[(k + 1) % n], pv[(k + 1) % n]
+        crosses = (rv < v0) != (rv < v1)
+        at = np.float32(u0) + (rv - np.float32(v0)) * np.float32((u1 - u0) / (v1 - v0 + 1e-12))
+        inside ^= crosses & (ru < at)
+    return inside, np.sqrt(ru * ru + rv * rv), cv
+
+
+def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render one scene of :class:`SyntheticRGBD`.
+
+    Returns:
+        ``(image, depth)``: float32 arrays of shapes ``(3, H, W)`` in [0, 1] and ``(1, H, W)`` in metres.
+    """
+    side = float(max(height, width))
+    # Coordinates in units of the longer image side, so scenes look alike at any resolution.
+    ys = ((np.arange(height, dtype=np.float32) + 0.5) / side)[:, None]
+    xs = ((np.arange(width, dtype=np.float32) + 0.5) / side)[None, :]
+    u, v = np.broadcast_to(xs, (height, width)), np.broadcast_to(ys, (height, width))
+    f32 = np.float32
+
+    # Back wall: a gently slanted plane far away. ``owner`` records which surface each pixel shows (z-buffer).
+    depth_map = (f32(rng.uniform(5.0, 9.5)) + f32(rng.uniform(-1.5, 1.5)) * (u - f32(0.5))
+                 + f32(rng.uniform(-1.0, 1.0)) * (v - f32(0.5)))
+    owner = np.zeros((height, width), dtype=np.int16)
+    appearances: list[dict[str, Any]] = [_appearance(rng)]
+    shadings: list[Any] = [f32(1.0)]
+
+    def add(mask: np.ndarray, depth: np.ndarray, app: dict[str, Any], shading: Any) -> None:
+        closer = mask & (depth < depth_map)
+        np.copyto(depth_map, depth, where=closer)
+        owner[closer] = len(appearances)
+        appearances.append(app)
+        shadings.append(shading)
+
+    # Floor seen by a roughly level camera: depth ~ 1 / (v - horizon); it meets the wall in a crease, a colour edge
+    # without a depth discontinuity.
+    floor_scale, horizon = 0.0, 2.0
+    if rng.random() < 0.6:
+        floor_scale, horizon = rng.uniform(0.4, 1.0), rng.uniform(0.25, 0.6) * height / side
+        below = v > f32(horizon + 1e-3)
+        floor = f32(floor_scale) / np.maximum(v - f32(horizon), f32(1e-3))
+        add(below, floor, _appearance(rng), f32(rng.uniform(0.75, 0.95)))
+
+    for _ in range(int(rng.integers(4, 10))):
+        kind = str(rng.choice(["rectangle", "ellipse", "polygon"], p=[0.4, 0.3, 0.3]))
+        mask, rho, centre_row = _shape_mask(rng, u, v, kind)
+        # Objects seen against the floor mostly stand in front of it: keep their centre nearer than the floor there.
+        far = 8.0 if centre_row <= horizon + 0.05 else float(np.clip(floor_scale / (centre_row - horizon), 1.5, 8.0))
+        depth = (f32(rng.uniform(1.2, far)) + f32(rng.uniform(-1.0, 1.0)) * (u - f32(0.5))
+                 + f32(rng.uniform(-1.0, 1.0)) * (v - f32(0.5)))
+        shading: Any = f32(1.0)
+        if kind != "polygon" and rng.random() < 0.3:
+            # Curved surface: a bulge (ellipse) or a cylinder (rectangle) towards the camera, shaded by its slope.
+            cap = np.sqrt(np.clip(f32(1.0) - rho * rho, f32(0.0), f32(1.0)))
+            depth = depth - f32(rng.uniform(0.2, 0.8)) * cap
+            shading = f32(0.75) + f32(0.25) * cap
+        if rng.random() < 0.15:
+            # Same paint as an earlier surface: a depth edge without a colour edge.
+            app = appearances[int(rng.integers(len(appearances)))]
+        else:
+            app = _appearance(rng)
+        add(mask, depth, app, shading)
+
+    image = np.empty((3, height, width), dtype=np.float32)
+    for k, (app, shading) in enumerate(zip(appearances, shadings)):
+        sel = owner == k
+        if sel.any():
+            np.copyto(image, _texture(app, u, v) * shading, where=sel[None])
+
+    # Painted decals (posters, labels) on whichever surface lies under their centre: colour edges, no depth edge.
+    for _ in range(int(rng.integers(0, 4))):
+        mask, _, _ = _shape_mask(rng, u, v, str(rng.choice(["rectangle", "ellipse"])))
+        host = owner[min(int(rng.uniform(0.1, 0.9) * height), height - 1), min(int(rng.uniform(0.1, 0.9) * width), width - 1)]
+        sel = mask & (owner == host)
+        if sel.any():
+            np.copyto(image, _texture(_appearance(rng), u, v), where=sel[None])
+
+    # Smooth illumination falloff plus sensor noise, on colour only.
+    light = f32(1.0) - f32(rng.uniform(0.0, 0.25)) * ((u - f32(rng.uniform(0, 1))) ** 2 + (v - f32(rng.uniform(0, 1))) ** 2)
+    image *= light[None]
+    image += f32(rng.uniform(0.005, 0.02)) * rng.standard_normal(size=image.shape, dtype=np.float32)
+    np.clip(image, 0.0, 1.0, out=image)
+    return image, np.clip(depth_map, 1.0, 10.0)[None]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# NYU Depth v2 (labeled subset), spec C.1
+# ----------------------------------------------------------------------------------------------------------------------
+NYU_FILE = "nyu_depth_v2_labeled.mat"
+NYU_NUM_IMAGES = 1449
+NYU_NUM_TRAIN = 1000
+NYU_URL = "http://horatio.cs.nyu.edu/mit/silberman/nyu_depth_v2/nyu_depth_v2_labeled.mat"
+_NYU_LAYOUT = (
+    f"Expected layout: <root>/{NYU_FILE} (MATLAB v7.3 / HDF5, about 2.8 GB, md5 a3a66613390119e6d46827a7aaa3c132, "
+    f"from {NYU_URL}) holding dataset 'images' of shape ({NYU_NUM_IMAGES}, 3, 640, 480) uint8 and dataset 'depths' "
+    f"of shape ({NYU_NUM_IMAGES}, 640, 480) float32 in metres (stored width-major; rows and columns are swapped on "
+    "load)."
+)
+
+
+class NYUDepthV2(Dataset):
+    """The labeled NYU Depth v2 subset read from its shipped ``nyu_depth_v2_labeled.mat`` (spec C.1).
+
+    Splits follow the reference: ``train`` = images 0-999 minus the last ``round(val_ratio * 1000)`` (those form
+    ``val``), ``test`` = images 1000-1448 (449 images). The HDF5 file is opened lazily in each process that reads it,
+    so the dataset pickles into DataLoader workers.
+
+    Args:
+        root: Folder holding ``nyu_depth_v2_labeled.mat``.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        val_ratio: Fraction of the 1000 training images held out as ``val``.
+
+    Shape:
+        - ``image``: float32 :math:`(3, 480, 640)` in [0, 1].
+        - ``depth``: float32 :math:`(1, 480, 640)` in metres.
+
+    Raises:
+        FileNotFoundError: If the file is missing (the message gives the expected layout and download URL).
+        ValueError: If the file lacks a dataset, has the wrong shapes, or too few images.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "train", val_ratio: float = 0.0) -> None:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        if not 0.0 <= val_ratio < 1.0:
+            raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
+        self.path = os.path.join(os.fspath(root), NYU_FILE)
+        self.split = split
+        self._check_file()
+        n_val = int(round(val_ratio * NYU_NUM_TRAIN))
+        if split == "train":
+            self.indices = list(range(NYU_NUM_TRAIN - n_val))
+        elif split == "val":
+            self.indices = list(range(NYU_NUM_TRAIN - n_val, NYU_NUM_TRAIN))
+        else:
+            self.indices = list(range(NYU_NUM_TRAIN, NYU_NUM_IMAGES))
+        self._file: Any = None  # h5py.File, opened on first access in the process that reads
+
+    def _check_file(self) -> None:
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"NYU Depth v2 file not found: {self.path}. {_NYU_LAYOUT}")
+        import h5py
+
+        try:
+            with h5py.File(self.path, "r") as f:
+                problems = []
+                for name in ("images", "depths"):
+                    if name not in f or not isinstance(f[name], h5py.Dataset):
+                        problems.append(f"missing dataset '{name}'")
+                if not problems:
+                    images, depths = f["images"].shape, f["depths"].shape
+                    if len(images) != 4 or images[1] != 3:
+                        problems.append(f"'images' has shape {images}, expected (N, 3, W, H)")
+                    if len(depths) != 3:
+                        problems.append(f"'depths' has shape {depths}, expected (N, W, H)")
+                    if not problems and (images[0] != depths[0] or images[2:] != depths[1:]):
+                        problems.append(f"'images' {images} and 'depths' {depths} disagree")
+                    if not problems and images[0] < NYU_NUM_IMAGES:
+                        problems.append(f"only {images[0]} images, the fixed splits need {NYU_NUM_IMAGES}")
+        except OSError as err:  # not an HDF5 file (e.g. an old MATLAB v5 .mat or a truncated download)
+            raise ValueError(f"cannot read {self.path} as HDF5 ({err}). {_NYU_LAYOUT}") from err
+        if problems:
+            raise ValueError(f"malformed NYU Depth v2 file {self.path}: {'; '.join(problems)}. {_NYU_LAYOUT}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None  # an open h5py handle cannot be pickled into workers
+        return state
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if self._file is None:
+            import h5py
+
+            self._file = h5py.File(self.path, "r")
+        i = self.indices[index]
+        image = np.asarray(self._file["images"][i]).transpose(0, 2, 1)  # stored (3, W, H)
+        depth = np.asarray(self._file["depths"][i], dtype=np.float32).T  # stored (W, H)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0),
+            "depth": torch.from_numpy(np.ascontiguousarray(depth))[None],
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Low-resolution generation and normalisation, spec B.2
+# ----------------------------------------------------------------------------------------------------------------------
+def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur with reflect padding, the anti-aliasing prefilter that skimage uses."""
+    radius = max(1, int(math.ceil(4 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    b, c, h, w = x.shape
+    y = x.reshape(b * c, 1, h, w)
+    y = F.pad(y, (radius, radius, 0, 0), mode="reflect" if w > radius else "replicate")
+    y = F.conv2d(y, g.view(1, 1, 1, -1))
+    y = F.pad(y, (0, 0, radius, radius), mode="reflect" if h > radius else "replicate")
+    y = F.conv2d(y, g.view(1, 1, -1, 1))
+    return y.reshape(b, c, h, w)
+
+
+def lowres(hr: Tensor, factor: int, mode: str = "center") -> Tensor:
+    """Make the low-resolution input from a high-resolution map (spec B.2, ``get_lowres``).
+
+    - ``center`` (the NYU protocol): point subsampling, every ``factor``-th pixel from offset ``(factor - 1) // 2``.
+    - ``last``: point subsampling from offset ``factor - 1``.
+    - ``bilinear`` / ``bicubic`` (the Sintel protocol uses ``bilinear``): anti-aliased resizing with
+      ``F.interpolate(..., antialias=True)``. The reference uses skimage (Gaussian prefilter, then interpolation), so
+      values differ slightly; the geometry (pixel-centre alignment) is the same.
+    - ``nearest``: a Gaussian prefilter with skimage's default sigma ``(factor - 1) / 2``, then the sample nearest
+      each low-resolution pixel centre (offset ``factor // 2``).
+
+    If the size is not a multiple of ``factor`` the map is first resized (anti-aliased bilinear) to
+    ``ceil(H / factor) * factor`` by ``ceil(W / factor) * factor``, as the reference does.
+
+    Args:
+        hr: High-resolution map.
+        factor: Integer downsampling factor (>= 1).
+        mode: One of :data:`LOWRES_MODES`.
+
+    Shape:
+        - hr: :math:`(C, H, W)` or :math:`(B, C, H, W)`.
+        - output: :math:`(C, \\lceil H/f \\rceil, \\lceil W/f \\rceil)` or with the batch dimension.
+    """
+    if mode not in LOWRES_MODES:
+        raise ValueError(f"unknown lowres mode {mode!r}; expected one of {LOWRES_MODES}")
+    if int(factor) != factor or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor}")
+    if hr.dim() not in (3, 4):
+        raise ValueError(f"expected a (C, H, W) or (B, C, H, W) tensor, got shape {tuple(hr.shape)}")
+    factor = int(factor)
+    unbatched = hr.dim() == 3
+    x = hr[None] if unbatched else hr
+    if not x.is_floating_point():
+        x = x.float()
+    h, w = x.shape[-2:]
+    hh, ww = math.ceil(h / factor) * factor, math.ceil(w / factor) * factor
+    if (hh, ww) != (h, w):
+        x = F.interpolate(x, size=(hh, ww), mode="bilinear", align_corners=False, antialias=True)
+    if mode in ("center", "last"):
+        offset = (factor - 1) // 2 if mode == "center" else factor - 1
+        out = x[..., offset::factor, offset::factor]
+    elif mode == "nearest":
+        blurred = _gaussian_blur(x, (factor - 1) / 2) if factor > 1 else x
+        out = blurred[..., factor // 2 :: factor, factor // 2 :: factor]
+    else:
+        out = F.interpolate(x, size=(hh // factor, ww // factor), mode=mode, align_corners=False, antialias=True)
+    out = out.contiguous()
+    return out[0] if unbatched else out
+
+
+def normalize_lowres(lr: Tensor, flat_eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
+    """Min-max normalise a low-resolution map per sample and channel to [0, 1] (spec B.2).
+
+    A flat patch (range below ``flat_eps``) gets its range widened by 0.5 on each side, so it maps to 0.5 with
+    scale ~1 instead of dividing by zero.
+
+    Args:
+        lr: Low-resolution map in data units.
+        flat_eps: Ranges below this count as flat.
+
+    Returns:
+        ``(normalised, lr_min, lr_scale)`` with ``lr = normalised * lr_scale + lr_min``.
+
+    Shape:
+        - lr: :math:`(C, h, w)` or :math:`(B, C, h, w)`.
+        - lr_min, lr_scale: :math:`(C, 1, 1)` or :math:`(B, C, 1, 1)`.
+    """
+    lo = lr.amin(dim=(-2, -1), keepdim=True)
+    hi = lr.amax(dim=(-2, -1), keepdim=True)
+    flat = (hi - lo) < flat_eps
+    lo = torch.where(flat, lo - 0.5, lo)
+    hi = torch.where(flat, hi + 0.5, hi)
+    scale = hi - lo
+    return (lr - lo) / scale, lo, scale
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training/evaluation samples
+# ----------------------------------------------------------------------------------------------------------------------
+class JointUpsamplingDataset(Dataset):
+    """Turn an RGB-D dataset into joint-upsampling samples (spec B.2).
+
+    Training: a random ``crop`` x ``crop`` window and a horizontal flip with p = 0.5, drawn from
+    ``numpy.random.default_rng((seed, epoch, index))`` so that a run is reproducible and each epoch differs (call
+    :meth:`set_epoch`). Evaluation: a centre crop to ``crop`` if given, else a centre crop to the largest multiple of
+    ``factor``. The low-resolution input is then made from the (augmented) target with :func:`lowres` and min-max
+    normalised per channel with :func:`normalize_lowres`.
+
+    Args:
+        base: Dataset returning dicts with ``image`` :math:`(3, H, W)` in [0, 1] and ``target_key`` :math:`(C, H, W)`.
+        factor: Upsampling factor.
+        crop: Crop size (a multiple of ``factor``); required for training.
+        train: Random crops and flips if True, deterministic centre crops otherwise.
+        lowres_mode: See :func:`lowres` (``center`` for NYU, ``bilinear`` for Sintel).
+        seed: Seed of the augmentation.
+        target_key: Key of the target map in the base samples.
+
+    Shape:
+        - ``guide``: float32 :math:`(3, H, W)` in [0, 1].
+        - ``lowres``: float32 :math:`(C, H/f, W/f)`, normalised to [0, 1].
+        - ``target``: float32 :math:`(C, H, W)` in data units (metres for depth).
+        - ``lr_min``, ``lr_scale``: float32 :math:`(C, 1, 1)`; ``lowres * lr_scale + lr_min`` gives data units.
+    """
+
+    def __init__(
+        self,
+        base: Dataset,
+        factor: int,
+        crop: int | None = None,
+        train: bool = False,
+        lowres_mode: str = "center",
+        seed: int = 0,
+        target_key: str = "depth",
+    ) -> None:
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor}")
+        if lowres_mode not in LOWRES_MODES:
+            raise ValueError(f"unknown lowres mode {lowres_mode!r}; expected one of {LOWRES_MODES}")
+        if crop is not None and (crop <= 0 or crop % factor != 0):
+            raise ValueError(f"crop must be a positive multiple of the factor {factor}, got {crop}")
+        if train and crop is None:
+            raise ValueError("training needs a crop size (a multiple of the factor)")
+        self.base = base
+        self.factor = int(factor)
+        self.crop = crop
+        self.train = train
+        self.lowres_mode = lowres_mode
+        self.seed = int(seed)
+        self.target_key = target_key
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random crops and flips :meth:`__getitem__` draws."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+        # ``(epoch, index)`` keys come from nvresearch.core.data.EpochSampler; plain indices use set_epoch's epoch.
+        epoch, index = split_epoch_key(key) if isinstance(key, tuple) else (self.epoch, int(key))
+        sample: Mapping[str, Tensor] = self.base[index]
+        guide, target = sample["image"], sample[self.target_key]
+        h, w = target.shape[-2:]
+        if guide.shape[-2:] != (h, w):
+            raise ValueError(f"sample {index}: image {tuple(guide.shape)} and target {tuple(target.shape)} differ")
+        if self.train:
+            assert self.crop is not None
+            if self.crop > min(h, w):
+                raise ValueError(f"sample {index}: crop {self.crop} larger than the {h}x{w} image")
+            rng = np.random.default_rng((self.seed, epoch, index))
+            top = int(rng.integers(0, h - self.crop + 1))
+            left = int(rng.integers(0, w - self.crop + 1))
+            ch, cw = self.crop, self.crop
+            flip = bool(rng.random() < 0.5)
+        else:
+            ch, cw = (self.crop, self.crop) if self.crop else (h // self.factor * self.factor, w // self.factor * self.factor)
+            if ch > h or cw > w:
+                raise ValueError(f"sample {index}: crop {self.crop} larger than the {h}x{w} image")
+            top, left, flip = (h - ch) // 2, (w - cw) // 2, False
+        guide = guide[:, top : top + ch, left : left + cw]
+        target = target[:, top : top + ch, left : left + cw]
+        if flip:
+            guide, target = guide.flip(-1), target.flip(-1)
+        lr, lr_min, lr_scale = normalize_lowres(lowres(target.float(), self.factor, self.lowres_mode))
+        return {
+            "guide": guide.float().contiguous(),
+            "lowres": lr.float(),
+            "target": target.float().contiguous(),
+            "lr_min": lr_min.float(),
+            "lr_scale": lr_scale.float(),
+        }

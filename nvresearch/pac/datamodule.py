@@ -1,0 +1,105 @@
+"""LightningDataModule for joint depth upsampling: embedded synthetic scenes or NYU Depth v2."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+from nvresearch.core.data import EpochSampler
+from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD
+
+DATASETS = ("synthetic", "nyu")
+
+
+class JointUpsamplingDataModule(pl.LightningDataModule):
+    """Train/val/test splits for joint upsampling by ``factor``.
+
+    Args:
+        dataset: ``synthetic`` (embedded, procedurally generated) or ``nyu`` (NYU Depth v2 labelled subset).
+        root: folder holding ``nyu_depth_v2_labeled.mat`` (``nyu`` only).
+        factor: upsampling factor (a power of two).
+        crop: training crop size (a multiple of ``factor``); evaluation uses whole images.
+        lowres_mode: how the LR input is made from the HR depth (``center``: point subsampling, the NYU protocol).
+        eval_border / metric_scale: used by the module; kept here so one data config describes the protocol.
+        train_size / val_size / test_size / scene_height / scene_width: synthetic scenes per split and their size.
+        val_ratio: NYU only, the fraction of the 1000 training images held out for validation.
+        seed: seeds the synthetic scenes (train, val and test use disjoint seeds) and the training stream.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        root: str | None = None,
+        factor: int = 8,
+        crop: int | None = 64,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        lowres_mode: str = "center",
+        eval_border: int = 0,
+        metric_scale: float = 1.0,
+        train_size: int | None = 512,
+        val_size: int | None = 16,
+        test_size: int | None = 64,
+        scene_height: int | None = 128,
+        scene_width: int | None = 128,
+        val_ratio: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+        if dataset == "nyu" and not root:
+            raise ValueError("dataset 'nyu' needs root=<folder holding nyu_depth_v2_labeled.mat>")
+        self.dataset, self.root, self.factor, self.crop = dataset, root, int(factor), crop
+        self.batch_size, self.num_workers, self.lowres_mode = int(batch_size), int(num_workers), lowres_mode
+        self.eval_border, self.metric_scale = int(eval_border), float(metric_scale)
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.scene_hw = (scene_height, scene_width)
+        self.val_ratio, self.seed = float(val_ratio), int(seed)
+        self.splits: dict[str, Dataset] = {}
+
+    def _base(self, split: str) -> Dataset:
+        if self.dataset == "nyu":
+            if split == "val" and self.val_ratio <= 0:
+                raise ValueError("NYU validation needs val_ratio > 0 (a held-out part of the 1000 training images)")
+            return NYUDepthV2(self.root, split=split, val_ratio=self.val_ratio)
+        h, w = self.scene_hw
+        offset = {"train": 0, "val": 1, "test": 2}[split]  # disjoint scene seeds per split
+        return SyntheticRGBD(int(self.sizes[split]), height=int(h), width=int(w), seed=self.seed * 10 + offset)
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
+            if split in self.splits:
+                continue
+            train = split == "train"
+            self.splits[split] = JointUpsamplingDataset(
+                self._base(split),
+                factor=self.factor,
+                crop=self.crop if train else None,
+                train=train,
+                lowres_mode=self.lowres_mode,
+                seed=self.seed,
+            )
+
+    def _loader(self, split: str) -> DataLoader:
+        ds = self.splits[split]
+        train = split == "train"
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if train else 1 if self.dataset == "nyu" else self.batch_size,
+            sampler=EpochSampler(len(ds), seed=self.seed) if train else None,
+            shuffle=False,
+            drop_last=train and len(ds) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,266 @@
+"""Joint upsampling networks of the PAC paper (spec B.1, A.11) and training-free baselines.
+
+Every model has the same call: ``model(target_lr, guide)`` with the low-resolution target ``(B, C, h, w)`` (min-max
+normalised for the learned model, spec B.2) and the full-resolution RGB guide ``(B, 3, h*f, w*f)`` in [0, 1]; it
+returns ``(B, C, h*f, w*f)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nvresearch.core.layers.pac import PacConvTranspose2d
+
+__all__ = ["Bicubic", "Bilinear", "JointBilateral", "PacJointUpsample", "check_factor"]
+
+
+def check_factor(factor: int) -> int:
+    """Return ``log2(factor)``; raise ``ValueError`` unless ``factor`` is a power of two >= 2."""
+    if isinstance(factor, bool) or int(factor) != factor or factor < 2 or (int(factor) & (int(factor) - 1)) != 0:
+        raise ValueError(f"factor must be a power of 2 (2, 4, 8, 16, ...), got {factor}")
+    return int(math.log2(int(factor)))
+
+
+def _check_inputs(target_lr: Tensor, guide: Tensor, factor: int, channels: int, guide_channels: int) -> None:
+    if target_lr.dim() != 4 or guide.dim() != 4:
+        raise ValueError(
+            f"expected target_lr (B, C, h, w) and guide (B, 3, H, W), got {tuple(target_lr.shape)} and "
+            f"{tuple(guide.shape)}"
+        )
+    b, c, h, w = target_lr.shape
+    if c != channels:
+        raise ValueError(f"target_lr has {c} channels, the model was built for {channels}")
+    if guide.shape[1] != guide_channels:
+        raise ValueError(f"guide has {guide.shape[1]} channels, the model was built for {guide_channels}")
+    if guide.shape[0] != b:
+        raise ValueError(f"batch sizes differ: target_lr {b}, guide {guide.shape[0]}")
+    if tuple(guide.shape[-2:]) != (h * factor, w * factor):
+        raise ValueError(
+            f"guide size {tuple(guide.shape[-2:])} must be the low-resolution size {(h, w)} times the factor "
+            f"{factor} = {(h * factor, w * factor)}; use nvresearch.pac.inference.upsample for other sizes"
+        )
+
+
+def _conv_branch(in_channels: int, widths: list[int], kernel_size: int) -> nn.Sequential:
+    """Convs with ReLUs in between and none after the last; names ``conv1, relu1, conv2, ...`` as in the reference."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for i, width in enumerate(widths, start=1):
+        layers[f"conv{i}"] = nn.Conv2d(in_channels, width, kernel_size, padding=kernel_size // 2)
+        if i < len(widths):
+            layers[f"relu{i}"] = nn.ReLU(inplace=True)
+        in_channels = width
+    return nn.Sequential(layers)
+
+
+class PacJointUpsample(nn.Module):
+    """PAC joint upsampling network (paper Sec. 4.1; spec B.1, A.11).
+
+    A target branch encodes the low-resolution map; ``log2(factor)`` transposed PAC layers (stride 2, Gaussian kernel,
+    unnormalised) each double its resolution, adapting their kernels to guidance features; a final branch maps to the
+    output. The guidance branch turns the RGB guide into ``k_ch * log2(factor)`` feature channels at full resolution;
+    chunk ``i`` is bilinearly resized to the output size of stage ``i``. There is no batch norm and no skip from a
+    bilinear upsampling: the network predicts the normalised high-resolution target directly. A target with ``C``
+    channels is processed as ``C`` single-channel samples sharing the guidance.
+
+    Parameter names follow the reference (``branch_t.conv1``, ``up_convts.0``, ...). The transposed weights use
+    torch's ``nn.ConvTranspose2d`` convention, so weights from the reference code must be flipped spatially on load
+    (spec A.5, E.1).
+
+    Args:
+        factor: Upsampling factor, a power of two.
+        channels: Channels of the target (1 for depth, 2 for flow).
+        guide_channels: Channels of the guide image.
+        n_t_layers: Convs in the target branch.
+        n_g_layers: Convs in the guidance branch.
+        n_f_layers: Convs in the final branch.
+        n_t_filters: Width of the target branch and of the upsampling layers.
+        n_g_filters: Width of the guidance branch.
+        n_f_filters: Width of the final branch.
+        k_ch: Guidance feature channels per upsampling stage.
+        f_sz_1: Kernel size of the plain convs.
+        f_sz_2: Kernel size of the transposed PAC layers.
+        zero_guidance: Ablation: multiply the guide by 0, so the kernels are constant and PAC is a plain transposed
+            conv (spec B.2, ``--zero-guidance``).
+
+    Shape:
+        - target_lr: :math:`(B, C, h, w)`, normalised to [0, 1] per sample and channel.
+        - guide: :math:`(B, 3, h f, w f)` in [0, 1].
+        - output: :math:`(B, C, h f, w f)` in the normalised units of ``target_lr``.
+    """
+
+    def __init__(
+        self,
+        factor: int,
+        channels: int = 1,
+        guide_channels: int = 3,
+        n_t_layers: int = 3,
+        n_g_layers: int = 3,
+        n_f_layers: int = 2,
+        n_t_filters: int = 32,
+        n_g_filters: int = 32,
+        n_f_filters: int = 32,
+        k_ch: int = 16,
+        f_sz_1: int = 5,
+        f_sz_2: int = 5,
+        zero_guidance: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_ups = check_factor(factor)
+        if min(n_t_layers, n_g_layers, n_f_layers) < 1:
+            raise ValueError("each branch needs at least one layer")
+        if f_sz_1 % 2 == 0 or f_sz_2 % 2 == 0:
+            raise ValueError(f"kernel sizes must be odd, got f_sz_1={f_sz_1}, f_sz_2={f_sz_2}")
+        self.factor = int(factor)
+        self.channels = channels
+        self.guide_channels = guide_channels
+        self.k_ch = k_ch
+        self.zero_guidance = zero_guidance
+        self.branch_t = _conv_branch(1, [n_t_filters] * n_t_layers, f_sz_1)
+        self.branch_g = _conv_branch(guide_channels, [n_g_filters] * (n_g_layers - 1) + [k_ch * self.num_ups], f_sz_1)
+        self.up_convts = nn.ModuleList(
+            PacConvTranspose2d(n_t_filters, n_t_filters, f_sz_2, stride=2, padding=f_sz_2 // 2, output_padding=1)
+            for _ in range(self.num_ups)
+        )
+        self.branch_f = _conv_branch(n_t_filters, [n_f_filters] * (n_f_layers - 1) + [1], f_sz_1)
+
+    def guidance_features(self, guide: Tensor) -> list[Tensor]:
+        """Guidance features of each upsampling stage, resized to that stage's output size (spec A.11).
+
+        Shape:
+            - guide: :math:`(B, 3, H, W)`.
+            - output: ``log2(factor)`` tensors :math:`(B, k_{ch}, H 2^{i+1} / f, W 2^{i+1} / f)`.
+        """
+        if self.zero_guidance:
+            guide = guide * 0
+        feats = self.branch_g(guide)
+        h, w = guide.shape[-2] // self.factor, guide.shape[-1] // self.factor
+        out = []
+        for i, chunk in enumerate(feats.split(self.k_ch, dim=1)):
+            size = (h * 2 ** (i + 1), w * 2 ** (i + 1))
+            if tuple(chunk.shape[-2:]) != size:
+                chunk = F.interpolate(chunk, size=size, mode="bilinear", align_corners=False)
+            out.append(chunk)
+        return out
+
+    def forward(self, target_lr: Tensor, guide: Tensor) -> Tensor:
+        _check_inputs(target_lr, guide, self.factor, self.channels, self.guide_channels)
+        b, c, h, w = target_lr.shape
+        feats = self.guidance_features(guide)
+        if c > 1:
+            # Fold channels into the batch (spec B.1): sample b*c + k is channel k of sample b, with b's guidance.
+            feats = [f.repeat_interleave(c, dim=0) for f in feats]
+        x = self.branch_t(target_lr.reshape(b * c, 1, h, w))
+        for up, f in zip(self.up_convts, feats):
+            x = F.relu(up(x, f))
+        x = self.branch_f(x)
+        return x.reshape(b, c, h * self.factor, w * self.factor)
+
+
+class _Interpolate(nn.Module):
+    mode = "bilinear"
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor}")
+        self.factor = int(factor)
+
+    def forward(self, target_lr: Tensor, guide: Tensor) -> Tensor:
+        _check_inputs(target_lr, guide, self.factor, target_lr.shape[1], guide.shape[1])
+        h, w = target_lr.shape[-2:]
+        return F.interpolate(target_lr, size=(h * self.factor, w * self.factor), mode=self.mode, align_corners=False)
+
+
+class Bilinear(_Interpolate):
+    """Bilinear upsampling baseline, ignoring the guide (spec B.1, ``align_corners=False``).
+
+    Shape:
+        - target_lr: :math:`(B, C, h, w)`; guide: :math:`(B, 3, h f, w f)`; output: :math:`(B, C, h f, w f)`.
+    """
+
+    mode = "bilinear"
+
+
+class Bicubic(_Interpolate):
+    """Bicubic upsampling baseline, ignoring the guide (``align_corners=False``).
+
+    Shape:
+        - target_lr: :math:`(B, C, h, w)`; guide: :math:`(B, 3, h f, w f)`; output: :math:`(B, C, h f, w f)`.
+    """
+
+    mode = "bicubic"
+
+
+class JointBilateral(nn.Module):
+    """Joint bilateral upsampling (Kopf et al. 2007) as a fixed transposed PAC (spec B.1 ``JointBilateral``, A.11).
+
+    A ``normalize_kernel=True`` transposed PAC with identity weights (all taps 1, no mixing across channels) averages
+    the low-resolution samples in a ``kernel_size`` window with the weights
+    ``exp(-0.5 * ||f_i - f_j||^2)`` on the features ``f = [scale_color * RGB, scale_space * y, scale_space * x]``
+    (RGB in [0, 1], coordinates in high-resolution pixels). So the colour bandwidth is ``1 / scale_color`` and the
+    spatial one ``1 / scale_space`` pixels. The padding aligns each low-resolution sample with high-resolution pixel
+    ``f*i + (f-1)//2``, the ``center`` subsampling offset. No parameters are trained.
+
+    Args:
+        factor: Upsampling factor.
+        channels: Channels of the target.
+        kernel_size: Window size in high-resolution pixels (odd, > factor).
+        scale_color: Multiplier of the RGB features.
+        scale_space: Multiplier of the pixel coordinates.
+
+    Shape:
+        - target_lr: :math:`(B, C, h, w)`; guide: :math:`(B, 3, h f, w f)`; output: :math:`(B, C, h f, w f)`.
+    """
+
+    def __init__(
+        self,
+        factor: int,
+        channels: int = 1,
+        kernel_size: int = 17,
+        scale_color: float = 20.0,
+        scale_space: float = 1 / 8,
+    ) -> None:
+        super().__init__()
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor}")
+        if kernel_size % 2 == 0 or kernel_size <= factor:
+            raise ValueError(f"kernel_size must be odd and larger than the factor {factor}, got {kernel_size}")
+        self.factor = int(factor)
+        self.channels = channels
+        self.scale_color = float(scale_color)
+        self.scale_space = float(scale_space)
+        self.conv = PacConvTranspose2d(
+            channels,
+            channels,
+            kernel_size,
+            stride=factor,
+            padding=1 + (kernel_size - factor - 1) // 2,
+            output_padding=(kernel_size - factor) % 2,
+            bias=False,
+            normalize_kernel=True,
+        )
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            for c in range(channels):
+                self.conv.weight[c, c] = 1.0
+        self.conv.weight.requires_grad_(False)
+
+    def guidance_features(self, guide: Tensor) -> Tensor:
+        """``[scale_color * RGB, scale_space * y, scale_space * x]`` at the guide's resolution.
+
+        Shape:
+            - guide: :math:`(B, 3, H, W)`; output: :math:`(B, 5, H, W)`.
+        """
+        b, _, h, w = guide.shape
+        ys = torch.arange(h, dtype=guide.dtype, device=guide.device).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.arange(w, dtype=guide.dtype, device=guide.device).view(1, 1, 1, w).expand(b, 1, h, w)
+        return torch.cat([guide * self.scale_color, ys * self.scale_space, xs * self.scale_space], dim=1)
+
+    def forward(self, target_lr: Tensor, guide: Tensor) -> Tensor:
+        _check_inputs(target_lr, guide, self.factor, self.channels, guide.shape[1])
+        return self.conv(target_lr, self.guidance_features(guide))

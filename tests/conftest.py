@@ -1,0 +1,69 @@
+"""Shared fixtures: compose configs with Hydra's compose API, outputs in tmp_path; marker handling."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    skip_data = pytest.mark.skip(reason="needs a real dataset: set NVRESEARCH_DATA")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+        if "data" in item.keywords and not os.environ.get("NVRESEARCH_DATA"):
+            item.add_marker(skip_data)
+
+
+@pytest.fixture
+def compose(tmp_path: Path) -> Callable[..., object]:
+    """``compose(overrides, config_name="train")`` -> DictConfig with outputs under ``tmp_path``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    def _compose(overrides: Sequence[str] = (), config_name: str = "train", out: Path | None = None) -> object:
+        out_dir = out or tmp_path / "run"
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            return hydra_compose(
+                config_name,
+                overrides=[f"paths.output_dir={out_dir}", f"paths.output_root={tmp_path / 'outputs'}", *overrides],
+            )
+
+    return _compose
+
+
+def run_cli(args: Sequence[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` in a subprocess with this interpreter; returns the completed process (never raises)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("NVRESEARCH_OUTPUT", None)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+# The quickest configuration of the PAC task: a few tiny batches, no sanity check, CSV logging only.
+PAC_FAST = [
+    "paper=pac",
+    "trainer=fast",
+    "logger=csv",
+    "data.train_size=16",
+    "data.val_size=4",
+    "data.test_size=4",
+    "data.scene_height=64",
+    "data.scene_width=64",
+    "data.batch_size=4",
+    "model.net.n_t_filters=4",
+    "model.net.n_g_filters=4",
+    "model.net.n_f_filters=4",
+    "model.net.k_ch=2",
+]
