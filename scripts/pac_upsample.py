@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="checkpoint written by `python -m nvresearch.train paper=pac`")
-    source.add_argument("--model", choices=("bicubic", "bilinear"), help="an untrained baseline instead of a checkpoint")
+    source.add_argument("--model", choices=("bicubic", "bilinear"), help="untrained baseline, no checkpoint")
     parser.add_argument("--rgb", required=True, help="guide image (PNG/JPEG), full resolution")
     parser.add_argument("--depth", required=True, help="low-resolution depth or disparity (PNG 8/16-bit or .npy)")
     parser.add_argument("--out", required=True, help="output 16-bit PNG")

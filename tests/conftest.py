@@ -19,9 +19,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     skip_data = pytest.mark.skip(reason="needs a real dataset: set NVRESEARCH_DATA")
     for item in items:
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+        if item.get_closest_marker("gpu") and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
-        if "data" in item.keywords and not os.environ.get("NVRESEARCH_DATA"):
+        if item.get_closest_marker("data") and not os.environ.get("NVRESEARCH_DATA"):
             item.add_marker(skip_data)
 
 
@@ -67,3 +67,17 @@ PAC_FAST = [
     "model.net.n_f_filters=4",
     "model.net.k_ch=2",
 ]
+
+
+class StopAfterEpochs:
+    """Lightning callback that ends training after ``epochs`` epochs, as if the run had been killed there."""
+
+    def __new__(cls, epochs: int):  # built lazily so that importing conftest does not import Lightning
+        import pytorch_lightning as pl
+
+        class _Stop(pl.Callback):
+            def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+                if trainer.current_epoch + 1 >= epochs:
+                    trainer.should_stop = True
+
+        return _Stop()

@@ -48,7 +48,7 @@ def test_wheel_ships_configs_and_trains_from_elsewhere(tmp_path):
     # users add their own configs with --config-dir
     extra = tmp_path / "myconfigs" / "model" / "pac"
     extra.mkdir(parents=True)
-    (extra / "mine.yaml").write_text("defaults:\n  - tiny\n\nnet:\n  k_ch: 3\n")
+    (extra / "mine.yaml").write_text("defaults:\n  - pac/tiny\n\nnet:\n  k_ch: 3\n")
     res = run_cli(["-m", "nvresearch.train", "paper=pac", "model=pac/mine", "--config-dir", str(tmp_path / "myconfigs"),
                    "--cfg", "job"], cwd=elsewhere, env=env)
     assert res.returncode == 0, res.stderr[-3000:]

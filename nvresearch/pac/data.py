@@ -114,7 +114,8 @@ def _texture(app: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if app["kind"] == "gradient":
         mix = np.float32(2.0 * app["amplitude"]) * (t - np.float32(0.5))
     elif app["kind"] == "waves":
-        mix = np.float32(app["amplitude"]) * np.sin(np.float32(2 * np.pi * app["frequency"]) * t + np.float32(app["phase"]))
+        angle = np.float32(2 * np.pi * app["frequency"]) * t + np.float32(app["phase"])
+        mix = np.float32(app["amplitude"]) * np.sin(angle)
     else:  # painted stripes: hard colour edges on one continuous surface
         frac = (np.float32(app["frequency"]) * t + np.float32(app["phase"] / (2 * np.pi))) % np.float32(1.0)
         mix = np.float32(app["amplitude"]) * (frac < app["duty"])
@@ -165,8 +166,11 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
     f32 = np.float32
 
     # Back wall: a gently slanted plane far away. ``owner`` records which surface each pixel shows (z-buffer).
-    depth_map = (f32(rng.uniform(5.0, 9.5)) + f32(rng.uniform(-1.5, 1.5)) * (u - f32(0.5))
-                 + f32(rng.uniform(-1.0, 1.0)) * (v - f32(0.5)))
+    depth_map = (
+        f32(rng.uniform(5.0, 9.5))
+        + f32(rng.uniform(-1.5, 1.5)) * (u - f32(0.5))
+        + f32(rng.uniform(-1.0, 1.0)) * (v - f32(0.5))
+    )
     owner = np.zeros((height, width), dtype=np.int16)
     appearances: list[dict[str, Any]] = [_appearance(rng)]
     shadings: list[Any] = [f32(1.0)]
@@ -192,8 +196,11 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
         mask, rho, centre_row = _shape_mask(rng, u, v, kind)
         # Objects seen against the floor mostly stand in front of it: keep their centre nearer than the floor there.
         far = 8.0 if centre_row <= horizon + 0.05 else float(np.clip(floor_scale / (centre_row - horizon), 1.5, 8.0))
-        depth = (f32(rng.uniform(1.2, far)) + f32(rng.uniform(-1.0, 1.0)) * (u - f32(0.5))
-                 + f32(rng.uniform(-1.0, 1.0)) * (v - f32(0.5)))
+        depth = (
+            f32(rng.uniform(1.2, far))
+            + f32(rng.uniform(-1.0, 1.0)) * (u - f32(0.5))
+            + f32(rng.uniform(-1.0, 1.0)) * (v - f32(0.5))
+        )
         shading: Any = f32(1.0)
         if kind != "polygon" and rng.random() < 0.3:
             # Curved surface: a bulge (ellipse) or a cylinder (rectangle) towards the camera, shaded by its slope.
@@ -208,7 +215,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
         add(mask, depth, app, shading)
 
     image = np.empty((3, height, width), dtype=np.float32)
-    for k, (app, shading) in enumerate(zip(appearances, shadings)):
+    for k, (app, shading) in enumerate(zip(appearances, shadings, strict=True)):
         sel = owner == k
         if sel.any():
             np.copyto(image, _texture(app, u, v) * shading, where=sel[None])
@@ -216,13 +223,15 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
     # Painted decals (posters, labels) on whichever surface lies under their centre: colour edges, no depth edge.
     for _ in range(int(rng.integers(0, 4))):
         mask, _, _ = _shape_mask(rng, u, v, str(rng.choice(["rectangle", "ellipse"])))
-        host = owner[min(int(rng.uniform(0.1, 0.9) * height), height - 1), min(int(rng.uniform(0.1, 0.9) * width), width - 1)]
+        row, col = int(rng.uniform(0.1, 0.9) * height), int(rng.uniform(0.1, 0.9) * width)
+        host = owner[min(row, height - 1), min(col, width - 1)]
         sel = mask & (owner == host)
         if sel.any():
             np.copyto(image, _texture(_appearance(rng), u, v), where=sel[None])
 
     # Smooth illumination falloff plus sensor noise, on colour only.
-    light = f32(1.0) - f32(rng.uniform(0.0, 0.25)) * ((u - f32(rng.uniform(0, 1))) ** 2 + (v - f32(rng.uniform(0, 1))) ** 2)
+    lu, lv = f32(rng.uniform(0, 1)), f32(rng.uniform(0, 1))
+    light = f32(1.0) - f32(rng.uniform(0.0, 0.25)) * ((u - lu) ** 2 + (v - lv) ** 2)
     image *= light[None]
     image += f32(rng.uniform(0.005, 0.02)) * rng.standard_normal(size=image.shape, dtype=np.float32)
     np.clip(image, 0.0, 1.0, out=image)
@@ -504,7 +513,8 @@ class JointUpsamplingDataset(Dataset):
             ch, cw = self.crop, self.crop
             flip = bool(rng.random() < 0.5)
         else:
-            ch, cw = (self.crop, self.crop) if self.crop else (h // self.factor * self.factor, w // self.factor * self.factor)
+            f = self.factor
+            ch, cw = (self.crop, self.crop) if self.crop else (h // f * f, w // f * f)
             if ch > h or cw > w:
                 raise ValueError(f"sample {index}: crop {self.crop} larger than the {h}x{w} image")
             top, left, flip = (h - ch) // 2, (w - cw) // 2, False

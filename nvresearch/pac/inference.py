@@ -53,8 +53,10 @@ def upsample(model: nn.Module, guide: Tensor, lowres: Tensor, factor: int | None
         - output: :math:`(C, H, W)` or :math:`(B, C, H, W)`, batched like ``lowres``.
     """
     if guide.dim() not in (3, 4) or lowres.dim() not in (3, 4):
-        raise ValueError(f"expected (3, H, W) / (C, h, w) tensors, optionally batched; got {tuple(guide.shape)} and "
-                         f"{tuple(lowres.shape)}")
+        raise ValueError(
+            f"expected (3, H, W) / (C, h, w) tensors, optionally batched; got {tuple(guide.shape)} and "
+            f"{tuple(lowres.shape)}"
+        )
     unbatched = lowres.dim() == 3
     guide4 = guide[None] if guide.dim() == 3 else guide
     lr4 = lowres[None] if unbatched else lowres
@@ -145,8 +147,9 @@ def read_depth(path: str | os.PathLike[str]) -> Tensor:
     else:
         data = _imread(path_str)
         if data.ndim == 3:
-            if data.shape[2] >= 3 and not (np.array_equal(data[..., 0], data[..., 1])
-                                           and np.array_equal(data[..., 0], data[..., 2])):
+            if data.shape[2] >= 3 and not (
+                np.array_equal(data[..., 0], data[..., 1]) and np.array_equal(data[..., 0], data[..., 2])
+            ):
                 raise ValueError(f"{path_str} is a colour image; a depth map must have a single channel")
             data = data[..., 0]
     if data.ndim != 2 or not (np.issubdtype(data.dtype, np.number)):

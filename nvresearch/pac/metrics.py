@@ -44,8 +44,9 @@ def crop_border(x: Tensor, border: int) -> Tensor:
 
 def _check_pair(pred: Tensor, target: Tensor) -> None:
     if pred.shape != target.shape or pred.dim() != 4:
-        raise ValueError(f"expected two (B, C, H, W) tensors of equal shape, got {tuple(pred.shape)} and "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"expected two (B, C, H, W) tensors of equal shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
 
 
 def per_image_rmse(pred: Tensor, target: Tensor, border: int = 0) -> Tensor:

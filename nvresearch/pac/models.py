@@ -155,7 +155,7 @@ class PacJointUpsample(nn.Module):
             # Fold channels into the batch (spec B.1): sample b*c + k is channel k of sample b, with b's guidance.
             feats = [f.repeat_interleave(c, dim=0) for f in feats]
         x = self.branch_t(target_lr.reshape(b * c, 1, h, w))
-        for up, f in zip(self.up_convts, feats):
+        for up, f in zip(self.up_convts, feats, strict=True):
             x = F.relu(up(x, f))
         x = self.branch_f(x)
         return x.reshape(b, c, h * self.factor, w * self.factor)

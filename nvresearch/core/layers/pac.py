@@ -76,7 +76,8 @@ def _parse_kernel_type(kernel_type: str) -> _KernelSpec:
         return _KernelSpec("gaussian", 0.0, 0.0, False, False)
     parts = kernel_type.split("_")
     error = ValueError(f"invalid kernel_type {kernel_type!r}; valid forms are {_KERNEL_TYPE_FORMS}")
-    if len(parts) < 3 or parts[0] != "inv" or parts[3:] not in ([], ["asym"], ["fixed"], ["asym", "fixed"]):
+    suffixes = parts[3:]
+    if len(parts) < 3 or parts[0] != "inv" or not set(suffixes) <= {"asym", "fixed"} or len(set(suffixes)) != len(suffixes):
         raise error
     try:
         alpha, lam = float(parts[1]), float(parts[2])
@@ -84,7 +85,7 @@ def _parse_kernel_type(kernel_type: str) -> _KernelSpec:
         raise error from None
     if not (math.isfinite(alpha) and math.isfinite(lam)):
         raise error
-    return _KernelSpec("inv", alpha, lam, "asym" in parts[3:], "fixed" in parts[3:])
+    return _KernelSpec("inv", alpha, lam, "asym" in suffixes, "fixed" in suffixes)
 
 
 def _parse_smooth_kernel_type(smooth_kernel_type: str) -> Tuple[str, int]:
@@ -101,12 +102,12 @@ def _parse_smooth_kernel_type(smooth_kernel_type: str) -> Tuple[str, int]:
     raise ValueError(f"invalid smooth_kernel_type {smooth_kernel_type!r}; valid forms are {_SMOOTH_KERNEL_TYPE_FORMS}")
 
 
-def _default_smooth_kernel(kind: str, size: int) -> Tensor:
+def _default_smooth_kernel(kind: str, size: int, dtype: Optional[torch.dtype] = None) -> Tensor:
     """The fixed (or initial, for ``full_{s}``) smoothing filter, shape ``(1, 1, s, s)``."""
     if kind == "gaussian":
-        profile = torch.tensor([0.25, 0.5, 0.25])
+        profile = torch.tensor([0.25, 0.5, 0.25], dtype=dtype)
         return torch.outer(profile, profile).view(1, 1, 3, 3)
-    return torch.full((1, 1, size, size), 1.0 / (size * size))
+    return torch.full((1, 1, size, size), 1.0 / (size * size), dtype=dtype)
 
 
 def _pair(value: IntPair, name: str) -> Tuple[int, int]:
@@ -434,7 +435,7 @@ def _smoothed_reference(
 ) -> Tensor:
     """Per-channel smoothed guidance, sampled at the window centres. Shape ``(B*F, 1, H_out, W_out)``."""
     if smooth_kernel is None:
-        smooth_kernel = _default_smooth_kernel(kind, size)
+        smooth_kernel = _default_smooth_kernel(kind, size, f.dtype)
     if not isinstance(smooth_kernel, Tensor):
         raise TypeError(f"smooth_kernel must be a Tensor, got {type(smooth_kernel).__name__}")
     if smooth_kernel.numel() != size * size or tuple(smooth_kernel.shape[-2:]) != (size, size):
