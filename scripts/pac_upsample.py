@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output 16-bit PNG")
     parser.add_argument("--out-npy", help="also save the float32 result (input units) as .npy")
     parser.add_argument("--factor", type=int, help="upsampling factor (default: the model's, else from the sizes)")
-    parser.add_argument("--png-scale", type=float, help="multiplier before writing the 16-bit PNG (see above)")
+    parser.add_argument("--png-scale", type=float, help="multiplier before writing the 16-bit PNG (see below)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     return parser
 
@@ -99,4 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, ValueError) as err:  # unreadable inputs or checkpoint: a message, not a traceback
+        sys.exit(f"error: {err}")

@@ -80,3 +80,10 @@ def test_bad_input_fails_fast_with_clear_messages(tmp_path):
                    f"paths.output_root={tmp_path / 'o'}"], cwd=tmp_path)
     assert res.returncode != 0
     assert str(missing / "nyu_depth_v2") in res.stderr and "nyu_depth_v2_labeled.mat" in res.stderr
+
+
+def test_non_finite_loss_stops_the_run_with_a_clear_message(tmp_path):
+    res = run_cli(["-m", "nvresearch.train", *PAC_FAST, "model.optimizer.lr=1e30", f"paths.output_root={tmp_path}"],
+                  cwd=tmp_path)
+    assert res.returncode == 1
+    assert "non-finite loss at global step 1" in res.stderr and "l2=nan" in res.stderr

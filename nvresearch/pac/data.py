@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nvresearch.core.data import split_epoch_key
+from nvresearch.core.data import DatasetLayoutError, split_epoch_key
 
 __all__ = [
     "LOWRES_MODES",
@@ -270,7 +270,8 @@ class NYUDepthV2(Dataset):
         - ``depth``: float32 :math:`(1, 480, 640)` in metres.
 
     Raises:
-        FileNotFoundError: If the file is missing (the message gives the expected layout and download URL).
+        DatasetLayoutError: A ``FileNotFoundError``, if the file is missing (the message gives the expected layout
+            and download URL).
         ValueError: If the file lacks a dataset, has the wrong shapes, or too few images.
     """
 
@@ -293,7 +294,7 @@ class NYUDepthV2(Dataset):
 
     def _check_file(self) -> None:
         if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"NYU Depth v2 file not found: {self.path}. {_NYU_LAYOUT}")
+            raise DatasetLayoutError(f"NYU Depth v2 file not found: {self.path}. {_NYU_LAYOUT}")
         import h5py
 
         try:
@@ -440,10 +441,11 @@ class JointUpsamplingDataset(Dataset):
     """Turn an RGB-D dataset into joint-upsampling samples (spec B.2).
 
     Training: a random ``crop`` x ``crop`` window and a horizontal flip with p = 0.5, drawn from
-    ``numpy.random.default_rng((seed, epoch, index))`` so that a run is reproducible and each epoch differs (call
-    :meth:`set_epoch`). Evaluation: a centre crop to ``crop`` if given, else a centre crop to the largest multiple of
-    ``factor``. The low-resolution input is then made from the (augmented) target with :func:`lowres` and min-max
-    normalised per channel with :func:`normalize_lowres`.
+    ``numpy.random.default_rng((seed, epoch, index))`` so that a run is reproducible and each epoch differs. The epoch
+    comes from the key when it is an ``(epoch, index)`` pair (as :class:`nvresearch.core.data.EpochSampler` yields),
+    else from :meth:`set_epoch`. Evaluation: a centre crop to ``crop`` if given, else a centre crop to the largest
+    multiple of ``factor``. The low-resolution input is then made from the (augmented) target with :func:`lowres` and
+    min-max normalised per channel with :func:`normalize_lowres`.
 
     Args:
         base: Dataset returning dicts with ``image`` :math:`(3, H, W)` in [0, 1] and ``target_key`` :math:`(C, H, W)`.
@@ -489,7 +491,7 @@ class JointUpsamplingDataset(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose random crops and flips :meth:`__getitem__` draws."""
+        """Select the epoch whose crops and flips integer keys draw (``(epoch, index)`` keys carry their own)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:

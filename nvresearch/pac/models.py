@@ -58,7 +58,7 @@ def _conv_branch(in_channels: int, widths: list[int], kernel_size: int) -> nn.Se
 
 
 class PacJointUpsample(nn.Module):
-    """PAC joint upsampling network (paper Sec. 4.1; spec B.1, A.11).
+    """PAC joint upsampling network (Su et al. 2019, joint upsampling experiments; spec B.1, A.11).
 
     A target branch encodes the low-resolution map; ``log2(factor)`` transposed PAC layers (stride 2, Gaussian kernel,
     unnormalised) each double its resolution, adapting their kernels to guidance features; a final branch maps to the
@@ -69,7 +69,7 @@ class PacJointUpsample(nn.Module):
 
     Parameter names follow the reference (``branch_t.conv1``, ``up_convts.0``, ...). The transposed weights use
     torch's ``nn.ConvTranspose2d`` convention, so weights from the reference code must be flipped spatially on load
-    (spec A.5, E.1).
+    (spec A.5, E.1; :func:`nvresearch.core.layers.pac.official_transposed_weight_to_torch`).
 
     Args:
         factor: Upsampling factor, a power of two.
@@ -84,6 +84,11 @@ class PacJointUpsample(nn.Module):
         k_ch: Guidance feature channels per upsampling stage.
         f_sz_1: Kernel size of the plain convs.
         f_sz_2: Kernel size of the transposed PAC layers.
+        guide_init_gain: Multiplies the initial weights and bias of the last guidance conv. 1 is the reference
+            (torch's default init). With it the features barely vary at init (kernel ~1 everywhere, and the gradient
+            of the Gaussian kernel vanishes there), so short runs learn to ignore the guide; about 20, together with
+            a ~10x lower learning rate for :meth:`guidance_parameters`, makes the kernels edge-aware from the start
+            (a CPU-scale training aid; the architecture and parameter shapes are unchanged).
         zero_guidance: Ablation: multiply the guide by 0, so the kernels are constant and PAC is a plain transposed
             conv (spec B.2, ``--zero-guidance``).
 
@@ -107,6 +112,7 @@ class PacJointUpsample(nn.Module):
         k_ch: int = 16,
         f_sz_1: int = 5,
         f_sz_2: int = 5,
+        guide_init_gain: float = 1.0,
         zero_guidance: bool = False,
     ) -> None:
         super().__init__()
@@ -127,6 +133,15 @@ class PacJointUpsample(nn.Module):
             for _ in range(self.num_ups)
         )
         self.branch_f = _conv_branch(n_t_filters, [n_f_filters] * (n_f_layers - 1) + [1], f_sz_1)
+        if guide_init_gain != 1.0:
+            last = self.branch_g[-1]
+            with torch.no_grad():
+                last.weight.mul_(guide_init_gain)
+                last.bias.mul_(guide_init_gain)
+
+    def guidance_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the guidance branch, e.g. for an optimizer parameter group with its own learning rate."""
+        return list(self.branch_g.parameters())
 
     def guidance_features(self, guide: Tensor) -> list[Tensor]:
         """Guidance features of each upsampling stage, resized to that stage's output size (spec A.11).

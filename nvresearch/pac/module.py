@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,6 +30,9 @@ class JointUpsamplingModule(NVModule):
         eval_border: pixels cropped on every side before computing RMSE (6 for NYU, as the reference).
         metric_scale: multiplies RMSE (100: metres -> centimetres, the unit of the paper's table).
         num_samples: images in each picture written to ``samples/``.
+        guidance_lr_scale: learning-rate multiplier of the guidance branch (``net.guidance_parameters()``); 1 is
+            the reference. The CPU configuration uses 0.1 together with ``guide_init_gain`` (see docs/papers/pac.md).
+        grad_clip_norm: clip the gradient norm (None: no clipping, as the reference).
     """
 
     def __init__(
@@ -38,16 +43,28 @@ class JointUpsamplingModule(NVModule):
         eval_border: int = 0,
         metric_scale: float = 1.0,
         num_samples: int = 4,
+        guidance_lr_scale: float = 1.0,
+        grad_clip_norm: float | None = None,
     ) -> None:
-        super().__init__(optimizer=optimizer, scheduler=scheduler)
+        super().__init__(optimizer=optimizer, scheduler=scheduler, grad_clip_norm=grad_clip_norm)
         self.net = net
         self.eval_border = int(eval_border)
         self.metric_scale = float(metric_scale)
         self.num_samples = int(num_samples)
+        self.guidance_lr_scale = float(guidance_lr_scale)
         self.factor = int(getattr(net, "factor", 0)) or None
         names = ("rmse", *(f"rmse_{b}" for b in _BASELINES))
         self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
         self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        guidance = getattr(self.net, "guidance_parameters", None)
+        if guidance is None or self.guidance_lr_scale == 1.0:
+            return super().parameter_groups()
+        g_ids = {id(p) for p in guidance()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in g_ids]
+        g = [p for p in guidance() if p.requires_grad]
+        return [{"params": rest}, {"params": g, "lr_scale": self.guidance_lr_scale}]
 
     def forward(self, lowres: Tensor, guide: Tensor) -> Tensor:
         return self.net(lowres, guide)

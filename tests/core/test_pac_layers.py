@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
 import torch
@@ -46,7 +46,7 @@ def _ref_kernel(
     p: int,
     d: int,
     kappa: Callable[[Tensor], Tensor],
-    smooth: Optional[Tensor] = None,
+    smooth: Tensor | None = None,
 ) -> Tensor:
     """K[b,0,u,w,y,x] = kappa(f~[yS+uD, xS+wD] - r[y, x]); r = window centre of the zero-padded f (or smoothed)."""
     b, nf, h, w = f.shape
@@ -73,7 +73,7 @@ def _gauss(diff: Tensor) -> Tensor:
     return torch.exp(-0.5 * (diff**2).sum(dim=1))
 
 
-def _ref_pacconv2d(x: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor], s: int, p: int, d: int) -> Tensor:
+def _ref_pacconv2d(x: Tensor, kernel: Tensor, weight: Tensor, bias: Tensor | None, s: int, p: int, d: int) -> Tensor:
     b, c, h, w = x.shape
     o, _, k, _ = weight.shape
     ho, wo = kernel.shape[-2:]
@@ -89,7 +89,9 @@ def _zero_insert(x: Tensor, s: int) -> Tensor:
     return z
 
 
-def _official_style_transposed(x: Tensor, kernel: Tensor, w_official: Tensor, s: int, p: int, op: int, d: int) -> Tensor:
+def _official_style_transposed(
+    x: Tensor, kernel: Tensor, w_official: Tensor, s: int, p: int, op: int, d: int
+) -> Tensor:
     """The official recipe: zero insertion, pad (k-1)D-P (+op), correlate with the UNflipped permuted weight."""
     k = w_official.shape[-1]
     pp = (k - 1) * d - p
@@ -111,6 +113,20 @@ def test_conv_constant_guidance_equals_conv2d(k: int, s: int, p: int, d: int, si
     x = torch.randn(2, 4, size, size, dtype=DT)
     guide = torch.full((2, 3, size, size), 0.7, dtype=DT)  # non-zero: padded taps have K != 1, but v is 0 there
     torch.testing.assert_close(pac(x, guide), conv(x), rtol=0, atol=1e-12)
+
+
+def test_non_square_arguments_equal_torch() -> None:
+    kw = dict(kernel_size=(3, 5), stride=(2, 3), padding=(1, 2), dilation=(1, 2))
+    pac, conv = PacConv2d(2, 3, **kw).to(DT), nn.Conv2d(2, 3, **kw).to(DT)
+    _copy_params(pac, conv)
+    x = torch.randn(1, 2, 9, 10, dtype=DT)
+    torch.testing.assert_close(pac(x, torch.zeros_like(x)), conv(x), rtol=0, atol=1e-12)
+    tpac = PacConvTranspose2d(2, 3, output_padding=(1, 0), **kw).to(DT)
+    tconv = nn.ConvTranspose2d(2, 3, output_padding=(1, 0), **kw).to(DT)
+    _copy_params(tpac, tconv)
+    ref = tconv(x)
+    assert ref.shape == (1, 3, 18, 32)
+    torch.testing.assert_close(tpac(x, torch.zeros(1, 1, 18, 32, dtype=DT)), ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +175,7 @@ def test_shared_filters_equal_depthwise_conv(transposed: bool) -> None:
 def test_output_sizes_and_values_match_torch_over_grid() -> None:
     x = torch.randn(1, 2, 7, 8, dtype=DT)
     n_checked = 0
-    for k, s, p, d in itertools.product((1, 3, 5), (1, 2, 3), (0, 1, 3), (1, 2)):
+    for k, s, p, d in itertools.product((1, 3, 5), (1, 2, 3), (0, 3), (1, 2)):
         if 7 + 2 * p - d * (k - 1) - 1 < 0:
             continue
         pac = PacConv2d(2, 2, k, stride=s, padding=p, dilation=d).to(DT)
@@ -175,7 +191,7 @@ def test_output_sizes_and_values_match_torch_over_grid() -> None:
             assert out.shape == ref.shape
             torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
             n_checked += 1
-    assert n_checked > 100
+    assert n_checked > 60
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -528,8 +544,9 @@ def test_uniform_filler_bounds() -> None:
 
 @pytest.mark.parametrize("normalize,profile", [(False, [0, 0.5, 1, 0.5, 0]), (True, [0, 1, 3, 1, 0])])
 def test_linear_filler(normalize: bool, profile: list) -> None:
-    mod = PacConvTranspose2d(3, 3, 5, stride=2, padding=2, output_padding=1, filler="linear",
-                             normalize_kernel=normalize)
+    mod = PacConvTranspose2d(
+        3, 3, 5, stride=2, padding=2, output_padding=1, filler="linear", normalize_kernel=normalize
+    )
     p = torch.tensor(profile, dtype=torch.float32)
     for c in range(3):
         torch.testing.assert_close(mod.weight[c, c], torch.outer(p, p))
@@ -578,6 +595,18 @@ def test_determinism() -> None:
     assert torch.equal(tmod(x, g), tmod(x, g))
 
 
+def test_native_impl_flag_is_accepted_and_equivalent() -> None:
+    x, f = torch.randn(1, 2, 6, 6), torch.randn(1, 3, 6, 6)
+    a = PacConv2d(2, 2, 3, padding=1, kernel_type="inv_0.5_-1", smooth_kernel_type="gaussian", native_impl=False)
+    b = PacConv2d(2, 2, 3, padding=1, kernel_type="inv_0.5_-1", smooth_kernel_type="gaussian", native_impl=True)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a(x, f), b(x, f))
+    kernel, _ = packernel2d(f, kernel_size=3, padding=1, native_impl=True)
+    assert torch.equal(
+        pacconv2d(x, kernel, a.weight, native_impl=True, padding=1), pacconv2d(x, kernel, a.weight, padding=1)
+    )
+
+
 def test_autocast_keeps_kernel_in_float32() -> None:
     mod = PacConv2d(3, 4, 3, padding=1)
     x, f = torch.randn(1, 3, 6, 6), torch.randn(1, 2, 6, 6) * 30
@@ -593,9 +622,9 @@ def test_autocast_keeps_kernel_in_float32() -> None:
 
 
 def test_memory_light_backward() -> None:
-    """Autograd keeps no im2col of the input: saved bytes stay far below B*C*k^2*H*W."""
+    """Autograd keeps no im2col: only the padded input and guidance, the kernel and the weight are saved."""
     mod = PacConv2d(16, 16, 5, padding=2)
-    x, f = torch.randn(2, 16, 32, 32, requires_grad=True), torch.randn(2, 2, 32, 32)
+    x, f = torch.randn(2, 16, 32, 32, requires_grad=True), torch.randn(2, 2, 32, 32, requires_grad=True)
     saved: dict[int, int] = {}
 
     def pack(t: Tensor) -> Tensor:
@@ -603,9 +632,12 @@ def test_memory_light_backward() -> None:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        mod(x, f).sum().backward()
-    im2col_bytes = 2 * 16 * 25 * 32 * 32 * 4
-    assert sum(saved.values()) < im2col_bytes / 4
+        out = mod(x, f)
+    out.sum().backward()
+    expected = 4 * (2 * 16 * 36 * 36 + 2 * 2 * 36 * 36 + 2 * 25 * 32 * 32 + 16 * 16 * 25)
+    assert sum(saved.values()) <= 1.1 * expected
+    assert sum(saved.values()) < 2 * 16 * 25 * 32 * 32 * 4 / 5  # a fifth of the input's im2col
+    assert x.grad is not None and f.grad is not None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -637,7 +669,12 @@ ERROR_CASES = [
     ("int_guidance", lambda: _conv()(X, G.long()), TypeError, r"input_for_kernel must have a floating-point dtype"),
     ("dtype_mismatch", lambda: _conv()(X, G.double()), TypeError, r"input_for_kernel has dtype torch.float64"),
     ("weight_dtype", lambda: _conv()(X.double(), G.double()), TypeError, r"weight has dtype torch.float32"),
-    ("mask_shape", lambda: _conv()(X, G, mask=torch.ones(1, 1, 5, 5)), ValueError, r"mask must have shape .*\(1, 1, 5, 6\)"),
+    (
+        "mask_shape",
+        lambda: _conv()(X, G, mask=torch.ones(1, 1, 5, 5)),
+        ValueError,
+        r"mask must have shape .*\(1, 1, 5, 6\)",
+    ),
     (
         "kernel_shape",
         lambda: _conv()(X, None, kernel=torch.ones(1, 1, 3, 3, 5, 5)),
@@ -647,7 +684,12 @@ ERROR_CASES = [
     ("kernel_ndim", lambda: _conv()(X, None, kernel=torch.ones(1, 3, 3, 5, 6)), ValueError, r"kernel must be 6-D"),
     ("channel_wise_kernel", lambda: _conv()(X, None, kernel=torch.ones(1, 2, 3, 3, 5, 6)), ValueError, r"channel_wise"),
     ("shared_in_out", lambda: PacConv2d(2, 3, 3, shared_filters=True), ValueError, r"in_channels == out_channels"),
-    ("gaussian_asym", lambda: PacConv2d(2, 2, 3, kernel_type="gaussian_asym"), ValueError, r"valid forms are 'gaussian'"),
+    (
+        "gaussian_asym",
+        lambda: PacConv2d(2, 2, 3, kernel_type="gaussian_asym"),
+        ValueError,
+        r"valid forms are 'gaussian'",
+    ),
     ("bad_inv", lambda: PacConv2d(2, 2, 3, kernel_type="inv_a_1"), ValueError, r"valid forms"),
     ("short_inv", lambda: packernel2d(G, kernel_size=3, kernel_type="inv_1"), ValueError, r"valid forms"),
     ("bad_suffix", lambda: PacConv2d(2, 2, 3, kernel_type="inv_1_2_sym"), ValueError, r"valid forms"),

@@ -14,9 +14,10 @@ changing the import. Behaviour that differs from the official code, on purpose:
   so official transposed weights must be flipped spatially when loaded: :func:`official_transposed_weight_to_torch`.
 - The mask path works (upstream raises on current torch): ``output_mask = (norm != 0)`` as float, and wherever the
   normaliser is 0 the kernel is divided by 1 instead.
-- ``native_impl`` is accepted for API compatibility only. Both values run the same implementation: an autograd
-  ``Function`` that loops over the ``k*k`` taps with strided slices and recomputes them in backward, so it never
-  materialises an im2col of the input and saves only the padded input, the kernel and the weight for backward.
+- ``native_impl`` is accepted for API compatibility only. Both values run the same implementation: two autograd
+  ``Function``s (guidance distances, and the correlation) that loop over the ``k*k`` taps with strided slices and
+  recompute them in backward, so no im2col of the input or the guidance is kept: autograd saves the padded input and
+  guidance, the kernel and the weight (about what the official custom path saves, far less than its native path).
   Every option (inverse kernels, smoothing, masks, ``shared_filters`` in both layers) works with either value, and
   the backward is itself differentiable (double backward works). The flag is reserved for future path selection.
 - With ``dilation > 1`` the smoothed reference feature (``smooth_kernel_type != 'none'``) is centred on the window
@@ -30,7 +31,7 @@ changing the import. Behaviour that differs from the official code, on purpose:
 from __future__ import annotations
 
 import math
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,7 @@ __all__ = [
     "packernel2d",
 ]
 
-IntPair = Union[int, Tuple[int, int], Sequence[int]]
+IntPair = int | tuple[int, int] | Sequence[int]
 
 _INV_EPS = 1e-4
 _KERNEL_TYPE_FORMS = (
@@ -77,7 +78,12 @@ def _parse_kernel_type(kernel_type: str) -> _KernelSpec:
     parts = kernel_type.split("_")
     error = ValueError(f"invalid kernel_type {kernel_type!r}; valid forms are {_KERNEL_TYPE_FORMS}")
     suffixes = parts[3:]
-    if len(parts) < 3 or parts[0] != "inv" or not set(suffixes) <= {"asym", "fixed"} or len(set(suffixes)) != len(suffixes):
+    if (
+        len(parts) < 3
+        or parts[0] != "inv"
+        or not set(suffixes) <= {"asym", "fixed"}
+        or len(set(suffixes)) != len(suffixes)
+    ):
         raise error
     try:
         alpha, lam = float(parts[1]), float(parts[2])
@@ -88,7 +94,7 @@ def _parse_kernel_type(kernel_type: str) -> _KernelSpec:
     return _KernelSpec("inv", alpha, lam, "asym" in suffixes, "fixed" in suffixes)
 
 
-def _parse_smooth_kernel_type(smooth_kernel_type: str) -> Tuple[str, int]:
+def _parse_smooth_kernel_type(smooth_kernel_type: str) -> tuple[str, int]:
     """Returns ``(kind, size)``; ``size`` is 0 for ``'none'``."""
     if not isinstance(smooth_kernel_type, str):
         raise TypeError(f"smooth_kernel_type must be a str, got {type(smooth_kernel_type).__name__}")
@@ -102,7 +108,7 @@ def _parse_smooth_kernel_type(smooth_kernel_type: str) -> Tuple[str, int]:
     raise ValueError(f"invalid smooth_kernel_type {smooth_kernel_type!r}; valid forms are {_SMOOTH_KERNEL_TYPE_FORMS}")
 
 
-def _default_smooth_kernel(kind: str, size: int, dtype: Optional[torch.dtype] = None) -> Tensor:
+def _default_smooth_kernel(kind: str, size: int, dtype: torch.dtype | None = None) -> Tensor:
     """The fixed (or initial, for ``full_{s}``) smoothing filter, shape ``(1, 1, s, s)``."""
     if kind == "gaussian":
         profile = torch.tensor([0.25, 0.5, 0.25], dtype=dtype)
@@ -110,18 +116,22 @@ def _default_smooth_kernel(kind: str, size: int, dtype: Optional[torch.dtype] = 
     return torch.full((1, 1, size, size), 1.0 / (size * size), dtype=dtype)
 
 
-def _pair(value: IntPair, name: str) -> Tuple[int, int]:
+def _pair(value: IntPair, name: str) -> tuple[int, int]:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, int):
         return value, value
-    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, Sequence)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         return int(value[0]), int(value[1])
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
 def _check_geometry(
-    kernel_size: Tuple[int, int], stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int]
+    kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]
 ) -> None:
     if any(k < 1 or k % 2 == 0 for k in kernel_size):
         raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
@@ -133,7 +143,7 @@ def _check_geometry(
         raise ValueError(f"dilation must be positive, got {dilation}")
 
 
-def _check_output_padding(output_padding: Tuple[int, int], stride: Tuple[int, int], dilation: Tuple[int, int]) -> None:
+def _check_output_padding(output_padding: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]) -> None:
     if any(op < 0 or op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
         raise ValueError(
             f"output_padding must be non-negative and smaller than either stride or dilation, got "
@@ -161,7 +171,7 @@ def _autocast_on(device_type: str) -> bool:
         return False
 
 
-def _check_same_dtype(tensors: Sequence[Tuple[str, Optional[Tensor]]], device_type: str) -> None:
+def _check_same_dtype(tensors: Sequence[tuple[str, Tensor | None]], device_type: str) -> None:
     # Under autocast mixed dtypes are expected (the op casts), exactly as for nn.Conv2d.
     if _autocast_on(device_type):
         return
@@ -195,7 +205,7 @@ def _transposed_in_size(out_size: int, k: int, s: int, p: int, op: int, d: int, 
 # im2col helpers
 # ----------------------------------------------------------------------------------------------------------------------
 def _zero_insert_pad(
-    x: Tensor, stride: Tuple[int, int], pad_before: Tuple[int, int], pad_after: Tuple[int, int]
+    x: Tensor, stride: tuple[int, int], pad_before: tuple[int, int], pad_after: tuple[int, int]
 ) -> Tensor:
     """Inserts ``stride - 1`` zeros between samples, then pads (negative = crop) ``before``/``after`` per dim.
 
@@ -243,8 +253,16 @@ def nd2col(
           ``transposed``).
     """
     _check_tensor(input, "input", 4, "(B, C, H, W)")
-    k, s, p, op, d = (_pair(v, n) for v, n in ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"),
-                                               (output_padding, "output_padding"), (dilation, "dilation")))
+    k, s, p, op, d = (
+        _pair(v, n)
+        for v, n in (
+            (kernel_size, "kernel_size"),
+            (stride, "stride"),
+            (padding, "padding"),
+            (output_padding, "output_padding"),
+            (dilation, "dilation"),
+        )
+    )
     _check_geometry(k, s, p, d)
     b, c, h, w = input.shape
     if transposed:
@@ -252,7 +270,9 @@ def nd2col(
         before = tuple((ki - 1) * di - pi for ki, di, pi in zip(k, d, p))
         after = tuple(bi + oi for bi, oi in zip(before, op))
         x = _zero_insert_pad(input, s, before, after)
-        out_h, out_w = (_conv_transpose_out(n, ki, si, pi, oi, di) for n, ki, si, pi, oi, di in zip((h, w), k, s, p, op, d))
+        out_h, out_w = (
+            _conv_transpose_out(n, ki, si, pi, oi, di) for n, ki, si, pi, oi, di in zip((h, w), k, s, p, op, d)
+        )
         cols = F.unfold(x, k, dilation=d, padding=0, stride=1)
     else:
         out_h, out_w = (_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), k, s, p, d))
@@ -265,7 +285,7 @@ def nd2col(
 # ----------------------------------------------------------------------------------------------------------------------
 def packernel2d(
     input: Tensor,
-    mask: Optional[Tensor] = None,
+    mask: Tensor | None = None,
     kernel_size: IntPair = 0,
     stride: IntPair = 1,
     padding: IntPair = 0,
@@ -273,14 +293,14 @@ def packernel2d(
     dilation: IntPair = 1,
     kernel_type: str = "gaussian",
     smooth_kernel_type: str = "none",
-    smooth_kernel: Optional[Tensor] = None,
-    inv_alpha: Optional[Union[Tensor, float]] = None,
-    inv_lambda: Optional[Union[Tensor, float]] = None,
+    smooth_kernel: Tensor | None = None,
+    inv_alpha: Tensor | float | None = None,
+    inv_lambda: Tensor | float | None = None,
     channel_wise: bool = False,
     normalize_kernel: bool = False,
     transposed: bool = False,
-    native_impl: Optional[bool] = None,
-) -> Tuple[Tensor, Optional[Tensor]]:
+    native_impl: bool | None = None,
+) -> tuple[Tensor, Tensor | None]:
     """Computes the adaptive kernel ``K(f_i, f_j)`` of Eq. 3 on every (dilated) window of the guidance ``f``.
 
     ``K[b, 0, u, w, y, x] = kappa(f~[b, :, y*S + u*D, x*S + w*D] - r[b, :, y, x])`` where ``f~`` is the zero-padded
@@ -325,8 +345,16 @@ def packernel2d(
     """
     _check_tensor(input, "input (guidance)", 4, "(B, F, H, W)")
     _check_float(input, "input (guidance)")
-    k, s, p, op, d = (_pair(v, n) for v, n in ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"),
-                                               (output_padding, "output_padding"), (dilation, "dilation")))
+    k, s, p, op, d = (
+        _pair(v, n)
+        for v, n in (
+            (kernel_size, "kernel_size"),
+            (stride, "stride"),
+            (padding, "padding"),
+            (output_padding, "output_padding"),
+            (dilation, "dilation"),
+        )
+    )
     _check_geometry(k, s, p, d)
     if transposed:
         _check_output_padding(op, s, d)
@@ -350,8 +378,9 @@ def packernel2d(
         k_stride, k_pad = s, p
     out_h, out_w = (_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), k, k_stride, k_pad, d))
     if out_h < 1 or out_w < 1:
-        raise ValueError(f"input (guidance) of spatial size {(h, w)} is too small for kernel_size={k}, padding={p}, "
-                         f"dilation={d}")
+        raise ValueError(
+            f"input (guidance) of spatial size {(h, w)} is too small for kernel_size={k}, padding={p}, dilation={d}"
+        )
 
     # Size of the layer input (where real samples live), for masks and normalisation.
     if transposed:
@@ -367,16 +396,14 @@ def packernel2d(
     ctx = torch.autocast(device_type, enabled=False) if autocast else _NullContext()
     with ctx:
         f = input.to(work_dtype)
-        cols = nd2col(f, k, k_stride, k_pad, dilation=d)  # (B, F, kh, kw, H_out, W_out)
+        f_pad = F.pad(f, (k_pad[1], k_pad[1], k_pad[0], k_pad[0])) if any(k_pad) else f
         if smooth_kind == "none":
-            ref = cols[:, :, k[0] // 2 : k[0] // 2 + 1, k[1] // 2 : k[1] // 2 + 1]
+            ref = f_pad[(slice(None), slice(None)) + _tap_slices(k[0] // 2, k[1] // 2, d, k_stride, (out_h, out_w))]
         else:
             ref = _smoothed_reference(f, smooth_kind, smooth_size, smooth_kernel, k, k_stride, k_pad, d)
-            ref = ref.view(b, nf, 1, 1, out_h, out_w)
-        diff = cols - ref
-        if spec.asym:
-            diff = diff.clamp_min(0)
-        dist2 = diff * diff if channel_wise else (diff * diff).sum(dim=1, keepdim=True)
+            ref = ref.view(b, nf, out_h, out_w)
+        # (B, 1 or F, kh, kw, H_out, W_out), without materialising the guidance windows for backward
+        dist2 = _PacSquaredDistance.apply(f_pad, ref, k, k_stride, d, spec.asym, channel_wise)
         if spec.family == "gaussian":
             kernel = torch.exp(-0.5 * dist2)
         else:
@@ -411,7 +438,7 @@ class _NullContext:
         return None
 
 
-def _inv_param(value: Optional[Union[Tensor, float]], default: float, name: str, channels: Optional[int], like: Tensor) -> Tensor:
+def _inv_param(value: Tensor | float | None, default: float, name: str, channels: int | None, like: Tensor) -> Tensor:
     if value is None:
         value = default
     t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
@@ -427,11 +454,11 @@ def _smoothed_reference(
     f: Tensor,
     kind: str,
     size: int,
-    smooth_kernel: Optional[Tensor],
-    k: Tuple[int, int],
-    stride: Tuple[int, int],
-    padding: Tuple[int, int],
-    dilation: Tuple[int, int],
+    smooth_kernel: Tensor | None,
+    k: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
 ) -> Tensor:
     """Per-channel smoothed guidance, sampled at the window centres. Shape ``(B*F, 1, H_out, W_out)``."""
     if smooth_kernel is None:
@@ -439,8 +466,10 @@ def _smoothed_reference(
     if not isinstance(smooth_kernel, Tensor):
         raise TypeError(f"smooth_kernel must be a Tensor, got {type(smooth_kernel).__name__}")
     if smooth_kernel.numel() != size * size or tuple(smooth_kernel.shape[-2:]) != (size, size):
-        raise ValueError(f"smooth_kernel must have shape (1, 1, {size}, {size}) for this smooth_kernel_type, "
-                         f"got {tuple(smooth_kernel.shape)}")
+        raise ValueError(
+            f"smooth_kernel must have shape (1, 1, {size}, {size}) for this smooth_kernel_type, "
+            f"got {tuple(smooth_kernel.shape)}"
+        )
     weight = smooth_kernel.to(device=f.device, dtype=f.dtype).reshape(1, 1, size, size)
     b, nf, h, w = f.shape
     x = f.reshape(b * nf, 1, h, w)
@@ -456,10 +485,70 @@ def _smoothed_reference(
 # ----------------------------------------------------------------------------------------------------------------------
 # The PAC correlation (memory-light autograd Function)
 # ----------------------------------------------------------------------------------------------------------------------
-def _tap_slices(u: int, w: int, dilation: Tuple[int, int], stride: Tuple[int, int], out_hw: Tuple[int, int]) -> Tuple[slice, slice]:
+def _tap_slices(
+    u: int, w: int, dilation: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]
+) -> tuple[slice, slice]:
     h0, w0 = u * dilation[0], w * dilation[1]
-    return (slice(h0, h0 + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
-            slice(w0, w0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
+    return (
+        slice(h0, h0 + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
+        slice(w0, w0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]),
+    )
+
+
+class _PacSquaredDistance(torch.autograd.Function):
+    """``d2[b,c',u,w,y,x] = sum_c (f[b,c,y*S+u*D,x*S+w*D] - r[b,c,y,x])^2`` on an already padded ``f``.
+
+    ``c'`` is 0, or ``c`` (no sum) when ``channel_wise``; ``asym`` clamps the difference at 0 before squaring. The
+    backward recomputes each tap's difference, so only ``f`` and ``r`` are saved.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        f: Tensor,
+        ref: Tensor,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int],
+        dilation: tuple[int, int],
+        asym: bool,
+        channel_wise: bool,
+    ) -> Tensor:
+        out_hw = tuple(ref.shape[-2:])
+        taps = []
+        for u in range(kernel_size[0]):
+            for v in range(kernel_size[1]):
+                sh, sw = _tap_slices(u, v, dilation, stride, out_hw)
+                diff = f[:, :, sh, sw] - ref
+                if asym:
+                    diff = diff.clamp_min(0)
+                sq = diff * diff
+                taps.append(sq if channel_wise else sq.sum(dim=1, keepdim=True))
+        ctx.save_for_backward(f, ref)
+        ctx.geometry = (kernel_size, stride, dilation, asym)
+        b, n = taps[0].shape[:2]
+        return torch.stack(taps, dim=2).view(b, n, kernel_size[0], kernel_size[1], *out_hw)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        f, ref = ctx.saved_tensors
+        kernel_size, stride, dilation, asym = ctx.geometry
+        need_f, need_ref = ctx.needs_input_grad[:2]
+        out_hw = tuple(ref.shape[-2:])
+        grad_f = torch.zeros_like(f) if need_f else None
+        grad_ref = torch.zeros_like(ref) if need_ref else None
+        if need_f or need_ref:
+            for u in range(kernel_size[0]):
+                for v in range(kernel_size[1]):
+                    sh, sw = _tap_slices(u, v, dilation, stride, out_hw)
+                    diff = f[:, :, sh, sw] - ref
+                    if asym:  # d/dx clamp(x, 0)^2 = 2 clamp(x, 0)
+                        diff = diff.clamp_min(0)
+                    g_diff = 2 * diff * grad_out[:, :, u, v]
+                    if need_f:
+                        grad_f[:, :, sh, sw] += g_diff
+                    if need_ref:
+                        grad_ref -= g_diff
+        return grad_f, grad_ref, None, None, None, None, None
 
 
 class _PacCorrelate(torch.autograd.Function):
@@ -475,9 +564,9 @@ class _PacCorrelate(torch.autograd.Function):
         x: Tensor,
         kernel: Tensor,
         weight: Tensor,
-        bias: Optional[Tensor],
-        stride: Tuple[int, int],
-        dilation: Tuple[int, int],
+        bias: Tensor | None,
+        stride: tuple[int, int],
+        dilation: tuple[int, int],
         shared: bool,
     ) -> Tensor:
         b, c = x.shape[:2]
@@ -499,26 +588,30 @@ class _PacCorrelate(torch.autograd.Function):
         return out.view(b, n_out, out_h, out_w)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, kernel, weight = ctx.saved_tensors
         stride, dilation, shared, has_bias = ctx.geometry
         need_x, need_k, need_w, need_b = ctx.needs_input_grad[:4]
         b, c = x.shape[:2]
         kh, kw, out_h, out_w = kernel.shape[2:]
-        g = grad_out.reshape(b, grad_out.shape[1], out_h * out_w)
+        g = grad_out.contiguous()  # the gradient of a sum() arrives expanded (stride 0)
+        g3 = g.view(b, g.shape[1], out_h * out_w)
         grad_x = torch.zeros_like(x) if need_x else None
-        grad_k: List[Tensor] = []
-        grad_w: List[Tensor] = []
+        grad_k: list[Tensor] = []
+        grad_w: list[Tensor] = []
         for u in range(kh):
             for v in range(kw):
                 sh, sw = _tap_slices(u, v, dilation, stride, (out_h, out_w))
-                xs = x[:, :, sh, sw].reshape(b, c, -1)
-                kt = kernel[:, :, u, v].reshape(b, 1, -1)
+                xs = x[:, :, sh, sw]  # (B, C, H_out, W_out) strided view; reshaping it would copy
+                kt = kernel[:, :, u, v]  # (B, 1, H_out, W_out)
                 if need_x or need_k:
                     # gradient w.r.t. the tap product K*x: W^T g
-                    g_prod = g * weight[0, 0, u, v] if shared else torch.bmm(weight[:, :, u, v].t().expand(b, -1, -1), g)
+                    if shared:
+                        g_prod = g * weight[0, 0, u, v]
+                    else:
+                        g_prod = torch.bmm(weight[:, :, u, v].t().expand(b, -1, -1), g3).view(b, c, out_h, out_w)
                     if need_x:
-                        grad_x[:, :, sh, sw] += (g_prod * kt).view(b, c, out_h, out_w)
+                        grad_x[:, :, sh, sw] += g_prod * kt
                     if need_k:
                         grad_k.append((g_prod * xs).sum(dim=1, keepdim=True))
                 if need_w:
@@ -526,19 +619,19 @@ class _PacCorrelate(torch.autograd.Function):
                     if shared:
                         grad_w.append((prod * g).sum())
                     else:
-                        grad_w.append(torch.bmm(g, prod.transpose(1, 2)).sum(dim=0))
+                        grad_w.append(torch.bmm(g3, prod.view(b, c, -1).transpose(1, 2)).sum(dim=0))
         gk = torch.stack(grad_k, dim=2).view_as(kernel) if need_k else None
         if need_w:
             gw = torch.stack(grad_w, dim=-1).view(weight.shape[0], weight.shape[1], kh, kw)
         else:
             gw = None
-        gb = g.sum(dim=(0, 2)) if (need_b and has_bias) else None
+        gb = g3.sum(dim=(0, 2)) if (need_b and has_bias) else None
         return grad_x, gk, gw, gb, None, None, None
 
 
 def _check_pac_inputs(
-    input: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor], shared_filters: bool, transposed: bool
-) -> Tuple[int, int, int]:
+    input: Tensor, kernel: Tensor, weight: Tensor, bias: Tensor | None, shared_filters: bool, transposed: bool
+) -> tuple[int, int, int]:
     """Validates the functional arguments; returns ``(out_channels, kh, kw)``."""
     _check_tensor(input, "input", 4, "(B, C, H, W)")
     _check_tensor(kernel, "kernel", 6, "(B, 1, kh, kw, H_out, W_out)")
@@ -552,12 +645,16 @@ def _check_pac_inputs(
         raise ValueError(f"weight must have an odd kernel size, got {(kh, kw)}")
     if shared_filters:
         if weight.shape[:2] != (1, 1):
-            raise ValueError(f"weight must have shape (1, 1, kh, kw) with shared_filters=True, got {tuple(weight.shape)}")
+            raise ValueError(
+                f"weight must have shape (1, 1, kh, kw) with shared_filters=True, got {tuple(weight.shape)}"
+            )
         out_channels = c
     else:
         w_in = weight.shape[0] if transposed else weight.shape[1]
         if w_in != c:
-            raise ValueError(f"weight {w_doc} expects C_in={w_in} input channels, but input has shape {tuple(input.shape)}")
+            raise ValueError(
+                f"weight {w_doc} expects C_in={w_in} input channels, but input has shape {tuple(input.shape)}"
+            )
         out_channels = weight.shape[1] if transposed else weight.shape[0]
     if bias is not None:
         _check_tensor(bias, "bias", 1, f"({out_channels},)")
@@ -565,15 +662,20 @@ def _check_pac_inputs(
             raise ValueError(f"bias must have shape ({out_channels},), got {tuple(bias.shape)}")
     if kernel.shape[1] != 1:
         raise ValueError(
-            f"kernel must have a single channel (B, 1, kh, kw, H_out, W_out); channel_wise kernels are only for pooling, "
-            f"got shape {tuple(kernel.shape)}"
+            f"kernel must have a single channel, shape (B, 1, kh, kw, H_out, W_out); channel_wise kernels are only "
+            f"for pooling, got shape {tuple(kernel.shape)}"
         )
     _check_same_dtype((("input", input), ("kernel", kernel), ("weight", weight), ("bias", bias)), input.device.type)
     return out_channels, kh, kw
 
 
 def _run_correlate(
-    x: Tensor, kernel: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Tuple[int, int], dilation: Tuple[int, int],
+    x: Tensor,
+    kernel: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
     shared: bool,
 ) -> Tensor:
     device_type = x.device.type
@@ -590,12 +692,12 @@ def pacconv2d(
     input: Tensor,
     kernel: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
+    bias: Tensor | None = None,
     stride: IntPair = 1,
     padding: IntPair = 0,
     dilation: IntPair = 1,
     shared_filters: bool = False,
-    native_impl: Optional[bool] = None,
+    native_impl: bool | None = None,
 ) -> Tensor:
     """Pixel-adaptive convolution (Eq. 3): ``v'_i = sum_j K(f_i, f_j) W[p_i - p_j] v_j + b``.
 
@@ -625,8 +727,9 @@ def pacconv2d(
     b, _, h, w = input.shape
     out_hw = tuple(_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), (kh, kw), s, p, d))
     if out_hw[0] < 1 or out_hw[1] < 1:
-        raise ValueError(f"input of spatial size {(h, w)} is too small for kernel_size={(kh, kw)}, padding={p}, "
-                         f"dilation={d}")
+        raise ValueError(
+            f"input of spatial size {(h, w)} is too small for kernel_size={(kh, kw)}, padding={p}, dilation={d}"
+        )
     expected = (b, 1, kh, kw) + out_hw
     if tuple(kernel.shape) != expected:
         raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
@@ -638,13 +741,13 @@ def pacconv_transpose2d(
     input: Tensor,
     kernel: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
+    bias: Tensor | None = None,
     stride: IntPair = 1,
     padding: IntPair = 0,
     output_padding: IntPair = 0,
     dilation: IntPair = 1,
     shared_filters: bool = False,
-    native_impl: Optional[bool] = None,
+    native_impl: bool | None = None,
 ) -> Tensor:
     """Transposed pixel-adaptive convolution; with ``K == 1`` it equals ``F.conv_transpose2d`` (same ``weight``).
 
@@ -672,12 +775,18 @@ def pacconv_transpose2d(
         - output: ``(B, C_out, H_out, W_out)`` with ``H_out = (H - 1) S - 2P + D(kh-1) + output_padding + 1``
     """
     out_channels, kh, kw = _check_pac_inputs(input, kernel, weight, bias, shared_filters, transposed=True)
-    s, p, op, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(output_padding, "output_padding"), _pair(
-        dilation, "dilation")
+    s, p, op, d = (
+        _pair(stride, "stride"),
+        _pair(padding, "padding"),
+        _pair(output_padding, "output_padding"),
+        _pair(dilation, "dilation"),
+    )
     _check_geometry((kh, kw), s, p, d)
     _check_output_padding(op, s, d)
     b, _, h, w = input.shape
-    out_hw = tuple(_conv_transpose_out(n, ki, si, pi, oi, di) for n, ki, si, pi, oi, di in zip((h, w), (kh, kw), s, p, op, d))
+    out_hw = tuple(
+        _conv_transpose_out(n, ki, si, pi, oi, di) for n, ki, si, pi, oi, di in zip((h, w), (kh, kw), s, p, op, d)
+    )
     if out_hw[0] < 1 or out_hw[1] < 1:
         raise ValueError(f"output size {out_hw} is not positive for input size {(h, w)} and padding={p}")
     expected = (b, 1, kh, kw) + out_hw
@@ -747,7 +856,7 @@ class _PacConvNd(nn.Module):
         channel_wise: bool,
         normalize_kernel: bool,
         shared_filters: bool,
-        filler: Optional[str],
+        filler: str | None,
         native_impl: bool,
     ) -> None:
         super().__init__()
@@ -764,8 +873,10 @@ class _PacConvNd(nn.Module):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"{name} must be a positive int, got {value!r}")
             if shared_filters and in_channels != out_channels:
-                raise ValueError(f"shared_filters=True requires in_channels == out_channels, got "
-                                 f"in_channels={in_channels}, out_channels={out_channels}")
+                raise ValueError(
+                    f"shared_filters=True requires in_channels == out_channels, got "
+                    f"in_channels={in_channels}, out_channels={out_channels}"
+                )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.transposed = transposed
@@ -780,8 +891,8 @@ class _PacConvNd(nn.Module):
         self._spec = _parse_kernel_type(kernel_type)
         smooth_kind, smooth_size = _parse_smooth_kernel_type(smooth_kernel_type)
 
-        self.weight: Optional[Tensor]
-        self.bias: Optional[Tensor]
+        self.weight: Tensor | None
+        self.bias: Tensor | None
         if not pool_only:
             valid = _TRANSPOSED_FILLERS if transposed else _CONV_FILLERS
             if filler not in valid:
@@ -798,15 +909,20 @@ class _PacConvNd(nn.Module):
             else:
                 self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
             if filler in ("crf", "crf_perturbed", "crf_pool") and (kh != kw or in_channels != out_channels):
-                raise ValueError(f"filler={filler!r} requires a square kernel and in_channels == out_channels, got "
-                                 f"kernel_size={self.kernel_size}, in_channels={in_channels}, out_channels={out_channels}")
+                raise ValueError(
+                    f"filler={filler!r} requires a square kernel and in_channels == out_channels, got "
+                    f"kernel_size={self.kernel_size}, in_channels={in_channels}, out_channels={out_channels}"
+                )
             if filler == "linear":
                 if in_channels != out_channels:
-                    raise ValueError(f"filler='linear' requires in_channels == out_channels, got {in_channels} and "
-                                     f"{out_channels}")
+                    raise ValueError(
+                        f"filler='linear' requires in_channels == out_channels, got {in_channels} and {out_channels}"
+                    )
                 if any(k < 2 * s - 1 for k, s in zip(self.kernel_size, self.stride)):
-                    raise ValueError(f"filler='linear' requires kernel_size >= 2 * stride - 1, got "
-                                     f"kernel_size={self.kernel_size}, stride={self.stride}")
+                    raise ValueError(
+                        f"filler='linear' requires kernel_size >= 2 * stride - 1, got "
+                        f"kernel_size={self.kernel_size}, stride={self.stride}"
+                    )
             self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         else:
             self.weight = None
@@ -843,8 +959,10 @@ class _PacConvNd(nn.Module):
                 if self.bias is not None:
                     self.bias.uniform_(-bound, bound)
             elif self.filler == "linear":
-                profile = torch.outer(_linear_profile(kh, self.stride[0], self.normalize_kernel),
-                                      _linear_profile(kw, self.stride[1], self.normalize_kernel))
+                profile = torch.outer(
+                    _linear_profile(kh, self.stride[0], self.normalize_kernel),
+                    _linear_profile(kw, self.stride[1], self.normalize_kernel),
+                )
                 self.weight.zero_()
                 for ch in range(1 if self.shared_filters else self.in_channels):
                     self.weight[ch, ch] = profile.to(self.weight.dtype)
@@ -870,13 +988,19 @@ class _PacConvNd(nn.Module):
         if isinstance(smooth, nn.Parameter):
             smooth.fill_(1.0 / smooth.numel())
 
-    def _expected_guidance_size(self, input_hw: Tuple[int, int]) -> Tuple[int, int]:
+    def _expected_guidance_size(self, input_hw: tuple[int, int]) -> tuple[int, int]:
         if self.transposed:
-            return tuple(_conv_transpose_out(n, k, s, p, op, d) for n, k, s, p, op, d in zip(
-                input_hw, self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation))  # type: ignore[return-value]
+            return tuple(
+                _conv_transpose_out(n, k, s, p, op, d)
+                for n, k, s, p, op, d in zip(
+                    input_hw, self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation
+                )
+            )  # type: ignore[return-value]
         return input_hw
 
-    def compute_kernel(self, input_for_kernel: Tensor, input_mask: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
+    def compute_kernel(
+        self, input_for_kernel: Tensor, input_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """Computes the adaptive kernel of this layer from the guidance; see :func:`packernel2d`.
 
         Shape:
@@ -904,13 +1028,15 @@ class _PacConvNd(nn.Module):
         )
 
     def _kernel_for_forward(
-        self, input_2d: Tensor, input_for_kernel: Optional[Tensor], kernel: Optional[Tensor], mask: Optional[Tensor]
-    ) -> Tuple[Tensor, Optional[Tensor]]:
+        self, input_2d: Tensor, input_for_kernel: Tensor | None, kernel: Tensor | None, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         _check_tensor(input_2d, "input_2d", 4, "(B, C, H, W)")
         _check_float(input_2d, "input_2d")
         b, c, h, w = input_2d.shape
         if not self.pool_only and c != self.in_channels:
-            raise ValueError(f"input_2d must have in_channels={self.in_channels} channels, got shape {tuple(input_2d.shape)}")
+            raise ValueError(
+                f"input_2d must have in_channels={self.in_channels} channels, got shape {tuple(input_2d.shape)}"
+            )
         if mask is not None:
             _check_tensor(mask, "mask", 4, f"(B, 1, H, W) = {(b, 1, h, w)}")
             if tuple(mask.shape) != (b, 1, h, w):
@@ -918,20 +1044,32 @@ class _PacConvNd(nn.Module):
         if kernel is not None:
             output_mask = None
             if mask is not None:  # the given kernel is used as is; report outputs with at least one valid neighbour
-                valid = nd2col(mask.to(kernel.dtype), self.kernel_size, self.stride, self.padding, self.output_padding,
-                               self.dilation, transposed=self.transposed)
+                valid = nd2col(
+                    mask.to(kernel.dtype),
+                    self.kernel_size,
+                    self.stride,
+                    self.padding,
+                    self.output_padding,
+                    self.dilation,
+                    transposed=self.transposed,
+                )
                 output_mask = (valid.sum(dim=(2, 3)) != 0).to(kernel.dtype)
             return kernel, output_mask
         expected_hw = self._expected_guidance_size((h, w))
         where = " (the output size of this transposed layer)" if self.transposed else " (the size of input_2d)"
-        _check_tensor(input_for_kernel, "input_for_kernel", 4, f"(B, F, H, W) with (B, H, W) = {(b,) + tuple(expected_hw)}")
+        _check_tensor(
+            input_for_kernel, "input_for_kernel", 4, f"(B, F, H, W) with (B, H, W) = {(b,) + tuple(expected_hw)}"
+        )
         _check_float(input_for_kernel, "input_for_kernel")
         if input_for_kernel.shape[0] != b:
-            raise ValueError(f"input_for_kernel must have batch size {b} like input_2d, got shape "
-                             f"{tuple(input_for_kernel.shape)}")
+            raise ValueError(
+                f"input_for_kernel must have batch size {b} like input_2d, got shape {tuple(input_for_kernel.shape)}"
+            )
         if tuple(input_for_kernel.shape[2:]) != tuple(expected_hw):
-            raise ValueError(f"input_for_kernel must have spatial size {tuple(expected_hw)}{where}, got "
-                             f"{tuple(input_for_kernel.shape[2:])}")
+            raise ValueError(
+                f"input_for_kernel must have spatial size {tuple(expected_hw)}{where}, got "
+                f"{tuple(input_for_kernel.shape[2:])}"
+            )
         _check_same_dtype((("input_2d", input_2d), ("input_for_kernel", input_for_kernel)), input_2d.device.type)
         return self.compute_kernel(input_for_kernel, mask)
 
@@ -1006,24 +1144,50 @@ class PacConv2d(_PacConvNd):
         filler: str = "uniform",
         native_impl: bool = False,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, bias, False,
-                         kernel_type, smooth_kernel_type, False, normalize_kernel, shared_filters, filler, native_impl)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            transposed=False,
+            output_padding=0,
+            bias=bias,
+            pool_only=False,
+            kernel_type=kernel_type,
+            smooth_kernel_type=smooth_kernel_type,
+            channel_wise=False,
+            normalize_kernel=normalize_kernel,
+            shared_filters=shared_filters,
+            filler=filler,
+            native_impl=native_impl,
+        )
 
     def forward(
         self,
         input_2d: Tensor,
-        input_for_kernel: Optional[Tensor],
-        kernel: Optional[Tensor] = None,
-        mask: Optional[Tensor] = None,
-    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        input_for_kernel: Tensor | None,
+        kernel: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Applies PAC; ``kernel`` (from :meth:`compute_kernel`) replaces the guidance when given.
 
         Returns:
             ``output``, or ``(output, output_mask)`` when ``mask`` is given.
         """
         kernel, output_mask = self._kernel_for_forward(input_2d, input_for_kernel, kernel, mask)
-        output = pacconv2d(input_2d, kernel, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                           self.shared_filters, self.native_impl)
+        output = pacconv2d(
+            input_2d,
+            kernel,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.shared_filters,
+            self.native_impl,
+        )
         return output if mask is None else (output, output_mask)
 
 
@@ -1072,23 +1236,49 @@ class PacConvTranspose2d(_PacConvNd):
         filler: str = "uniform",
         native_impl: bool = False,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, True, output_padding, bias,
-                         False, kernel_type, smooth_kernel_type, False, normalize_kernel, shared_filters, filler,
-                         native_impl)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            transposed=True,
+            output_padding=output_padding,
+            bias=bias,
+            pool_only=False,
+            kernel_type=kernel_type,
+            smooth_kernel_type=smooth_kernel_type,
+            channel_wise=False,
+            normalize_kernel=normalize_kernel,
+            shared_filters=shared_filters,
+            filler=filler,
+            native_impl=native_impl,
+        )
 
     def forward(
         self,
         input_2d: Tensor,
-        input_for_kernel: Optional[Tensor],
-        kernel: Optional[Tensor] = None,
-        mask: Optional[Tensor] = None,
-    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        input_for_kernel: Tensor | None,
+        kernel: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Applies transposed PAC; ``kernel`` (from :meth:`compute_kernel`) replaces the guidance when given.
 
         Returns:
             ``output``, or ``(output, output_mask)`` when ``mask`` is given.
         """
         kernel, output_mask = self._kernel_for_forward(input_2d, input_for_kernel, kernel, mask)
-        output = pacconv_transpose2d(input_2d, kernel, self.weight, self.bias, self.stride, self.padding,
-                                     self.output_padding, self.dilation, self.shared_filters, self.native_impl)
+        output = pacconv_transpose2d(
+            input_2d,
+            kernel,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.dilation,
+            self.shared_filters,
+            self.native_impl,
+        )
         return output if mask is None else (output, output_mask)

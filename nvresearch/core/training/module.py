@@ -26,6 +26,8 @@ class NVModule(pl.LightningModule):
     * :meth:`log_losses` logs every loss term under ``<stage>/<name>`` and, in training, stops the run with a
       :class:`NonFiniteLossError` naming the step and the term as soon as one term is NaN or infinite, before the
       optimiser applies it. The last checkpoint written before that step is left untouched.
+    * :meth:`parameter_groups` lets a paper give parts of the network their own learning rate (``lr_scale``).
+    * ``grad_clip_norm`` clips the global gradient norm before each optimiser step (after AMP unscaling).
     * :attr:`samples_dir` is where pictures go (``<run>/samples``).
     """
 
@@ -35,6 +37,7 @@ class NVModule(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
         check_finite: bool = True,
+        grad_clip_norm: float | None = None,
     ) -> None:
         super().__init__()
         self.optimizer_factory = optimizer
@@ -43,17 +46,27 @@ class NVModule(pl.LightningModule):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.scheduler_interval = scheduler_interval
         self.check_finite = check_finite
+        self.grad_clip_norm = grad_clip_norm
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise ValueError(f"{type(self).__name__} has no optimizer configured (set model.optimizer)")
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        for group in optimizer.param_groups:  # before the scheduler records its initial learning rates
+            group["lr"] *= group.pop("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups; a group may carry ``lr_scale`` (multiplies the optimizer's learning rate)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_([p for p in self.parameters() if p.grad is not None], self.grad_clip_norm)
 
     # ------------------------------------------------------------------ logging
     def log_losses(self, terms: Mapping[str, Tensor], stage: str, batch_size: int | None = None) -> None:
