@@ -6,9 +6,9 @@ unless the command line changes it (``data=...`` or ``data.<key>=...``).
 
 from __future__ import annotations
 
+import hydra
 from omegaconf import DictConfig
 
-import hydra
 from nvresearch._hydra import cli_overrides, config_path
 
 

@@ -42,7 +42,9 @@ def compose(tmp_path: Path) -> Callable[..., object]:
     return _compose
 
 
-def run_cli(args: Sequence[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: Sequence[str], cwd: Path, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python <args>`` in a subprocess with this interpreter; returns the completed process (never raises)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("NVRESEARCH_OUTPUT", None)

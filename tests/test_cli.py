@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 from conftest import PAC_FAST, run_cli
+from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +26,14 @@ def test_train_then_eval_writes_the_documented_run_folder(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     run = _only_run_dir(out_root)
     assert run.name[:4].isdigit() and "_" in run.name  # <date>_<time>
-    for rel in (".hydra/config.yaml", ".hydra/overrides.yaml", "train.log", "checkpoints/last.ckpt",
-                "csv/metrics.csv", "metrics.json"):
+    for rel in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "train.log",
+        "checkpoints/last.ckpt",
+        "csv/metrics.csv",
+        "metrics.json",
+    ):
         assert (run / rel).is_file(), rel
     assert list((run / "samples").glob("*.png")), "no sample pictures"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -38,8 +44,18 @@ def test_train_then_eval_writes_the_documented_run_folder(tmp_path):
 
     # evaluation of that checkpoint, without retraining, into its own run folder
     ckpt = run / "checkpoints" / "last.ckpt"
-    res = run_cli(["-m", "nvresearch.eval", "paper=pac", f"ckpt_path={ckpt}", "trainer=fast", "logger=csv",
-                   f"hydra.run.dir={tmp_path / 'eval'}"], cwd=work)
+    res = run_cli(
+        [
+            "-m",
+            "nvresearch.eval",
+            "paper=pac",
+            f"ckpt_path={ckpt}",
+            "trainer=fast",
+            "logger=csv",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ],
+        cwd=work,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     ev = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert ev["task"] == "eval" and ev["checkpoint"] == str(ckpt)
@@ -56,8 +72,18 @@ def test_cfg_job_prints_composed_config(tmp_path):
 
 
 def test_sweep_runs_each_value(tmp_path):
-    res = run_cli(["-m", "nvresearch.train", "-m", *PAC_FAST, "model.optimizer.lr=1e-3,1e-4",
-                   f"paths.output_root={tmp_path}", "test=false"], cwd=tmp_path)
+    res = run_cli(
+        [
+            "-m",
+            "nvresearch.train",
+            "-m",
+            *PAC_FAST,
+            "model.optimizer.lr=1e-3,1e-4",
+            f"paths.output_root={tmp_path}",
+            "test=false",
+        ],
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     sweeps = list((tmp_path / "pac" / "multiruns").iterdir())
     assert len(sweeps) == 1
@@ -76,14 +102,24 @@ def test_bad_input_fails_fast_with_clear_messages(tmp_path):
     res = run_cli(["-m", "nvresearch.train", "paper=pac", "trainer.max_epoch=1"], cwd=tmp_path)
     assert res.returncode != 0 and "trainer.max_epoch" in res.stderr
     missing = tmp_path / "no_data_here"
-    res = run_cli(["-m", "nvresearch.train", "paper=pac", "data=pac/nyu", f"paths.data_dir={missing}",
-                   f"paths.output_root={tmp_path / 'o'}"], cwd=tmp_path)
+    res = run_cli(
+        [
+            "-m",
+            "nvresearch.train",
+            "paper=pac",
+            "data=pac/nyu",
+            f"paths.data_dir={missing}",
+            f"paths.output_root={tmp_path / 'o'}",
+        ],
+        cwd=tmp_path,
+    )
     assert res.returncode != 0
     assert str(missing / "nyu_depth_v2") in res.stderr and "nyu_depth_v2_labeled.mat" in res.stderr
 
 
 def test_non_finite_loss_stops_the_run_with_a_clear_message(tmp_path):
-    res = run_cli(["-m", "nvresearch.train", *PAC_FAST, "model.optimizer.lr=1e30", f"paths.output_root={tmp_path}"],
-                  cwd=tmp_path)
+    res = run_cli(
+        ["-m", "nvresearch.train", *PAC_FAST, "model.optimizer.lr=1e30", f"paths.output_root={tmp_path}"], cwd=tmp_path
+    )
     assert res.returncode == 1
     assert "non-finite loss at global step 1" in res.stderr and "l2=nan" in res.stderr

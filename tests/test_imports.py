@@ -10,7 +10,17 @@ import pytest
 
 import nvresearch
 
-HEAVY = ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf", "torchmetrics", "kornia", "cv2", "scipy")
+HEAVY = (
+    "pytorch_lightning",
+    "lightning",
+    "lightning_fabric",
+    "hydra",
+    "omegaconf",
+    "torchmetrics",
+    "kornia",
+    "cv2",
+    "scipy",
+)
 
 
 def _modules_after(code: str) -> set[str]:

@@ -20,8 +20,17 @@ def test_resume_matches_uninterrupted_run(compose, tmp_path):
 
     part = tmp_path / "part"
     # the same run, "killed" after two of its three epochs (the schedule still plans for three)
-    train(compose([*COMMON, "trainer.max_epochs=3", "+callbacks.stop._target_=conftest.StopAfterEpochs",
-                   "+callbacks.stop.epochs=2"], out=part))
+    train(
+        compose(
+            [
+                *COMMON,
+                "trainer.max_epochs=3",
+                "+callbacks.stop._target_=conftest.StopAfterEpochs",
+                "+callbacks.stop.epochs=2",
+            ],
+            out=part,
+        )
+    )
     stopped = read_checkpoint(part / "checkpoints" / "last.ckpt")
     assert stopped["epoch"] == 1 and stopped["global_step"] == 6
 

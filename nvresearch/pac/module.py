@@ -134,4 +134,3 @@ class JointUpsamplingModule(NVModule):
                 ]
             )
         save_grid(rows, self.samples_dir / f"{tag}.png")
-

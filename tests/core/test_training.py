@@ -112,7 +112,9 @@ def test_tampered_checkpoint_with_pickled_object_is_refused(tmp_path):
 
 def test_checkpoint_config_cannot_build_arbitrary_targets(tmp_path):
     path = tmp_path / "evil_config.ckpt"
-    torch.save({"state_dict": {}, "nvresearch": {"config": {"model": {"_target_": "os.system", "_args_": ["true"]}}}}, path)
+    torch.save(
+        {"state_dict": {}, "nvresearch": {"config": {"model": {"_target_": "os.system", "_args_": ["true"]}}}}, path
+    )
     with pytest.raises(PermissionError, match="refusing to build 'os.system'"):
         load_checkpoint(path)
 

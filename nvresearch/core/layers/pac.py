@@ -31,7 +31,8 @@ changing the import. Behaviour that differs from the official code, on purpose:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

@@ -60,7 +60,9 @@ def _report(title: str, out_dir: Path, metrics: dict[str, float]) -> None:
 
 def find_last_checkpoint(runs_dir: Path, exclude: Path | None = None) -> Path:
     """The newest ``checkpoints/last.ckpt`` below ``runs_dir`` (for ``ckpt_path=last``)."""
-    candidates = [p for p in Path(runs_dir).glob("*/checkpoints/last.ckpt") if exclude is None or exclude not in p.parents]
+    candidates = [
+        p for p in Path(runs_dir).glob("*/checkpoints/last.ckpt") if exclude is None or exclude not in p.parents
+    ]
     if not candidates:
         raise FileNotFoundError(f"ckpt_path=last: no '*/checkpoints/last.ckpt' under '{runs_dir}'")
     return max(candidates, key=lambda p: p.stat().st_mtime)
@@ -101,7 +103,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
         trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
         metrics.update(_scalar_metrics(trainer.callback_metrics, ("test/",)))
-    extra = {"paper": cfg.paper_name, "task": "train", "global_step": trainer.global_step, "epochs": trainer.current_epoch}
+    extra = {
+        "paper": cfg.paper_name,
+        "task": "train",
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+    }
     _write_metrics(trainer, out_dir, metrics, extra)
     if trainer.is_global_zero:
         _report(f"[{cfg.paper_name}] training done", out_dir, metrics)
