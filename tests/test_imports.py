@@ -48,7 +48,9 @@ def test_pac_layers_import_is_light():
 
 
 def test_core_torch_only_parts_are_light():
-    loaded = _modules_after("import nvresearch.core.layers, nvresearch.core.data, nvresearch.core.utils")
+    loaded = _modules_after(
+        "import nvresearch.core.layers, nvresearch.core.data, nvresearch.core.meta, nvresearch.core.utils"
+    )
     assert not loaded & set(HEAVY)
 
 
