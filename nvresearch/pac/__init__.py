@@ -8,10 +8,14 @@ losses, metrics, datasets and the inference helper. Lightning lives in ``nvresea
 from nvresearch.core.layers.pac import (
     PacConv2d,
     PacConvTranspose2d,
+    PacPool2d,
+    official_transposed_weight_to_torch,
     pacconv2d,
     pacconv_transpose2d,
     packernel2d,
+    pacpool2d,
 )
+from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
 from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres
 from nvresearch.pac.inference import upsample
 from nvresearch.pac.losses import normalized_l2_loss
@@ -26,14 +30,21 @@ __all__ = [
     "NYUDepthV2",
     "PacConv2d",
     "PacConvTranspose2d",
+    "PacCRF",
+    "PacCRFLoose",
+    "PacPool2d",
     "PacJointUpsample",
     "SyntheticRGBD",
+    "create_YXRGB",
+    "create_position_feats",
     "denormalize",
     "lowres",
     "normalized_l2_loss",
+    "official_transposed_weight_to_torch",
     "pacconv2d",
     "pacconv_transpose2d",
     "packernel2d",
+    "pacpool2d",
     "per_image_epe",
     "per_image_rmse",
     "upsample",

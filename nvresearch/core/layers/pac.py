@@ -24,6 +24,7 @@ changing the import. Behaviour that differs from the official code, on purpose:
   centre; the official padding ``P - (k - k_s) / 2`` is the ``dilation == 1`` special case of the one used here.
 - A module called with an explicit ``kernel=`` and a ``mask=`` returns ``(output, output_mask)`` as documented, with
   ``output_mask`` marking outputs that have at least one valid neighbour (the official code drops the mask).
+- ``PacPool2d`` needs no ``bias`` attribute for ``repr()`` (the official one raises ``AttributeError``).
 - The kernel is computed in float32 when the guidance is float16/bfloat16 or autocast is active (the squared
   feature distance overflows float16 easily).
 """
@@ -41,11 +42,13 @@ from torch import Tensor, nn
 __all__ = [
     "PacConv2d",
     "PacConvTranspose2d",
+    "PacPool2d",
     "nd2col",
     "official_transposed_weight_to_torch",
     "pacconv2d",
     "pacconv_transpose2d",
     "packernel2d",
+    "pacpool2d",
 ]
 
 IntPair = int | tuple[int, int] | Sequence[int]
@@ -800,6 +803,76 @@ def pacconv_transpose2d(
     return _run_correlate(x, kernel, w_corr, bias, (1, 1), d, shared_filters)
 
 
+def pacpool2d(
+    input: Tensor,
+    kernel: Tensor,
+    kernel_size: IntPair,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    native_impl: bool | None = None,
+) -> Tensor:
+    """Pixel-adaptive pooling (Sec. 3 of the paper): a kernel-weighted *sum* over each window, no filter, no bias.
+
+    ``out[b,c,y,x] = sum_{u,w} K[b, c or 0, u, w, y, x] v~[b, c, y*S + u*D, x*S + w*D]`` with ``v~`` the
+    zero-padded input. With ``K == 1`` this is ``kh*kw`` times ``F.avg_pool2d(count_include_pad=True)``; a kernel
+    from :func:`packernel2d` with ``normalize_kernel=True`` makes it an average.
+
+    Args:
+        input: Input ``v``.
+        kernel: Adaptive kernel from :func:`packernel2d` (same geometry); one channel (shared by all input channels)
+            or ``C`` channels (``channel_wise=True``, guidance with ``F == C``).
+        kernel_size: Odd window size.
+        stride: Stride.
+        padding: Zero padding.
+        dilation: Dilation.
+        native_impl: Accepted for compatibility with the official API; has no effect.
+
+    Shape:
+        - input: ``(B, C, H, W)``
+        - kernel: ``(B, 1, kh, kw, H_out, W_out)`` or ``(B, C, kh, kw, H_out, W_out)``
+        - output: ``(B, C, H_out, W_out)`` with ``H_out = floor((H + 2P - D(kh-1) - 1) / S) + 1``
+    """
+    _check_tensor(input, "input", 4, "(B, C, H, W)")
+    _check_tensor(kernel, "kernel", 6, "(B, 1 or C, kh, kw, H_out, W_out)")
+    _check_float(input, "input")
+    _check_float(kernel, "kernel")
+    k, s, p, d = (
+        _pair(kernel_size, "kernel_size"),
+        _pair(stride, "stride"),
+        _pair(padding, "padding"),
+        _pair(dilation, "dilation"),
+    )
+    _check_geometry(k, s, p, d)
+    b, c, h, w = input.shape
+    out_hw = tuple(_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), k, s, p, d))
+    if out_hw[0] < 1 or out_hw[1] < 1:
+        raise ValueError(f"input of spatial size {(h, w)} is too small for kernel_size={k}, padding={p}, dilation={d}")
+    if kernel.shape[1] not in (1, c):
+        raise ValueError(
+            f"a channel-wise kernel needs as many channels as the input (F == C): kernel has {kernel.shape[1]}, "
+            f"input has shape {tuple(input.shape)}"
+        )
+    expected = (b, kernel.shape[1]) + k + out_hw
+    if tuple(kernel.shape) != expected:
+        raise ValueError(
+            f"kernel must have shape (B, 1 or C, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}"
+        )
+    device_type = input.device.type
+    _check_same_dtype((("input", input), ("kernel", kernel)), device_type)
+    if _autocast_on(device_type):  # same policy as the convolutions: run in the low-precision dtype
+        dtype = torch.get_autocast_dtype(device_type)
+        input, kernel = input.to(dtype), kernel.to(dtype)
+    x = F.pad(input, (p[1], p[1], p[0], p[0])) if (p[0] or p[1]) else input
+    # Strided views per tap: autograd keeps views of x and of the kernel, never an im2col copy.
+    out = x.new_zeros(b, c, *out_hw)
+    for u in range(k[0]):
+        for v in range(k[1]):
+            sh, sw = _tap_slices(u, v, d, s, out_hw)
+            out = out + x[:, :, sh, sw] * kernel[:, :, u, v]
+    return out
+
+
 def official_transposed_weight_to_torch(weight: Tensor) -> Tensor:
     """Converts an official ``PacConvTranspose2d`` weight to this module's (``nn.ConvTranspose2d``) convention.
 
@@ -1283,3 +1356,105 @@ class PacConvTranspose2d(_PacConvNd):
             self.native_impl,
         )
         return output if mask is None else (output, output_mask)
+
+
+class PacPool2d(_PacConvNd):
+    """Pixel-adaptive pooling (Su et al., CVPR 2019, Eq. 3 with ``W == 1``): ``v'_i = sum_j K(f_i, f_j) v_j``.
+
+    Drop-in for the official ``PacPool2d``. Unnormalised by default, so it is a kernel-weighted *sum*: with a
+    Gaussian kernel and constant guidance it is ``kh*kw`` times ``nn.AvgPool2d`` (``count_include_pad=True``); with
+    ``normalize_kernel=True`` it equals ``nn.AvgPool2d(count_include_pad=False)``. Unlike the official module,
+    ``repr()`` works.
+
+    Args:
+        kernel_size: Odd window size.
+        stride: Stride.
+        padding: Zero padding (of the input and of the guidance).
+        dilation: Dilation.
+        kernel_type: See :class:`PacConv2d`.
+        smooth_kernel_type: See :class:`PacConv2d`.
+        channel_wise: One kernel per channel (the guidance must have ``F == C`` channels, else ``ValueError``).
+        normalize_kernel: Normalise each output's kernel to sum 1 over in-image taps.
+        out_channels: Number of channels; needed only for a channel-wise, learnable ``'inv_*'`` kernel (one
+            ``inv_alpha``/``inv_lambda`` per channel). ``-1`` means unknown.
+        native_impl: Accepted for compatibility; has no effect.
+
+    Shape:
+        - input_2d: ``(B, C, H, W)``; input_for_kernel: ``(B, F, H, W)``; mask: ``(B, 1, H, W)``
+        - output: ``(B, C, H_out, W_out)`` as for ``nn.AvgPool2d``; output_mask: ``(B, 1 or C, H_out, W_out)``
+    """
+
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: IntPair = 0,
+        dilation: IntPair = 1,
+        kernel_type: str = "gaussian",
+        smooth_kernel_type: str = "none",
+        channel_wise: bool = False,
+        normalize_kernel: bool = False,
+        out_channels: int = -1,
+        native_impl: bool = False,
+    ) -> None:
+        if (
+            not isinstance(out_channels, int)
+            or isinstance(out_channels, bool)
+            or out_channels < -1
+            or out_channels == 0
+        ):
+            raise ValueError(f"out_channels must be a positive int or -1, got {out_channels!r}")
+        super().__init__(
+            -1,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            transposed=False,
+            output_padding=0,
+            bias=False,
+            pool_only=True,
+            kernel_type=kernel_type,
+            smooth_kernel_type=smooth_kernel_type,
+            channel_wise=channel_wise,
+            normalize_kernel=normalize_kernel,
+            shared_filters=False,
+            filler=None,
+            native_impl=native_impl,
+        )
+
+    def forward(
+        self,
+        input_2d: Tensor,
+        input_for_kernel: Tensor | None,
+        kernel: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Applies PAC pooling; ``kernel`` (from :meth:`compute_kernel`) replaces the guidance when given.
+
+        Returns:
+            ``output``, or ``(output, output_mask)`` when ``mask`` is given.
+        """
+        if (
+            kernel is None
+            and self.channel_wise
+            and isinstance(input_2d, Tensor)
+            and isinstance(input_for_kernel, Tensor)
+            and input_2d.dim() == 4
+            and input_for_kernel.dim() == 4
+            and input_for_kernel.shape[1] != input_2d.shape[1]
+        ):
+            raise ValueError(
+                f"channel_wise=True needs a guidance with as many channels as the input (F == C), got "
+                f"input_2d {tuple(input_2d.shape)} and input_for_kernel {tuple(input_for_kernel.shape)}"
+            )
+        kernel, output_mask = self._kernel_for_forward(input_2d, input_for_kernel, kernel, mask)
+        output = pacpool2d(
+            input_2d, kernel, self.kernel_size, self.stride, self.padding, self.dilation, self.native_impl
+        )
+        return output if mask is None else (output, output_mask)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.out_channels == -1 else f"{s}, out_channels={self.out_channels}"
