@@ -48,9 +48,8 @@ def test_pac_layers_import_is_light():
 
 
 def test_core_torch_only_parts_are_light():
-    loaded = _modules_after(
-        "import nvresearch.core.layers, nvresearch.core.data, nvresearch.core.meta, nvresearch.core.utils"
-    )
+    core = ("layers", "data", "meta", "pruning", "utils")
+    loaded = _modules_after("import " + ", ".join(f"nvresearch.core.{m}" for m in core))
     assert not loaded & set(HEAVY)
 
 
