@@ -1,6 +1,6 @@
 """Dataset plumbing shared by the papers (torch-only)."""
 
-from nvresearch.core.data.errors import DatasetLayoutError, require_path
+from nvresearch.core.data.errors import DatasetLayoutError
 from nvresearch.core.data.samplers import EpochSampler, split_epoch_key
 
-__all__ = ["DatasetLayoutError", "EpochSampler", "require_path", "split_epoch_key"]
+__all__ = ["DatasetLayoutError", "EpochSampler", "split_epoch_key"]
