@@ -499,7 +499,7 @@ class JointUpsamplingDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
         # ``(epoch, index)`` keys come from nvresearch.core.data.EpochSampler; plain indices use set_epoch's epoch.
-        epoch, index = split_epoch_key(key) if isinstance(key, tuple) else (self.epoch, int(key))
+        epoch, index = split_epoch_key(key, default_epoch=self.epoch)
         sample: Mapping[str, Tensor] = self.base[index]
         guide, target = sample["image"], sample[self.target_key]
         h, w = target.shape[-2:]

@@ -20,7 +20,8 @@ class JointUpsamplingDataModule(pl.LightningDataModule):
         factor: upsampling factor (a power of two).
         crop: training crop size (a multiple of ``factor``); evaluation uses whole images.
         lowres_mode: how the LR input is made from the HR depth (``center``: point subsampling, the NYU protocol).
-        eval_border / metric_scale: used by the module; kept here so one data config describes the protocol.
+        eval_border / metric_scale: the evaluation protocol of this data; the model config reads them
+            (``${data.eval_border}``), so they are accepted here and not used by the data module itself.
         train_size / val_size / test_size / scene_height / scene_width: synthetic scenes per split and their size.
         val_ratio: NYU only, the fraction of the 1000 training images held out for validation.
         seed: seeds the synthetic scenes (train, val and test use disjoint seeds) and the training stream.
@@ -52,7 +53,6 @@ class JointUpsamplingDataModule(pl.LightningDataModule):
             raise ValueError("dataset 'nyu' needs root=<folder holding nyu_depth_v2_labeled.mat>")
         self.dataset, self.root, self.factor, self.crop = dataset, root, int(factor), crop
         self.batch_size, self.num_workers, self.lowres_mode = int(batch_size), int(num_workers), lowres_mode
-        self.eval_border, self.metric_scale = int(eval_border), float(metric_scale)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.scene_hw = (scene_height, scene_width)
         self.val_ratio, self.seed = float(val_ratio), int(seed)

@@ -52,7 +52,6 @@ class JointUpsamplingModule(NVModule):
         self.metric_scale = float(metric_scale)
         self.num_samples = int(num_samples)
         self.guidance_lr_scale = float(guidance_lr_scale)
-        self.factor = int(getattr(net, "factor", 0)) or None
         names = ("rmse", *(f"rmse_{b}" for b in _BASELINES))
         self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
         self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})

@@ -41,9 +41,9 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return iter([(epoch, i) for i in order])
 
 
-def split_epoch_key(key: int | tuple[int, int]) -> tuple[int, int]:
-    """Turn a dataset key into ``(epoch, index)``; plain integer keys (evaluation) count as epoch 0."""
+def split_epoch_key(key: int | tuple[int, int], default_epoch: int = 0) -> tuple[int, int]:
+    """Turn a dataset key into ``(epoch, index)``; plain integer keys get ``default_epoch``."""
     if isinstance(key, tuple):
         epoch, index = key
         return int(epoch), int(index)
-    return 0, int(key)
+    return int(default_epoch), int(key)
