@@ -11,7 +11,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-PAPERS: tuple[str, ...] = ("pac",)
+PAPERS: tuple[str, ...] = (
+    "pac",
+)
 """Slugs of the papers that are implemented (each is a subpackage ``nvresearch.<slug>``)."""
 
 _SUBPACKAGES = {"core", *PAPERS}

@@ -20,6 +20,8 @@ HEAVY = (
     "kornia",
     "cv2",
     "scipy",
+    "sklearn",
+    "h5py",
 )
 
 
