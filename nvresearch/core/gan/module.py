@@ -1,0 +1,140 @@
+"""Lightning pattern for GANs: alternating discriminator / generator updates with manual optimisation.
+
+This module imports Lightning (the rest of :mod:`nvresearch.core.gan` is torch-only and does not import it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor, nn
+
+from nvresearch.core.gan.ema import ema_copy, ema_update
+from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
+
+
+class GANModule(NVModule):
+    """Base class of GAN papers: one discriminator step, then one generator step, per training batch.
+
+    Subclasses define :attr:`generator` and :attr:`discriminator` (``nn.Module`` attributes) and implement
+    :meth:`discriminator_losses` and :meth:`generator_losses`, each returning a dict of named scalar terms that
+    contains the total under ``"loss"``. This class does the rest:
+
+    * two optimisers from the ``optimizer_g`` / ``optimizer_d`` factories (``_partial_: true`` configs), optional
+      schedulers stepped once per epoch;
+    * ``requires_grad`` of the other network switched off during each step (no wasted gradients, and the
+      generator step does not leave gradients in the discriminator);
+    * mixed precision: losses go through ``manual_backward`` and the optimisers through Lightning, so the AMP
+      gradient scaler (``precision=16-mixed``) scales, unscales and skips overflowing steps; :meth:`amp_scale` gives
+      the current scale for penalties that differentiate inside the loss (R1). ``32-true`` and ``bf16-mixed``
+      (CPU) need no scaler;
+    * the non-finite-loss guard and ``train/d_*`` / ``train/g_*`` logging of :meth:`NVModule.log_losses`;
+    * an exponential moving average of the generator (:attr:`generator_ema`) updated after each generator step
+      when ``ema_decay`` is set;
+    * optional gradient-norm clipping (``grad_clip_norm``) of each network before its step.
+
+    Note: Lightning counts ``global_step`` once per optimiser step, i.e. twice per batch here.
+    """
+
+    def __init__(
+        self,
+        optimizer_g: OptimizerFactory | None = None,
+        optimizer_d: OptimizerFactory | None = None,
+        scheduler_g: SchedulerFactory | None = None,
+        scheduler_d: SchedulerFactory | None = None,
+        ema_decay: float | None = None,
+        d_steps: int = 1,
+        grad_clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(optimizer=None, scheduler=None, grad_clip_norm=None)
+        self.automatic_optimization = False
+        self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
+        self.scheduler_g_factory, self.scheduler_d_factory = scheduler_g, scheduler_d
+        self.ema_decay = ema_decay
+        self.d_steps = int(d_steps)
+        self.gan_grad_clip_norm = grad_clip_norm
+        self.generator_ema: nn.Module | None = None
+
+    # ------------------------------------------------------------------ to implement
+    def discriminator_losses(self, batch: Any) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def generator_losses(self, batch: Any) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ set-up
+    def init_ema(self) -> None:
+        """Make :attr:`generator_ema` a copy of the (initialised) generator; call at the end of ``__init__``."""
+        if self.ema_decay is not None:
+            self.generator_ema = ema_copy(self.generator)
+
+    def generator_parameters(self) -> Iterable[nn.Parameter]:
+        return self.generator.parameters()
+
+    def discriminator_parameters(self) -> Iterable[nn.Parameter]:
+        return self.discriminator.parameters()
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_g_factory is None or self.optimizer_d_factory is None:
+            raise ValueError(f"{type(self).__name__} needs optimizer_g and optimizer_d (set model.optimizer_g/_d)")
+        opt_g = self.optimizer_g_factory([p for p in self.generator_parameters() if p.requires_grad])
+        opt_d = self.optimizer_d_factory([p for p in self.discriminator_parameters() if p.requires_grad])
+        scheds = []
+        for opt, factory in ((opt_g, self.scheduler_g_factory), (opt_d, self.scheduler_d_factory)):
+            if factory is not None:
+                scheds.append({"scheduler": factory(opt), "interval": "epoch"})
+        return [opt_g, opt_d], scheds
+
+    # ------------------------------------------------------------------ training
+    def amp_scale(self) -> float:
+        """The AMP gradient-scaler's current scale (1 without a scaler)."""
+        scaler = getattr(getattr(self.trainer, "precision_plugin", None), "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
+    def _step(self, optimizer: Any, terms: dict[str, Tensor], params: Iterable[nn.Parameter]) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(terms["loss"])
+        if self.gan_grad_clip_norm:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gan_grad_clip_norm, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        batch_size = _batch_size(batch)
+        for _ in range(self.d_steps):
+            self.toggle_optimizer(opt_d)
+            d_terms = self.discriminator_losses(batch)
+            self.log_losses({f"d_{k}": v for k, v in d_terms.items()}, "train", batch_size=batch_size)
+            self._step(opt_d, d_terms, self.discriminator_parameters())
+            self.untoggle_optimizer(opt_d)
+
+        self.toggle_optimizer(opt_g)
+        g_terms = self.generator_losses(batch)
+        self.log_losses({f"g_{k}": v for k, v in g_terms.items()}, "train", batch_size=batch_size)
+        self._step(opt_g, g_terms, self.generator_parameters())
+        self.untoggle_optimizer(opt_g)
+        if self.generator_ema is not None and self.ema_decay is not None:
+            ema_update(self.generator_ema, self.generator, self.ema_decay)
+
+    def on_train_epoch_end(self) -> None:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return
+        for s in schedulers if isinstance(schedulers, list) else [schedulers]:
+            s.step()
+
+
+def _batch_size(batch: Any) -> int | None:
+    if isinstance(batch, Tensor):
+        return batch.shape[0]
+    if isinstance(batch, dict):
+        for v in batch.values():
+            if isinstance(v, Tensor) and v.dim() > 0:
+                return v.shape[0]
+    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
+        return batch[0].shape[0]
+    return None
+
+
+__all__ = ["GANModule"]
