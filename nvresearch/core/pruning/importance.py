@@ -1,104 +1,72 @@
-"""Channel-importance criteria for BatchNorm-delimited channels (Molchanov et al., CVPR 2019; spec ``taylor.md``).
+"""Channel-importance criteria on dependency groups (Molchanov et al., CVPR 2019; spec ``taylor.md`` A.1-A.2).
 
-Every criterion scores the output channels of a set of ``BatchNorm2d`` layers, one score per channel, keyed by the
-BN's module name. The protocol (Torch-Pruning style, with the paper's accumulation made explicit):
+Every criterion scores the channels of the groups of a :class:`~nvresearch.core.pruning.graph.DependencyGraph`, one
+score per channel, keyed by group name. The protocol (Torch-Pruning style, with the paper's accumulation explicit):
 
-- :meth:`Importance.accumulate` after each ``loss.backward()`` (data-driven criteria read ``.grad``; the caller must
-  zero gradients between minibatches, as an ordinary training loop does);
+- :meth:`Importance.accumulate` after each ``loss.backward()`` (data-driven criteria read gradients; the caller
+  zeroes gradients between minibatches, as an ordinary training loop does);
 - :meth:`Importance.scores` returns the window mean ``I_hat = acc / T`` over the ``T`` minibatches since the last
-  reset/step (spec A.2);
-- :meth:`Importance.step` is one pruning step: it applies the momentum across pruning steps
-  ``I_tilde <- beta * I_tilde + (1 - beta) * I_hat`` (``I_tilde = I_hat`` at the first step; the reference configs use
-  ``beta = 0.9``) and clears the window;
-- :meth:`Importance.reset` returns the object to its freshly constructed state.
+  step (spec A.2);
+- :meth:`Importance.step` is one pruning step: momentum across pruning steps
+  ``I_tilde <- beta * I_tilde + (1 - beta) * I_hat`` (``I_tilde = I_hat`` at the first step; the reference configs
+  use ``beta = 0.9``), then the window is cleared;
+- :meth:`Importance.reset` returns the object to its freshly constructed state; :meth:`Importance.remove` removes
+  any hooks.
 
-No gates are inserted and no hooks are registered: the gate-after-BN gradient is recovered from the BN's own
-parameter gradients, ``dL/dz = gamma * dL/dgamma + beta * dL/dbeta`` (spec A.1), so the model is never modified.
-Ranking is meant to be global across layers on raw scores (no per-layer normalisation, spec A.2).
+The paper's gate sits right after the BN that follows each producer (spec E.4). There the gate gradient is
+``dL/dz = gamma * dL/dgamma + beta * dL/dbeta`` (spec A.1), read from the BN's own gradients: no gate, no hook. Where
+no BN follows a producer (LeNet, plain CNNs, linear layers) a gate ``z = 1`` is inserted by a forward hook, which
+leaves the outputs unchanged. A group with several producers (a residual stage, a depthwise pair) has one shared
+gate, so its gradient is the sum over its gate points: the paper's joint removal to first order (A.1).
+Ranking is meant to be global across groups on raw scores (no per-layer normalisation, spec A.2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
+from nvresearch.core.pruning.graph import DependencyGraph, GatePoint
+
 __all__ = [
+    "CRITERIA",
     "PAPER_MOMENTUM",
     "BNScale",
     "Importance",
     "RandomImportance",
+    "TaylorFO",
     "TaylorFOBN",
+    "TaylorFOFG",
     "TaylorFOWeight",
-    "TaylorSOBN",
+    "TaylorSO",
     "WeightMagnitude",
-    "find_bn_layers",
-    "find_producing_convs",
+    "make_criterion",
 ]
 
 #: ``pruning_momentum`` of every shipped reference config (spec A.2, B.1).
 PAPER_MOMENTUM = 0.9
 
 
-def find_bn_layers(model: nn.Module) -> list[str]:
-    """Names of all ``BatchNorm2d`` modules of ``model`` in ``named_modules()`` order."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
-
-
-def find_producing_convs(model: nn.Module, bn_names: Sequence[str]) -> dict[str, str]:
-    """Map each BN name to the ``Conv2d`` that produces its input.
-
-    Heuristic (as the reference, which takes the module "two places back", spec A.1 method 0): the last ``Conv2d``
-    registered before the BN in ``named_modules()`` order, which must have ``out_channels == num_features``. This
-    holds for torchvision ResNets, VGG-BN and DenseNets; pass an explicit mapping to the criteria otherwise.
-
-    Raises:
-        ValueError: If no matching convolution precedes a BN.
-    """
-    wanted = set(bn_names)
-    result: dict[str, str] = {}
-    last_conv: tuple[str, nn.Conv2d] | None = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            last_conv = (name, module)
-        elif name in wanted:
-            if last_conv is None or last_conv[1].out_channels != module.num_features:
-                raise ValueError(f"no Conv2d with {module.num_features} output channels precedes BN '{name}'")
-            result[name] = last_conv[0]
-    missing = wanted - result.keys()
-    if missing:
-        raise ValueError(f"BN layers not found in model: {sorted(missing)}")
-    return result
-
-
 class Importance:
-    """Base class: per-channel scores for BN layers with windowed accumulation and momentum (spec A.2).
+    """Base class: per-channel scores for every group, with windowed accumulation and momentum (spec A.2).
 
     Args:
-        model: The network. Only references to its modules are kept.
-        layers: BN module names to score; ``None`` means every ``BatchNorm2d`` of the model.
+        graph: The dependency graph of the network to score.
         momentum: ``beta`` of the momentum across pruning steps, in ``[0, 1)``; ``0`` disables it.
-
-    Subclasses implement :meth:`_minibatch` (data-driven) or :meth:`_static` (weight-only).
     """
 
     #: Data-driven criteria need at least one :meth:`accumulate` before :meth:`scores`.
     needs_data: bool = True
 
-    def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, momentum: float = 0.0) -> None:
+    def __init__(self, graph: DependencyGraph, momentum: float = 0.0) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        modules = dict(model.named_modules())
-        names = find_bn_layers(model) if layers is None else list(layers)
-        if not names:
-            raise ValueError("no BatchNorm2d layers to score")
-        self.bns: dict[str, nn.BatchNorm2d] = {}
-        for name in names:
-            bn = modules.get(name)
-            if not isinstance(bn, nn.BatchNorm2d):
-                raise ValueError(f"'{name}' is not a BatchNorm2d of the model")
-            self.bns[name] = bn
+        if not graph.groups:
+            raise ValueError("the network has no prunable channel groups")
+        self.graph = graph
+        self.modules: dict[str, nn.Module] = dict(graph.model.named_modules())
         self.momentum = float(momentum)
         self._acc: dict[str, torch.Tensor] = {}
         self._count = 0
@@ -109,12 +77,12 @@ class Importance:
         """Number of minibatches ``T`` accumulated since the last reset or step."""
         return self._count
 
-    def _minibatch(self, name: str) -> torch.Tensor:
-        """Per-minibatch criterion of BN ``name`` from the current ``.grad``. Shape: ``(C,)``."""
+    def _minibatch(self) -> dict[str, torch.Tensor]:
+        """Per-minibatch criterion of every group from the current gradients. Each shape: ``(size,)``."""
         raise NotImplementedError
 
-    def _static(self, name: str) -> torch.Tensor:
-        """Data-independent criterion of BN ``name``. Shape: ``(C,)``."""
+    def _static(self) -> dict[str, torch.Tensor]:
+        """Data-independent criterion of every group. Each shape: ``(size,)``."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -122,15 +90,15 @@ class Importance:
         """Add the current minibatch's criterion to the window (``acc += I^(t)``, ``T += 1``); call after backward.
 
         Args:
-            loss: Unused by first-order and weight-only criteria (they read ``.grad``); required by
-                :class:`TaylorSOBN`, which differentiates it twice.
+            loss: Unused by first-order and weight-only criteria; required by :class:`TaylorSO`.
         """
         if not self.needs_data:
             return
-        self._add({name: self._minibatch(name).detach() for name in self.bns})
+        self._add(self._minibatch())
 
     def _add(self, values: Mapping[str, torch.Tensor]) -> None:
         for name, value in values.items():
+            value = value.detach().float()
             if name in self._acc:
                 self._acc[name] += value
             else:
@@ -139,16 +107,16 @@ class Importance:
 
     @torch.no_grad()
     def scores(self) -> dict[str, torch.Tensor]:
-        """Window mean ``I_hat = acc / T`` per BN (spec A.2); for weight-only criteria, the current value.
+        """Window mean ``I_hat = acc / T`` per group (spec A.2); for weight-only criteria, the current value.
 
         Returns:
-            ``{bn_name: scores}``, each of shape ``(C,)`` with ``C = num_features`` of that BN.
+            ``{group_name: scores}``, each of shape ``(size,)``, in the order of ``graph.groups``.
 
         Raises:
             RuntimeError: For data-driven criteria when nothing was accumulated since the last reset/step.
         """
         if not self.needs_data:
-            return {name: self._static(name).detach().clone() for name in self.bns}
+            return {name: v.detach().float().clone() for name, v in self._static().items()}
         if self._count == 0:
             raise RuntimeError(f"{type(self).__name__}.scores() called before any accumulate()")
         return {name: acc / self._count for name, acc in self._acc.items()}
@@ -157,11 +125,8 @@ class Importance:
     def step(self) -> dict[str, torch.Tensor]:
         """One pruning step: momentum-average the window mean and clear the window (spec A.2).
 
-        ``I_tilde = I_hat`` at the first step (or with ``momentum == 0``), else
-        ``I_tilde <- momentum * I_tilde + (1 - momentum) * I_hat``.
-
         Returns:
-            ``{bn_name: I_tilde}``, each of shape ``(C,)`` (copies; safe to modify).
+            ``{group_name: I_tilde}``, each of shape ``(size,)`` (copies; safe to modify).
         """
         current = self.scores()
         if self._averaged is None or self.momentum == 0.0:
@@ -180,9 +145,8 @@ class Importance:
         self._averaged = None
 
     def remove(self) -> None:
-        """Drop all references to the model. Criteria register no hooks, so the model is untouched."""
+        """Remove any hooks this criterion registered; the model is then exactly as before."""
         self.reset()
-        self.bns = {}
 
     def __call__(self) -> dict[str, torch.Tensor]:
         return self.scores()
@@ -194,182 +158,308 @@ def _grad(param: torch.Tensor, what: str) -> torch.Tensor:
     return param.grad
 
 
-class TaylorFOBN(Importance):
-    """Taylor-FO-BN: first-order Taylor on a virtual gate right after each BN (paper §3; spec A.1 methods 22/31).
+class _Gates:
+    """Multiplicative gates ``z`` (ones) at gate points, inserted with forward hooks (outputs are unchanged)."""
 
-    Per minibatch ``I = (gamma * dL/dgamma + beta * dL/dbeta)^2``, which equals ``(dL/dz)^2`` for a multiplicative
-    gate ``z = 1`` inserted after the BN output. It is the square of the gradient of the batch-mean loss (not a mean
-    of per-example squares, spec E.1), averaged over the minibatches of the window. Momentum defaults to the
-    reference's ``0.9`` (spec E.2).
+    def __init__(self, crit: Importance, points: list[tuple[str, GatePoint]], requires_grad: bool = True) -> None:
+        self.z: dict[str, torch.Tensor] = {}
+        by_module: dict[str, list[tuple[str, GatePoint]]] = {}
+        for group, gp in points:
+            size = next(g.size for g in crit.graph.groups if g.name == group)
+            self.z.setdefault(group, torch.ones(size, requires_grad=requires_grad))
+            by_module.setdefault(gp.module, []).append((group, gp))
+        self.handles = [crit.modules[m].register_forward_hook(self._hook(entries)) for m, entries in by_module.items()]
 
-    The ResNet skip-gate divisors of the reference (3/4/6/3, and 3 for every other gate, spec A.2) apply to shared
-    stage gates, which this per-BN criterion does not model.
+    def _hook(self, entries: list[tuple[str, GatePoint]]) -> Callable[..., torch.Tensor]:
+        def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+            pieces = []
+            pos = 0
+            for group, gp in sorted(entries, key=lambda e: e[1].offset):
+                if gp.offset > pos:
+                    pieces.append(torch.ones(gp.offset - pos, device=out.device, dtype=out.dtype))
+                pieces.append(self.z[group].to(device=out.device, dtype=out.dtype))
+                pos = gp.offset + gp.length
+            if out.shape[1] > pos:
+                pieces.append(torch.ones(out.shape[1] - pos, device=out.device, dtype=out.dtype))
+            shape = [1, -1] + [1] * (out.dim() - 2)
+            return out * torch.cat(pieces).view(shape)
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+class TaylorFO(Importance):
+    """Taylor-FO on the paper's gates: ``I = (dL/dz)^2`` per minibatch (paper §3, Eq. 8; spec A.1 methods 22/31).
+
+    The gate ``z`` of a group sits after the BN that follows each producer ("Taylor-FO-BN", the paper's best), where
+    ``dL/dz = sum over gate points of (gamma * dL/dgamma + beta * dL/dbeta)``; without such a BN it sits on the
+    producer's output (after ReLU/pooling is the same, both being positively homogeneous), via a hook. It is the square
+    of the gradient of the batch-mean loss (not a mean of per-example squares, spec E.1), averaged over the window.
+    Momentum defaults to the reference's 0.9 (spec E.2).
+
+    Args:
+        graph: Dependency graph of the network.
+        momentum: ``beta`` across pruning steps.
+        bn_closed_form: Use ``gamma * dgamma + beta * dbeta`` at BN gate points (``False``: hook gates everywhere;
+            same values, for testing).
 
     Shape:
-        - scores: ``(C,)`` per BN.
+        - scores: ``(size,)`` per group.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, momentum: float = PAPER_MOMENTUM) -> None:
-        super().__init__(model, layers, momentum)
-        for name, bn in self.bns.items():
-            if not bn.affine:
-                raise ValueError(f"BN '{name}' has no affine parameters")
+    def __init__(self, graph: DependencyGraph, momentum: float = PAPER_MOMENTUM, bn_closed_form: bool = True) -> None:
+        super().__init__(graph, momentum)
+        self._bn_points = [(g.name, gp) for g in graph.groups for gp in g.gate_points if gp.is_bn and bn_closed_form]
+        hooked = [(g.name, gp) for g in graph.groups for gp in g.gate_points if not (gp.is_bn and bn_closed_form)]
+        self._gates = _Gates(self, hooked) if hooked else None
 
-    def _minibatch(self, name: str) -> torch.Tensor:
-        bn = self.bns[name]
-        gate_grad = bn.weight * _grad(bn.weight, f"{name}.weight") + bn.bias * _grad(bn.bias, f"{name}.bias")
-        return gate_grad.square()
+    def gate_gradients(self) -> dict[str, torch.Tensor]:
+        """``dL/dz`` per group from the current gradients. Each shape: ``(size,)``."""
+        out = {g.name: torch.zeros(g.size) for g in self.graph.groups}
+        for group, gp in self._bn_points:
+            bn = self.modules[gp.module]
+            value = bn.weight * _grad(bn.weight, f"{gp.module}.weight") + bn.bias * _grad(bn.bias, f"{gp.module}.bias")
+            out[group] += value.detach().float().cpu()[gp.offset : gp.offset + gp.length]
+        if self._gates is not None:
+            for group, z in self._gates.z.items():
+                if z.grad is None:
+                    raise RuntimeError("gate has no gradient; call accumulate() after loss.backward()")
+                out[group] += z.grad.float()
+                z.grad = None
+        return out
 
-
-class TaylorSOBN(TaylorFOBN):
-    """Diagonal second-order Taylor on a virtual gate after each BN (paper §3; spec A.1 method 11, E.13).
-
-    Per minibatch ``I = (-z * g + 0.5 * z^2 * H_zz)^2`` at ``z = 1``, with ``g = dL/dz = gamma * dL/dgamma +
-    beta * dL/dbeta`` and ``H_zz = d^2L/dz^2 = [gamma, beta] H_c [gamma, beta]^T`` (``H_c`` the 2x2 Hessian block
-    of channel ``c`` in ``(gamma_c, beta_c)``), so no gate is inserted. Costs one extra backward pass per channel:
-    meant for small networks, as in the reference.
-
-    :meth:`accumulate` takes the minibatch ``loss`` (with its graph) instead of reading ``.grad``; it does not touch
-    ``.grad``, so it can be called before or instead of ``loss.backward()`` (then pass ``retain_graph=True`` there).
-
-    Shape:
-        - scores: ``(C,)`` per BN.
-    """
-
-    def accumulate(self, loss: torch.Tensor | None = None) -> None:
-        if loss is None:
-            raise ValueError("TaylorSOBN.accumulate needs the minibatch loss (with its autograd graph)")
-        params = [p for bn in self.bns.values() for p in (bn.weight, bn.bias)]
-        grads = torch.autograd.grad(loss, params, create_graph=True, retain_graph=True)
-        values: dict[str, torch.Tensor] = {}
-        for i, (name, bn) in enumerate(self.bns.items()):
-            gamma, beta = bn.weight, bn.bias
-            gate_grad = gamma * grads[2 * i] + beta * grads[2 * i + 1]  # g_c, differentiable
-            hzz = torch.empty_like(gate_grad, requires_grad=False)
-            for c in range(gate_grad.numel()):
-                d_gamma, d_beta = torch.autograd.grad(gate_grad[c], (gamma, beta), retain_graph=True)
-                # d(g_c)/dz = gamma_c * dg_c/dgamma_c + beta_c * dg_c/dbeta_c = g_c + H_zz,c
-                hzz[c] = (gamma[c] * d_gamma[c] + beta[c] * d_beta[c] - gate_grad[c]).detach()
-            g = gate_grad.detach()
-            values[name] = (-g + 0.5 * hzz).square()
-        self._add(values)
-
-
-class _ConvCriterion(Importance):
-    """Base for criteria on the ``Conv2d`` producing each BN's input (see :func:`find_producing_convs`)."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        layers: Sequence[str] | None = None,
-        momentum: float = PAPER_MOMENTUM,
-        convs: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(model, layers, momentum)
-        mapping = dict(convs) if convs is not None else find_producing_convs(model, list(self.bns))
-        modules = dict(model.named_modules())
-        self.convs: dict[str, nn.Conv2d] = {}
-        for name, bn in self.bns.items():
-            conv = modules.get(mapping.get(name, ""))
-            if not isinstance(conv, nn.Conv2d) or conv.out_channels != bn.num_features:
-                raise ValueError(f"no Conv2d with {bn.num_features} output channels mapped to BN '{name}'")
-            self.convs[name] = conv
+    def _minibatch(self) -> dict[str, torch.Tensor]:
+        return {name: g.square() for name, g in self.gate_gradients().items()}
 
     def remove(self) -> None:
         super().remove()
-        self.convs = {}
+        if self._gates is not None:
+            self._gates.remove()
 
 
-class TaylorFOWeight(_ConvCriterion):
-    """ "Conv weight Taylor FO": per filter, the sum of squares ``sum_s (w_s * g_s)^2`` (spec A.1, method 0).
+#: The paper's name for :class:`TaylorFO` with gates after BN (Table 3).
+TaylorFOBN = TaylorFO
 
-    Summed over the filter's weights ``(in/groups, k_h, k_w)`` of the convolution producing the BN input (the bias,
-    if any, is not included), per minibatch, then averaged over the window and momentum-smoothed across pruning
-    steps like every data-driven criterion (spec A.2; the reference's ``pruning_momentum`` is global, default 0.9).
+
+class TaylorFOFG(Importance):
+    """Taylor-FO-FG: per-example squares ``sum_n (sum_hw a_n * dL/da_n)^2`` at the gate points (spec A.1, method 23).
+
+    The gradient is that of the batch-mean loss, so each example's term carries ``1/N`` as in the reference.
+    Uses forward hooks with tensor hooks on the gate-point outputs.
 
     Shape:
-        - scores: ``(C,)`` per BN, ``C = conv.out_channels``.
+        - scores: ``(size,)`` per group.
     """
 
-    def _minibatch(self, name: str) -> torch.Tensor:
-        conv = self.convs[name]
-        weight = conv.weight
-        return (weight * _grad(weight, f"conv of {name}")).square().flatten(1).sum(1)
+    def __init__(self, graph: DependencyGraph, momentum: float = PAPER_MOMENTUM) -> None:
+        super().__init__(graph, momentum)
+        self._per_example: dict[str, torch.Tensor] = {}
+        entries: dict[str, list[tuple[str, GatePoint]]] = {}
+        for g in graph.groups:
+            for gp in g.gate_points:
+                entries.setdefault(gp.module, []).append((g.name, gp))
+        self._handles = [self.modules[m].register_forward_hook(self._hook(e)) for m, e in entries.items()]
+
+    def _hook(self, entries: list[tuple[str, GatePoint]]) -> Callable[..., None]:
+        def forward_hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if not (torch.is_grad_enabled() and out.requires_grad):
+                return
+            act = out.detach()
+
+            def grad_hook(grad: torch.Tensor) -> None:
+                contrib = (act * grad).flatten(2).sum(2) if act.dim() > 2 else act * grad  # (N, C)
+                for group, gp in entries:
+                    part = contrib[:, gp.offset : gp.offset + gp.length].detach().float().cpu()
+                    prev = self._per_example.get(group)
+                    self._per_example[group] = part if prev is None else prev + part
+
+            out.register_hook(grad_hook)
+
+        return forward_hook
+
+    def _minibatch(self) -> dict[str, torch.Tensor]:
+        if not self._per_example:
+            raise RuntimeError("no gate gradients recorded; call accumulate() after loss.backward()")
+        out = {g.name: self._per_example[g.name].square().sum(0) for g in self.graph.groups}
+        self._per_example = {}
+        return out
+
+    def remove(self) -> None:
+        super().remove()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
 
-class WeightMagnitude(_ConvCriterion):
-    """ "Weight magnitude": ``sum w^2`` (``p=2``, method 2) or ``sum |w|`` (``p=1``, method 3) per filter (spec A.1).
+class TaylorSO(Importance):
+    """Diagonal second-order Taylor on the gates: ``I = (-z * g + 0.5 * z^2 * H_zz)^2`` at ``z = 1`` (spec A.1 m. 11).
 
-    Computed from the current weights of the convolution producing the BN input; :meth:`accumulate` is a no-op and no
-    momentum is applied (the reference re-evaluates it per minibatch and smooths it like the data-driven criteria,
-    which differs only while the weights are being fine-tuned between pruning steps).
-
-    Args:
-        p: ``2`` for the squared L2 norm (the reference's "weight norm"), ``1`` for the L1 norm.
+    Inserts gates (forward hooks) at every gate point. :meth:`accumulate` takes the minibatch ``loss`` computed with
+    the gates in place and differentiates it twice: one extra backward per channel (spec E.13), so it is meant for
+    small networks, as in the reference. It does not touch ``.grad``.
 
     Shape:
-        - scores: ``(C,)`` per BN.
+        - scores: ``(size,)`` per group.
+    """
+
+    def __init__(self, graph: DependencyGraph, momentum: float = PAPER_MOMENTUM) -> None:
+        super().__init__(graph, momentum)
+        self._gates = _Gates(self, [(g.name, gp) for g in graph.groups for gp in g.gate_points])
+
+    def accumulate(self, loss: torch.Tensor | None = None) -> None:
+        if loss is None:
+            raise ValueError("TaylorSO.accumulate needs the minibatch loss (with its autograd graph)")
+        names = list(self._gates.z)
+        zs = [self._gates.z[n] for n in names]
+        grads = torch.autograd.grad(loss, zs, create_graph=True, retain_graph=True, allow_unused=True)
+        values: dict[str, torch.Tensor] = {}
+        for name, z, g in zip(names, zs, grads, strict=True):
+            if g is None:
+                values[name] = torch.zeros(z.numel())
+                continue
+            hzz = torch.zeros(z.numel())
+            for c in range(z.numel()):
+                if not g[c].requires_grad:
+                    continue
+                (h,) = torch.autograd.grad(g[c], z, retain_graph=True, allow_unused=True)
+                hzz[c] = 0.0 if h is None else float(h[c])
+            values[name] = (-g.detach().float() + 0.5 * hzz).square()
+        self._add(values)
+
+    def remove(self) -> None:
+        super().remove()
+        self._gates.remove()
+
+
+class _ProducerCriterion(Importance):
+    """Base for criteria on the weights of the conv/linear layers producing each group's channels."""
+
+    def _rows(self, fn: Callable[[torch.Tensor, str], torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for g in self.graph.groups:
+            total = torch.zeros(g.size)
+            for name, offset in g.producers:
+                module = self.modules[name]
+                rows = fn(module.weight, name)[offset : offset + g.size]
+                total += rows.detach().float().cpu()
+            out[g.name] = total
+        return out
+
+
+class TaylorFOWeight(_ProducerCriterion):
+    """ "Conv weight Taylor FO": per filter, the sum of squares ``sum_s (w_s * g_s)^2`` (spec A.1, method 0).
+
+    Summed over each producing filter's weights (bias excluded) and over the group's producers, per minibatch, then
+    averaged over the window and momentum-smoothed like every data-driven criterion.
+
+    Shape:
+        - scores: ``(size,)`` per group.
+    """
+
+    def __init__(self, graph: DependencyGraph, momentum: float = PAPER_MOMENTUM) -> None:
+        super().__init__(graph, momentum)
+
+    def _minibatch(self) -> dict[str, torch.Tensor]:
+        return self._rows(lambda w, name: (w * _grad(w, f"{name}.weight")).square().flatten(1).sum(1))
+
+
+class WeightMagnitude(_ProducerCriterion):
+    """ "Weight magnitude": ``sum w^2`` (``p=2``, method 2) or ``sum |w|`` (``p=1``, method 3) per filter (spec A.1).
+
+    Summed over the group's producers; :meth:`accumulate` is a no-op and no momentum is applied.
+
+    Shape:
+        - scores: ``(size,)`` per group.
     """
 
     needs_data = False
 
-    def __init__(
-        self,
-        model: nn.Module,
-        layers: Sequence[str] | None = None,
-        p: int = 2,
-        convs: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, graph: DependencyGraph, p: int = 2) -> None:
         if p not in (1, 2):
             raise ValueError(f"p must be 1 or 2, got {p}")
-        super().__init__(model, layers, 0.0, convs)
+        super().__init__(graph, 0.0)
         self.p = p
 
-    def _static(self, name: str) -> torch.Tensor:
-        weight = self.convs[name].weight.flatten(1)
-        return weight.square().sum(1) if self.p == 2 else weight.abs().sum(1)
+    def _static(self) -> dict[str, torch.Tensor]:
+        if self.p == 2:
+            return self._rows(lambda w, _n: w.square().flatten(1).sum(1))
+        return self._rows(lambda w, _n: w.abs().flatten(1).sum(1))
 
 
 class BNScale(Importance):
-    """ "BN scale" (Network Slimming): ``|gamma|`` per channel (spec A.1, method 30). Weight-only.
+    """ "BN scale" (Network Slimming): ``|gamma|`` at the BN gate points, summed over them (spec A.1, method 30).
+
+    Raises:
+        ValueError: If a group has no BN right after a producer.
 
     Shape:
-        - scores: ``(C,)`` per BN.
+        - scores: ``(size,)`` per group.
     """
 
     needs_data = False
 
-    def __init__(self, model: nn.Module, layers: Sequence[str] | None = None) -> None:
-        super().__init__(model, layers, 0.0)
-        for name, bn in self.bns.items():
-            if not bn.affine:
-                raise ValueError(f"BN '{name}' has no affine parameters")
+    def __init__(self, graph: DependencyGraph) -> None:
+        super().__init__(graph, 0.0)
+        for g in graph.groups:
+            if not any(gp.is_bn for gp in g.gate_points):
+                raise ValueError(f"group {g.name!r} has no BatchNorm after its producers; BN scale is undefined")
 
-    def _static(self, name: str) -> torch.Tensor:
-        return self.bns[name].weight.abs()
+    def _static(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for g in self.graph.groups:
+            total = torch.zeros(g.size)
+            for gp in g.gate_points:
+                if gp.is_bn:
+                    total += (
+                        self.modules[gp.module].weight.detach().abs().float().cpu()[gp.offset : gp.offset + gp.length]
+                    )
+            out[g.name] = total
+        return out
 
 
 class RandomImportance(Importance):
     """Random baseline: i.i.d. ``U(0, 5)`` per channel, as the reference (spec A.1, method 1).
 
-    Deterministic given ``seed``: a private generator is seeded at construction and on :meth:`reset`; each
-    :meth:`scores` call draws fresh values (layers in ``named_modules()`` order). Global RNG state is untouched.
+    Deterministic given ``seed``: a private generator, re-seeded on :meth:`reset`; each :meth:`scores` call draws
+    fresh values (groups in graph order). Global RNG state is untouched.
 
     Shape:
-        - scores: ``(C,)`` per BN, float32 on the BN's device.
+        - scores: ``(size,)`` per group.
     """
 
     needs_data = False
 
-    def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, seed: int = 0) -> None:
-        super().__init__(model, layers, 0.0)
+    def __init__(self, graph: DependencyGraph, seed: int = 0) -> None:
+        super().__init__(graph, 0.0)
         self.seed = int(seed)
         self._gen = torch.Generator().manual_seed(self.seed)
 
-    def _static(self, name: str) -> torch.Tensor:
-        bn = self.bns[name]
-        return (5.0 * torch.rand(bn.num_features, generator=self._gen)).to(bn.weight.device if bn.affine else "cpu")
+    def _static(self) -> dict[str, torch.Tensor]:
+        return {g.name: 5.0 * torch.rand(g.size, generator=self._gen) for g in self.graph.groups}
 
     def reset(self) -> None:
         super().reset()
         self._gen = torch.Generator().manual_seed(self.seed)
+
+
+#: Criterion names accepted by :func:`make_criterion` (and the configs), with the reference method id.
+CRITERIA: dict[str, type[Importance]] = {
+    "taylor_fo_bn": TaylorFO,  # 22 / 31
+    "taylor_fo_fg": TaylorFOFG,  # 23
+    "taylor_so": TaylorSO,  # 11
+    "taylor_fo_weight": TaylorFOWeight,  # 0
+    "weight_magnitude": WeightMagnitude,  # 2
+    "bn_scale": BNScale,  # 30
+    "random": RandomImportance,  # 1
+}
+
+
+def make_criterion(name: str, graph: DependencyGraph, **kwargs: object) -> Importance:
+    """Build a criterion by name (see :data:`CRITERIA`); ``kwargs`` go to its constructor."""
+    if name not in CRITERIA:
+        raise ValueError(f"unknown criterion {name!r}; choose one of {sorted(CRITERIA)}")
+    return CRITERIA[name](graph, **kwargs)
