@@ -14,12 +14,21 @@ changing the import. Behaviour that differs from the official code, on purpose:
   so official transposed weights must be flipped spatially when loaded: :func:`official_transposed_weight_to_torch`.
 - The mask path works (upstream raises on current torch): ``output_mask = (norm != 0)`` as float, and wherever the
   normaliser is 0 the kernel is divided by 1 instead.
-- ``native_impl`` is accepted for API compatibility only. Both values run the same implementation: two autograd
-  ``Function``s (guidance distances, and the correlation) that loop over the ``k*k`` taps with strided slices and
-  recompute them in backward, so no im2col of the input or the guidance is kept: autograd saves the padded input and
-  guidance, the kernel and the weight (about what the official custom path saves, far less than its native path).
-  Every option (inverse kernels, smoothing, masks, ``shared_filters`` in both layers) works with either value, and
-  the backward is itself differentiable (double backward works). The flag is reserved for future path selection.
+- Three implementation paths, one answer (tests compare them in float64, outputs and all gradients):
+
+  * **fused Gaussian** (what the modules run for the common configuration: Gaussian kernel, no smoothing, no
+    normalisation, no mask, float32/float64): one autograd ``Function`` computes ``K`` tap by tap inside the
+    convolution and never stores it; autograd keeps only the caller's input, guidance and weight. Transposed
+    layers are decomposed into ``stride**2`` phases, so no multiplication touches an inserted zero and only the
+    kernel entries that meet real samples are computed. Taps of one phase are stacked into one matrix product.
+  * **tap loop** (every other option, explicit ``kernel=`` arguments, the functional forms, half precision): the
+    kernel comes from :func:`packernel2d`, and the correlation loops over taps with strided slices, recomputing
+    them in backward (no im2col is kept; autograd saves the padded input, the kernel and the weight).
+  * **reference** (``native_impl=True``, as the official native path): plain autograd on ``F.unfold`` and
+    ``einsum``. Obviously correct and memory-hungry (it keeps the im2col); the other paths are tested against it.
+
+  Every option works on every path where it applies, and the backward passes are themselves differentiable
+  (double backward works).
 - With ``dilation > 1`` the smoothed reference feature (``smooth_kernel_type != 'none'``) is centred on the window
   centre; the official padding ``P - (k - k_s) / 2`` is the ``dilation == 1`` special case of the one used here.
 - A module called with an explicit ``kernel=`` and a ``mask=`` returns ``(output, output_mask)`` as documented, with
@@ -334,7 +343,8 @@ def packernel2d(
         channel_wise: Keep one kernel per guidance channel instead of summing the distance over channels.
         normalize_kernel: Make each output's kernel sum to 1 over the taps that hold (valid) input samples.
         transposed: Compute the kernel of a transposed PAC.
-        native_impl: Accepted for compatibility with the official API; has no effect.
+        native_impl: ``True`` runs the reference implementation (plain autograd on ``F.unfold``, as the official
+            native path); ``False``/``None`` the fast one.
 
     Returns:
         ``(kernel, output_mask)``. ``output_mask`` is ``None`` unless ``mask`` is given; then it is 1 where the
@@ -406,8 +416,14 @@ def packernel2d(
         else:
             ref = _smoothed_reference(f, smooth_kind, smooth_size, smooth_kernel, k, k_stride, k_pad, d)
             ref = ref.view(b, nf, out_h, out_w)
-        # (B, 1 or F, kh, kw, H_out, W_out), without materialising the guidance windows for backward
-        dist2 = _PacSquaredDistance.apply(f_pad, ref, k, k_stride, d, spec.asym, channel_wise)
+        if native_impl:  # the reference: plain autograd on the unfolded guidance windows
+            cols = F.unfold(f_pad, k, dilation=d, stride=k_stride).view(b, nf, k[0], k[1], out_h, out_w)
+            diff = cols - ref[:, :, None, None]
+            if spec.asym:
+                diff = diff.clamp_min(0)
+            dist2 = diff * diff if channel_wise else (diff * diff).sum(dim=1, keepdim=True)
+        else:  # (B, 1 or F, kh, kw, H_out, W_out), without materialising the guidance windows for backward
+            dist2 = _PacSquaredDistance.apply(f_pad, ref, k, k_stride, d, spec.asym, channel_wise)
         if spec.family == "gaussian":
             kernel = torch.exp(-0.5 * dist2)
         else:
@@ -555,11 +571,82 @@ class _PacSquaredDistance(torch.autograd.Function):
         return grad_f, grad_ref, None, None, None, None, None
 
 
+class _TapPlan(NamedTuple):
+    """Which input samples each filter tap ``(u, w)`` multiplies, and which outputs it writes.
+
+    The outputs are split into ``phases`` (strided sub-grids of the output; a plain convolution has one phase, the
+    whole output). Tap ``(u, w)`` writes every output of its phase, reading the input window ``in_rows, in_cols``
+    of the same size. A strided transposed convolution has ``stride**2`` phases, each tap writes one of them, and
+    every tap reads the *original* input at stride 1: no zero-inserted grid, no multiplications by inserted zeros.
+    """
+
+    out_hw: tuple[int, int]
+    phases: tuple[tuple[slice, slice], ...]
+    phase_hw: tuple[tuple[int, int], ...]
+    taps: tuple[tuple[int, int, int, slice, slice], ...]  # (u, w, phase, in_rows, in_cols), in (u, w) order
+
+    @property
+    def single_phase(self) -> bool:
+        return len(self.phases) == 1
+
+
+def _conv_plan(
+    kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], out_hw: tuple[int, int]
+) -> _TapPlan:
+    whole = (slice(None), slice(None))
+    taps = tuple(
+        (u, v, 0, *_tap_slices(u, v, dilation, stride, out_hw))
+        for u in range(kernel_size[0])
+        for v in range(kernel_size[1])
+    )
+    return _TapPlan(out_hw, (whole,), (out_hw,), taps)
+
+
+def _transposed_plan(
+    in_hw: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> tuple[_TapPlan, tuple[int, int, int, int]]:
+    """Polyphase plan of a transposed convolution; also returns the zero padding ``(left, right, top, bottom)``.
+
+    On the zero-inserted grid padded by ``before = (k-1)*D - P``, output ``y`` of tap ``u`` reads the real sample
+    ``i = (y + u*D - before) / S`` when that is an integer, i.e. for ``y = y0 + S*m`` with ``y0 = (before - u*D) mod
+    S``, and then ``i = i0 + m``.
+    """
+    per_dim = []  # per spatial dim: for each tap index, (y0, i0, count); and the padding needed
+    for n_in, k, s, p, d, n_out in zip(in_hw, kernel_size, stride, padding, dilation, out_hw):
+        before = (k - 1) * d - p
+        rows = []
+        for u in range(k):
+            y0 = (before - u * d) % s
+            i0 = (y0 + u * d - before) // s
+            count = len(range(y0, n_out, s))
+            rows.append((y0, i0, count))
+        lo = max([0] + [-i0 for _, i0, c in rows if c])
+        hi = max([0] + [i0 + c - 1 - (n_in - 1) for _, i0, c in rows if c])
+        per_dim.append((rows, lo, hi))
+    (rows_h, top, bottom), (rows_w, left, right) = per_dim
+    sh, sw = stride
+    phases = tuple((slice(py, None, sh), slice(px, None, sw)) for py in range(sh) for px in range(sw))
+    phase_hw = tuple(
+        (len(range(py, out_hw[0], sh)), len(range(px, out_hw[1], sw))) for py in range(sh) for px in range(sw)
+    )
+    taps = []
+    for u, (y0, i0, ch) in enumerate(rows_h):
+        for v, (x0, j0, cw) in enumerate(rows_w):
+            taps.append((u, v, y0 * sw + x0, slice(i0 + top, i0 + top + ch), slice(j0 + left, j0 + left + cw)))
+    return _TapPlan(out_hw, phases, phase_hw, tuple(taps)), (left, right, top, bottom)
+
+
 class _PacCorrelate(torch.autograd.Function):
-    """``out[b,o,y,x] = sum_{c,u,w} W[o,c,u,w] K[b,0,u,w,y,x] x[b,c,y*S+u*D,x*S+w*D]`` on an already padded ``x``.
+    """``out[b,o,y,x] = sum_{c,u,w} W[o,c,u,w] K[b,0,u,w,y,x] x[b,c,rows_u(y),cols_w(x)]`` for a :class:`_TapPlan`.
 
     Loops over taps with strided slices; the backward recomputes each tap's product instead of saving an im2col.
-    ``shared`` means a depthwise ``(1, 1, kh, kw)`` filter used for every channel.
+    ``shared`` means a depthwise ``(1, 1, kh, kw)`` filter used for every channel. ``weight`` is in correlation
+    layout ``(C_out, C_in, kh, kw)``.
     """
 
     @staticmethod
@@ -569,68 +656,283 @@ class _PacCorrelate(torch.autograd.Function):
         kernel: Tensor,
         weight: Tensor,
         bias: Tensor | None,
-        stride: tuple[int, int],
-        dilation: tuple[int, int],
+        plan: _TapPlan,
         shared: bool,
     ) -> Tensor:
         b, c = x.shape[:2]
-        kh, kw, out_h, out_w = kernel.shape[2:]
+        out_h, out_w = plan.out_hw
         n_out = c if shared else weight.shape[0]
-        out = x.new_zeros(b, n_out, out_h * out_w)
-        for u in range(kh):
-            for v in range(kw):
-                sh, sw = _tap_slices(u, v, dilation, stride, (out_h, out_w))
-                prod = (x[:, :, sh, sw] * kernel[:, :, u, v]).reshape(b, c, -1)
-                if shared:
-                    out.add_(prod * weight[0, 0, u, v])
-                else:
-                    out.baddbmm_(weight[:, :, u, v].expand(b, -1, -1), prod)
+        bufs = [x.new_zeros(b, n_out, mh * mw) for mh, mw in plan.phase_hw]
+        for u, v, ph, sh, sw in plan.taps:
+            if bufs[ph].shape[-1] == 0:
+                continue
+            ry, rx = plan.phases[ph]
+            prod = (x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).reshape(b, c, -1)
+            if shared:
+                bufs[ph].add_(prod * weight[0, 0, u, v])
+            else:
+                bufs[ph].baddbmm_(weight[:, :, u, v].expand(b, -1, -1), prod)
+        if plan.single_phase:
+            out = bufs[0].view(b, n_out, out_h, out_w)
+        else:
+            out = x.new_empty(b, n_out, out_h, out_w)
+            for (ry, rx), (mh, mw), buf in zip(plan.phases, plan.phase_hw, bufs):
+                out[:, :, ry, rx] = buf.view(b, n_out, mh, mw)
         if bias is not None:
-            out.add_(bias.view(1, -1, 1))
+            out.add_(bias.view(1, -1, 1, 1))
         ctx.save_for_backward(x, kernel, weight)
-        ctx.geometry = (stride, dilation, shared, bias is not None)
-        return out.view(b, n_out, out_h, out_w)
+        ctx.plan = plan
+        ctx.geometry = (shared, bias is not None)
+        return out
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, kernel, weight = ctx.saved_tensors
-        stride, dilation, shared, has_bias = ctx.geometry
+        plan: _TapPlan = ctx.plan
+        shared, has_bias = ctx.geometry
         need_x, need_k, need_w, need_b = ctx.needs_input_grad[:4]
         b, c = x.shape[:2]
-        kh, kw, out_h, out_w = kernel.shape[2:]
+        kh, kw = kernel.shape[2:4]
         g = grad_out.contiguous()  # the gradient of a sum() arrives expanded (stride 0)
-        g3 = g.view(b, g.shape[1], out_h * out_w)
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_k: list[Tensor] = []
-        grad_w: list[Tensor] = []
-        for u in range(kh):
-            for v in range(kw):
-                sh, sw = _tap_slices(u, v, dilation, stride, (out_h, out_w))
-                xs = x[:, :, sh, sw]  # (B, C, H_out, W_out) strided view; reshaping it would copy
-                kt = kernel[:, :, u, v]  # (B, 1, H_out, W_out)
-                if need_x or need_k:
-                    # gradient w.r.t. the tap product K*x: W^T g
-                    if shared:
-                        g_prod = g * weight[0, 0, u, v]
-                    else:
-                        g_prod = torch.bmm(weight[:, :, u, v].t().expand(b, -1, -1), g3).view(b, c, out_h, out_w)
-                    if need_x:
-                        grad_x[:, :, sh, sw] += g_prod * kt
-                    if need_k:
-                        grad_k.append((g_prod * xs).sum(dim=1, keepdim=True))
-                if need_w:
-                    prod = xs * kt
-                    if shared:
-                        grad_w.append((prod * g).sum())
-                    else:
-                        grad_w.append(torch.bmm(g3, prod.view(b, c, -1).transpose(1, 2)).sum(dim=0))
-        gk = torch.stack(grad_k, dim=2).view_as(kernel) if need_k else None
-        if need_w:
-            gw = torch.stack(grad_w, dim=-1).view(weight.shape[0], weight.shape[1], kh, kw)
+        n_out = g.shape[1]
+        if plan.single_phase:
+            g_ph = [g]
         else:
-            gw = None
-        gb = g3.sum(dim=(0, 2)) if (need_b and has_bias) else None
-        return grad_x, gk, gw, gb, None, None, None
+            g_ph = [g[:, :, ry, rx].contiguous() for ry, rx in plan.phases]
+        g3_ph = [t.view(b, n_out, -1) for t in g_ph]
+        grad_x = torch.zeros_like(x) if need_x else None
+        grad_k = torch.zeros_like(kernel) if (need_k and not plan.single_phase) else None
+        grad_k_taps: list[Tensor] = []
+        grad_w: list[Tensor] = []
+        for u, v, ph, sh, sw in plan.taps:
+            ry, rx = plan.phases[ph]
+            mh, mw = plan.phase_hw[ph]
+            if mh * mw == 0:
+                if need_w:
+                    grad_w.append(weight.new_zeros(()) if shared else weight.new_zeros(n_out, c))
+                if need_k and plan.single_phase:
+                    grad_k_taps.append(kernel.new_zeros(b, 1, mh, mw))
+                continue
+            g4, g3 = g_ph[ph], g3_ph[ph]
+            xs = x[:, :, sh, sw]  # (B, C, mh, mw) strided view; reshaping it would copy
+            kt = kernel[:, :, u, v, ry, rx]  # (B, 1, mh, mw)
+            if need_x or need_k:
+                # gradient w.r.t. the tap product K*x: W^T g
+                if shared:
+                    g_prod = g4 * weight[0, 0, u, v]
+                else:
+                    g_prod = torch.bmm(weight[:, :, u, v].t().expand(b, -1, -1), g3).view(b, c, mh, mw)
+                if need_x:
+                    grad_x[:, :, sh, sw] += g_prod * kt
+                if need_k:
+                    gk = (g_prod * xs).sum(dim=1, keepdim=True)
+                    if plan.single_phase:
+                        grad_k_taps.append(gk)
+                    else:
+                        grad_k[:, :, u, v, ry, rx] = gk
+            if need_w:
+                prod = xs * kt
+                if shared:
+                    grad_w.append((prod * g4).sum())
+                else:
+                    grad_w.append(torch.bmm(g3, prod.reshape(b, c, -1).transpose(1, 2)).sum(dim=0))
+        if need_k and plan.single_phase:
+            grad_k = torch.stack(grad_k_taps, dim=2).view_as(kernel)
+        gw = torch.stack(grad_w, dim=-1).view(weight.shape[0], weight.shape[1], kh, kw) if need_w else None
+        gb = g.sum(dim=(0, 2, 3)) if (need_b and has_bias) else None
+        return grad_x, grad_k, gw, gb, None, None
+
+
+class _GuidePlan(NamedTuple):
+    """Where each tap's guidance sample and each phase's reference (window centre) sit in the padded guidance."""
+
+    pad: tuple[int, int, int, int]  # (left, right, top, bottom) zero padding of the guidance
+    taps: tuple[tuple[slice, slice], ...]  # per tap, in the order of _TapPlan.taps
+    centers: tuple[tuple[slice, slice], ...]  # per phase
+
+
+def _conv_guide_plan(
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> _GuidePlan:
+    taps = tuple(
+        _tap_slices(u, v, dilation, stride, out_hw) for u in range(kernel_size[0]) for v in range(kernel_size[1])
+    )
+    center = _tap_slices(kernel_size[0] // 2, kernel_size[1] // 2, dilation, stride, out_hw)
+    return _GuidePlan((padding[1], padding[1], padding[0], padding[0]), taps, (center,))
+
+
+def _transposed_guide_plan(
+    plan: _TapPlan, kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> _GuidePlan:
+    """The guidance is at the output size with "same" windows: tap ``(u, w)`` of output ``y`` reads ``f~[y + u*D]``."""
+    ph, pw = ((k - 1) * d // 2 for k, d in zip(kernel_size, dilation))
+
+    def rows(start: int, count: int, step: int) -> slice:
+        return slice(start, start + step * (count - 1) + 1 if count else start, step)
+
+    taps = []
+    for u, v, phase, _, _ in plan.taps:
+        (ry, rx), (mh, mw) = plan.phases[phase], plan.phase_hw[phase]
+        taps.append((rows(ry.start + u * dilation[0], mh, stride[0]), rows(rx.start + v * dilation[1], mw, stride[1])))
+    centers = tuple(
+        (rows(ry.start + ph, mh, stride[0]), rows(rx.start + pw, mw, stride[1]))
+        for (ry, rx), (mh, mw) in zip(plan.phases, plan.phase_hw)
+    )
+    return _GuidePlan((pw, pw, ph, ph), tuple(taps), centers)
+
+
+_GROUP_BYTES = 8 * 2**20  # transient K*x buffer of one tap group (larger ones page-fault on every call)
+
+
+def _tap_groups(plan: _TapPlan, bytes_per_tap: int) -> list[list[int]]:
+    """Indices of taps that share an output phase, in groups whose stacked ``K*x`` fits :data:`_GROUP_BYTES`."""
+    cap = max(1, _GROUP_BYTES // max(bytes_per_tap, 1))
+    by_phase: dict[int, list[int]] = {}
+    for i, tap in enumerate(plan.taps):
+        if plan.phase_hw[tap[2]][0] * plan.phase_hw[tap[2]][1]:
+            by_phase.setdefault(tap[2], []).append(i)
+    return [idx[j : j + cap] for idx in by_phase.values() for j in range(0, len(idx), cap)]
+
+
+class _PacGaussianCorrelate(torch.autograd.Function):
+    """PAC with the Gaussian kernel fused in: ``K = exp(-0.5 |f_j - f_i|^2)`` is computed per tap and never stored.
+
+    The fast path of the modules for the common configuration (Gaussian kernel, no smoothing, no normalisation, no
+    mask). Only the caller's ``x``, ``f`` and ``weight`` are saved for backward (padding happens inside), so the
+    layer keeps nothing beyond its inputs alive; backward recomputes the taps. Only the kernel entries that meet real
+    input samples are computed (a quarter of them for a stride-2 transposed layer). Taps that write the same outputs
+    are stacked into one ``(C_out, n*C_in) x (n*C_in, HW)`` matrix product (bounded transient buffer), which keeps
+    the matrix unit busier than one small product per tap.
+    """
+
+    @staticmethod
+    def _taps(
+        xp: Tensor, fp: Tensor, refs: list[Tensor], plan: _TapPlan, gplan: _GuidePlan, i: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(x window, kernel K, guidance difference) of tap ``i``: shapes (B,C,h,w), (B,1,h,w), (B,F,h,w)."""
+        u, v, ph, sh, sw = plan.taps[i]
+        gy, gx = gplan.taps[i]
+        diff = fp[:, :, gy, gx] - refs[ph]
+        kt = torch.exp(-0.5 * (diff * diff).sum(dim=1, keepdim=True)).to(xp.dtype)
+        return xp[:, :, sh, sw], kt, diff
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: Tensor,
+        f: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        plan: _TapPlan,
+        x_pad: tuple[int, int, int, int],
+        gplan: _GuidePlan,
+        shared: bool,
+    ) -> Tensor:
+        xp = F.pad(x, x_pad) if any(x_pad) else x
+        fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
+        b, c = x.shape[:2]
+        out_h, out_w = plan.out_hw
+        n_out = c if shared else weight.shape[0]
+        refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
+        bufs = [x.new_zeros(b, n_out, mh * mw) for mh, mw in plan.phase_hw]
+        max_hw = max(mh * mw for mh, mw in plan.phase_hw)
+        for group in _tap_groups(plan, b * c * max_hw * x.element_size()):
+            ph = plan.taps[group[0]][2]
+            mh, mw = plan.phase_hw[ph]
+            if shared:
+                for i in group:
+                    xs, kt, _ = _PacGaussianCorrelate._taps(xp, fp, refs, plan, gplan, i)
+                    u, v = plan.taps[i][:2]
+                    bufs[ph].add_((xs * kt).reshape(b, c, -1) * weight[0, 0, u, v])
+                continue
+            if torch.compiler.is_compiling():  # Dynamo refuses out= into a strided view
+                parts = [_PacGaussianCorrelate._taps(xp, fp, refs, plan, gplan, i) for i in group]
+                stacked = torch.cat([(xs * kt).reshape(b, c, -1) for xs, kt, _ in parts], dim=1)
+            else:  # write each product straight into the stacked buffer (no extra copy)
+                stacked = x.new_empty(b, len(group) * c, mh * mw)
+                for j, i in enumerate(group):
+                    xs, kt, _ = _PacGaussianCorrelate._taps(xp, fp, refs, plan, gplan, i)
+                    torch.mul(xs, kt, out=stacked[:, j * c : (j + 1) * c].view(b, c, mh, mw))
+            w_group = torch.cat([weight[:, :, plan.taps[i][0], plan.taps[i][1]] for i in group], dim=1)
+            bufs[ph].baddbmm_(w_group.expand(b, -1, -1), stacked)
+        if plan.single_phase:
+            out = bufs[0].view(b, n_out, out_h, out_w)
+        else:
+            out = x.new_empty(b, n_out, out_h, out_w)
+            for (ry, rx), (mh, mw), buf in zip(plan.phases, plan.phase_hw, bufs):
+                out[:, :, ry, rx] = buf.view(b, n_out, mh, mw)
+        if bias is not None:
+            out.add_(bias.view(1, -1, 1, 1))
+        ctx.save_for_backward(x, f, weight)
+        ctx.plans = (plan, x_pad, gplan)
+        ctx.geometry = (shared, bias is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, f, weight = ctx.saved_tensors
+        plan, x_pad, gplan = ctx.plans
+        shared, has_bias = ctx.geometry
+        need_x, need_f, need_w, need_b = ctx.needs_input_grad[:4]
+        xp = F.pad(x, x_pad) if any(x_pad) else x
+        fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
+        b, c = x.shape[:2]
+        g = grad_out.contiguous()
+        n_out = g.shape[1]
+        g_ph = [g] if plan.single_phase else [g[:, :, ry, rx].contiguous() for ry, rx in plan.phases]
+        refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
+        grad_xp = torch.zeros_like(xp) if need_x else None
+        grad_fp = torch.zeros_like(fp) if need_f else None
+        grad_refs = [torch.zeros_like(r) for r in refs] if need_f else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        max_hw = max(mh * mw for mh, mw in plan.phase_hw)
+        for group in _tap_groups(plan, b * c * max_hw * x.element_size()):
+            ph = plan.taps[group[0]][2]
+            mh, mw = plan.phase_hw[ph]
+            g4 = g_ph[ph]
+            g3 = g4.view(b, n_out, -1)
+            taps = [_PacGaussianCorrelate._taps(xp, fp, refs, plan, gplan, i) for i in group]
+            uvs = [plan.taps[i][:2] for i in group]
+            if need_x or need_f:
+                if shared:
+                    g_prods = [g4 * weight[0, 0, u, v] for u, v in uvs]
+                else:
+                    w_group = torch.cat([weight[:, :, u, v] for u, v in uvs], dim=1)  # (C_out, n*C_in)
+                    g_all = torch.matmul(w_group.t(), g3)  # (B, n*C_in, HW): W^T g for every tap of the group
+                    g_prods = [g_all[:, j * c : (j + 1) * c].view(b, c, mh, mw) for j in range(len(group))]
+                for i, (xs, kt, diff), g_prod in zip(group, taps, g_prods):
+                    _, _, _, sh, sw = plan.taps[i]
+                    if need_x:
+                        grad_xp[:, :, sh, sw] += g_prod * kt
+                    if need_f:  # dK/d(f_j - f_i) = -K (f_j - f_i)
+                        gy, gx = gplan.taps[i]
+                        g_diff = -((g_prod * xs).sum(dim=1, keepdim=True) * kt).to(diff.dtype) * diff
+                        grad_fp[:, :, gy, gx] += g_diff
+                        grad_refs[ph] -= g_diff
+            if need_w:
+                if shared:
+                    for (u, v), (xs, kt, _) in zip(uvs, taps):
+                        grad_w[0, 0, u, v] = (xs * kt * g4).sum()
+                else:
+                    stacked = torch.cat([(xs * kt).reshape(b, c, -1) for xs, kt, _ in taps], dim=1)
+                    gw_group = torch.bmm(g3, stacked.transpose(1, 2)).sum(dim=0)  # (C_out, n*C_in)
+                    for j, (u, v) in enumerate(uvs):
+                        grad_w[:, :, u, v] = gw_group[:, j * c : (j + 1) * c]
+        grad_x = grad_f = None
+        if need_x:
+            left, right, top, bottom = x_pad
+            grad_x = grad_xp[:, :, top : grad_xp.shape[2] - bottom, left : grad_xp.shape[3] - right]
+        if need_f:
+            for (ry, rx), gr in zip(gplan.centers, grad_refs):
+                grad_fp[:, :, ry, rx] += gr
+            left, right, top, bottom = gplan.pad
+            grad_f = grad_fp[:, :, top : grad_fp.shape[2] - bottom, left : grad_fp.shape[3] - right]
+        gb = g.sum(dim=(0, 2, 3)) if (need_b and has_bias) else None
+        return grad_x, grad_f, grad_w, gb, None, None, None, None
 
 
 def _check_pac_inputs(
@@ -673,7 +975,7 @@ def _check_pac_inputs(
     return out_channels, kh, kw
 
 
-def _run_correlate(
+def _reference_correlate(
     x: Tensor,
     kernel: Tensor,
     weight: Tensor,
@@ -682,14 +984,45 @@ def _run_correlate(
     dilation: tuple[int, int],
     shared: bool,
 ) -> Tensor:
+    """The obviously correct PAC (``native_impl=True``): unfold, multiply by ``K``, contract; plain autograd.
+
+    ``x`` is already padded (zero-inserted for transposed layers); ``weight`` is in correlation layout. Autograd
+    keeps the im2col of ``x``: use it to check the fast paths, not to train large models.
+    """
+    b, c = x.shape[:2]
+    kh, kw, out_h, out_w = kernel.shape[2:]
+    cols = F.unfold(x, (kh, kw), dilation=dilation, stride=stride).view(b, c, kh, kw, out_h, out_w)
+    if shared:
+        out = torch.einsum("bcuvyx,uv->bcyx", cols * kernel, weight[0, 0])
+    else:
+        out = torch.einsum("bcuvyx,ocuv->boyx", cols * kernel, weight)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def _run_correlate(
+    x: Tensor,
+    kernel: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    plan: _TapPlan,
+    shared: bool,
+    reference: tuple[tuple[int, int], tuple[int, int]] | None = None,
+) -> Tensor:
+    """Runs the tap-loop correlation, or the reference (``reference=(stride, dilation)``) on the same ``x``."""
     device_type = x.device.type
+    if reference is not None:
+        if _autocast_on(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            x, kernel, weight = x.to(dtype), kernel.to(dtype), weight.to(dtype)
+            bias = bias.to(dtype) if bias is not None else None
+        return _reference_correlate(x, kernel, weight, bias, *reference, shared)
     if _autocast_on(device_type):  # follow the autocast policy of convolutions: run in the low-precision dtype
         dtype = torch.get_autocast_dtype(device_type)
         x, kernel, weight = x.to(dtype), kernel.to(dtype), weight.to(dtype)
         bias = bias.to(dtype) if bias is not None else None
         with torch.autocast(device_type, enabled=False):
-            return _PacCorrelate.apply(x, kernel, weight, bias, stride, dilation, shared)
-    return _PacCorrelate.apply(x, kernel, weight, bias, stride, dilation, shared)
+            return _PacCorrelate.apply(x, kernel, weight, bias, plan, shared)
+    return _PacCorrelate.apply(x, kernel, weight, bias, plan, shared)
 
 
 def pacconv2d(
@@ -717,7 +1050,8 @@ def pacconv2d(
         padding: Zero padding.
         dilation: Dilation.
         shared_filters: Apply the single filter depthwise (output channel c uses input channel c only).
-        native_impl: Accepted for compatibility with the official API; has no effect.
+        native_impl: ``True`` runs the reference implementation (plain autograd on ``F.unfold``, as the official
+            native path); ``False``/``None`` the fast one.
 
     Shape:
         - input: ``(B, C_in, H, W)``
@@ -738,7 +1072,8 @@ def pacconv2d(
     if tuple(kernel.shape) != expected:
         raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
     x = F.pad(input, (p[1], p[1], p[0], p[0])) if (p[0] or p[1]) else input
-    return _run_correlate(x, kernel, weight, bias, s, d, shared_filters)
+    reference = (s, d) if native_impl else None
+    return _run_correlate(x, kernel, weight, bias, _conv_plan((kh, kw), s, d, out_hw), shared_filters, reference)
 
 
 def pacconv_transpose2d(
@@ -770,7 +1105,8 @@ def pacconv_transpose2d(
         output_padding: Extra size on the bottom/right, as in ``nn.ConvTranspose2d``.
         dilation: Dilation.
         shared_filters: Apply the single filter depthwise (output channel c uses input channel c only).
-        native_impl: Accepted for compatibility with the official API; has no effect.
+        native_impl: ``True`` runs the reference implementation (plain autograd on ``F.unfold``, as the official
+            native path); ``False``/``None`` the fast one.
 
     Shape:
         - input: ``(B, C_in, H, W)``
@@ -796,11 +1132,17 @@ def pacconv_transpose2d(
     expected = (b, 1, kh, kw) + out_hw
     if tuple(kernel.shape) != expected:
         raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
-    before = tuple((ki - 1) * di - pi for ki, di, pi in zip((kh, kw), d, p))
-    after = tuple(bi + oi for bi, oi in zip(before, op))
-    x = _zero_insert_pad(input, s, before, after)
     w_corr = weight.flip(-2, -1) if shared_filters else weight.transpose(0, 1).flip(-2, -1)
-    return _run_correlate(x, kernel, w_corr, bias, (1, 1), d, shared_filters)
+    if native_impl:  # the reference: correlate the zero-inserted, padded input with stride 1
+        before = tuple((ki - 1) * di - pi for ki, di, pi in zip((kh, kw), d, p))
+        after = tuple(bi + oi for bi, oi in zip(before, op))
+        x = _zero_insert_pad(input, s, before, after)
+        return _run_correlate(
+            x, kernel, w_corr, bias, _conv_plan((kh, kw), (1, 1), d, out_hw), shared_filters, ((1, 1), d)
+        )
+    plan, pads = _transposed_plan((h, w), (kh, kw), s, p, d, out_hw)
+    x = F.pad(input, pads) if any(pads) else input
+    return _run_correlate(x, kernel, w_corr, bias, plan, shared_filters)
 
 
 def pacpool2d(
@@ -826,7 +1168,8 @@ def pacpool2d(
         stride: Stride.
         padding: Zero padding.
         dilation: Dilation.
-        native_impl: Accepted for compatibility with the official API; has no effect.
+        native_impl: ``True`` runs the reference implementation (plain autograd on ``F.unfold``, as the official
+            native path); ``False``/``None`` the fast one.
 
     Shape:
         - input: ``(B, C, H, W)``
@@ -864,6 +1207,9 @@ def pacpool2d(
         dtype = torch.get_autocast_dtype(device_type)
         input, kernel = input.to(dtype), kernel.to(dtype)
     x = F.pad(input, (p[1], p[1], p[0], p[0])) if (p[0] or p[1]) else input
+    if native_impl:  # the reference: plain autograd on the unfolded windows
+        cols = F.unfold(x, k, dilation=d, stride=s).view(b, c, k[0], k[1], *out_hw)
+        return (cols * kernel).sum(dim=(2, 3))
     # Strided views per tap: autograd keeps views of x and of the kernel, never an im2col copy.
     out = x.new_zeros(b, c, *out_hw)
     for u in range(k[0]):
@@ -1129,6 +1475,11 @@ class _PacConvNd(nn.Module):
                 )
                 output_mask = (valid.sum(dim=(2, 3)) != 0).to(kernel.dtype)
             return kernel, output_mask
+        self._check_guidance(input_2d, input_for_kernel)
+        return self.compute_kernel(input_for_kernel, mask)
+
+    def _check_guidance(self, input_2d: Tensor, input_for_kernel: Tensor | None) -> None:
+        b, _, h, w = input_2d.shape
         expected_hw = self._expected_guidance_size((h, w))
         where = " (the output size of this transposed layer)" if self.transposed else " (the size of input_2d)"
         _check_tensor(
@@ -1145,7 +1496,53 @@ class _PacConvNd(nn.Module):
                 f"{tuple(input_for_kernel.shape[2:])}"
             )
         _check_same_dtype((("input_2d", input_2d), ("input_for_kernel", input_for_kernel)), input_2d.device.type)
-        return self.compute_kernel(input_for_kernel, mask)
+
+    def _fused_forward(
+        self, input_2d: Tensor, input_for_kernel: Tensor | None, kernel: Tensor | None, mask: Tensor | None
+    ) -> Tensor | None:
+        """The fused Gaussian path (:class:`_PacGaussianCorrelate`) when this call allows it, else ``None``."""
+        if (
+            kernel is not None
+            or mask is not None
+            or self.native_impl
+            or self.pool_only
+            or self.kernel_type != "gaussian"
+            or self.smooth_kernel_type != "none"
+            or self.normalize_kernel
+            or not isinstance(input_2d, Tensor)
+            or input_2d.dim() != 4
+            or input_2d.dtype not in (torch.float32, torch.float64)
+            or _autocast_on(input_2d.device.type)
+        ):
+            return None
+        _check_float(input_2d, "input_2d")
+        if not self.pool_only and input_2d.shape[1] != self.in_channels:
+            raise ValueError(
+                f"input_2d must have in_channels={self.in_channels} channels, got shape {tuple(input_2d.shape)}"
+            )
+        self._check_guidance(input_2d, input_for_kernel)
+        params = (("input_2d", input_2d), ("weight", self.weight), ("bias", self.bias))
+        _check_same_dtype(params, input_2d.device.type)
+        h, w = input_2d.shape[2:]
+        k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
+        if self.transposed:
+            out_hw = self._expected_guidance_size((h, w))
+            if out_hw[0] < 1 or out_hw[1] < 1:
+                return None  # let the general path raise its error
+            plan, x_pad = _transposed_plan((h, w), k, s, p, d, out_hw)
+            gplan = _transposed_guide_plan(plan, k, s, d)
+            weight = self.weight.flip(-2, -1) if self.shared_filters else self.weight.transpose(0, 1).flip(-2, -1)
+        else:
+            out_hw = tuple(_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), k, s, p, d))
+            if out_hw[0] < 1 or out_hw[1] < 1:
+                return None
+            plan = _conv_plan(k, s, d, out_hw)
+            x_pad = (p[1], p[1], p[0], p[0])
+            gplan = _conv_guide_plan(k, s, p, d, out_hw)
+            weight = self.weight
+        return _PacGaussianCorrelate.apply(
+            input_2d, input_for_kernel, weight, self.bias, plan, x_pad, gplan, self.shared_filters
+        )
 
     def extra_repr(self) -> str:
         parts = [] if self.pool_only else [f"{self.in_channels}, {self.out_channels}"]
@@ -1195,7 +1592,8 @@ class PacConv2d(_PacConvNd):
         shared_filters: One depthwise ``(1, 1, k, k)`` filter for all channels (needs ``in_channels == out_channels``).
         filler: Weight init: ``'uniform'``, ``'crf'``, ``'crf_perturbed'``, ``'pool'`` or ``'crf_pool'`` (the last
             two register a fixed ``weight`` buffer of ones and need ``shared_filters``).
-        native_impl: Accepted for compatibility; both values run the same implementation.
+        native_impl: ``True`` runs the reference implementation (plain autograd on ``F.unfold``); ``False`` picks
+            the fast path (see the module docstring).
 
     Shape:
         - input_2d: ``(B, C_in, H, W)``; input_for_kernel: ``(B, F, H, W)``; mask: ``(B, 1, H, W)``
@@ -1250,6 +1648,9 @@ class PacConv2d(_PacConvNd):
         Returns:
             ``output``, or ``(output, output_mask)`` when ``mask`` is given.
         """
+        fused = self._fused_forward(input_2d, input_for_kernel, kernel, mask)
+        if fused is not None:
+            return fused
         kernel, output_mask = self._kernel_for_forward(input_2d, input_for_kernel, kernel, mask)
         output = pacconv2d(
             input_2d,
@@ -1286,7 +1687,8 @@ class PacConvTranspose2d(_PacConvNd):
         normalize_kernel: Normalise each output's kernel to sum 1 over taps on real (not zero-inserted) samples.
         shared_filters: One depthwise ``(1, 1, k, k)`` filter for all channels (needs ``in_channels == out_channels``).
         filler: Weight init: ``'uniform'`` or ``'linear'`` (bilinear up-sampling, identity across channels).
-        native_impl: Accepted for compatibility; both values run the same implementation.
+        native_impl: ``True`` runs the reference implementation (plain autograd on ``F.unfold``); ``False`` picks
+            the fast path (see the module docstring).
 
     Shape:
         - input_2d: ``(B, C_in, H, W)``; input_for_kernel: ``(B, F, H_out, W_out)``; mask: ``(B, 1, H, W)``
@@ -1342,6 +1744,9 @@ class PacConvTranspose2d(_PacConvNd):
         Returns:
             ``output``, or ``(output, output_mask)`` when ``mask`` is given.
         """
+        fused = self._fused_forward(input_2d, input_for_kernel, kernel, mask)
+        if fused is not None:
+            return fused
         kernel, output_mask = self._kernel_for_forward(input_2d, input_for_kernel, kernel, mask)
         output = pacconv_transpose2d(
             input_2d,
@@ -1377,7 +1782,7 @@ class PacPool2d(_PacConvNd):
         normalize_kernel: Normalise each output's kernel to sum 1 over in-image taps.
         out_channels: Number of channels; needed only for a channel-wise, learnable ``'inv_*'`` kernel (one
             ``inv_alpha``/``inv_lambda`` per channel). ``-1`` means unknown.
-        native_impl: Accepted for compatibility; has no effect.
+        native_impl: ``True`` runs the reference implementation (plain autograd on ``F.unfold``).
 
     Shape:
         - input_2d: ``(B, C, H, W)``; input_for_kernel: ``(B, F, H, W)``; mask: ``(B, 1, H, W)``

@@ -1,0 +1,228 @@
+"""The PAC implementation paths agree: fused Gaussian (module default), tap loop (explicit kernel), reference.
+
+The reference (``native_impl=True``) is plain autograd on ``F.unfold``: obviously correct, memory-hungry. The tests
+compare the fast paths against it in float64, for outputs and for the gradients of input, guidance, weight, bias.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from nvresearch.core.layers import PacConv2d, PacConvTranspose2d, PacPool2d
+from nvresearch.core.layers.pac import _tap_groups, _transposed_plan
+
+DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def _pair_of(cls: type, *args: object, **kwargs: object) -> tuple[nn.Module, nn.Module]:
+    fast = cls(*args, **kwargs).to(DT)
+    ref = cls(*args, native_impl=True, **kwargs).to(DT)
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+def _grads(mod: nn.Module, x: Tensor, f: Tensor, how: str) -> list[Tensor]:
+    x, f = x.clone().requires_grad_(), f.clone().requires_grad_()
+    mod.zero_grad()
+    if how == "kernel":  # the tap loop: kernel computed first, then pacconv with an explicit kernel
+        out = mod(x, None, kernel=mod.compute_kernel(f)[0])
+    else:
+        out = mod(x, f)
+    (out * torch.linspace(-1, 1, out.numel(), dtype=DT).view_as(out)).sum().backward()
+    grads = [out.detach(), x.grad, f.grad, mod.weight.grad]
+    return grads + ([mod.bias.grad] if mod.bias is not None else [])
+
+
+def _agree(fast: nn.Module, ref: nn.Module, x: Tensor, f: Tensor, expect_fused: bool) -> None:
+    out = fast(x, f)
+    assert ("PacGaussianCorrelate" in out.grad_fn.name()) == expect_fused, out.grad_fn.name()
+    want = _grads(ref, x, f, "guide")
+    for how in ("guide", "kernel"):
+        got = _grads(fast, x, f, how)
+        for name, a, b in zip(("output", "input", "guidance", "weight", "bias"), got, want):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{how} path, {name}")
+
+
+CONV_CASES = [
+    dict(in_channels=3, out_channels=4, kernel_size=3, padding=1),
+    dict(in_channels=3, out_channels=2, kernel_size=5, padding=0, stride=2),
+    dict(in_channels=2, out_channels=3, kernel_size=3, padding=3, dilation=2),
+    dict(in_channels=3, out_channels=3, kernel_size=5, padding=2, shared_filters=True),
+    dict(in_channels=2, out_channels=2, kernel_size=(3, 5), padding=(1, 2), stride=(1, 2), bias=False),
+]
+
+
+@pytest.mark.parametrize("cfg", CONV_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_conv_paths_agree(cfg: dict) -> None:
+    fast, ref = _pair_of(PacConv2d, **cfg)
+    x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
+    _agree(fast, ref, x, f, expect_fused=True)
+
+
+TRANSPOSED_CASES = [
+    dict(in_channels=3, out_channels=4, kernel_size=5, stride=2, padding=2, output_padding=1),
+    dict(in_channels=2, out_channels=3, kernel_size=3, stride=3, padding=1, output_padding=2),
+    dict(in_channels=2, out_channels=2, kernel_size=3, stride=1, padding=1),
+    dict(in_channels=2, out_channels=3, kernel_size=5, stride=2, padding=0, dilation=2, output_padding=1),
+    dict(in_channels=3, out_channels=3, kernel_size=5, stride=2, padding=2, output_padding=1, shared_filters=True),
+    dict(in_channels=2, out_channels=2, kernel_size=(3, 5), stride=(2, 3), padding=(1, 3), bias=False),
+    dict(in_channels=2, out_channels=2, kernel_size=3, stride=4, padding=0),  # some outputs get no tap at all
+]
+
+
+@pytest.mark.parametrize("cfg", TRANSPOSED_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_transposed_paths_agree(cfg: dict) -> None:
+    fast, ref = _pair_of(PacConvTranspose2d, **cfg)
+    x = torch.randn(2, cfg["in_channels"], 5, 6, dtype=DT)
+    h, w = fast._expected_guidance_size((5, 6))  # the guidance lives at the output size
+    _agree(fast, ref, x, torch.randn(2, 3, h, w, dtype=DT), expect_fused=True)
+
+
+GENERAL_CASES = [
+    dict(kernel_type="inv_0.5_-1", smooth_kernel_type="gaussian"),
+    dict(kernel_type="inv_0.2_0.2_asym"),
+    dict(normalize_kernel=True),
+    dict(smooth_kernel_type="full_3", normalize_kernel=True),
+]
+
+
+@pytest.mark.parametrize("cfg", GENERAL_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+@pytest.mark.parametrize("transposed", [False, True])
+def test_general_kernels_tap_loop_agrees_with_reference(cfg: dict, transposed: bool) -> None:
+    if transposed:
+        fast, ref = _pair_of(PacConvTranspose2d, 2, 3, 5, stride=2, padding=2, output_padding=1, **cfg)
+        x, f = torch.randn(2, 2, 5, 6, dtype=DT), torch.randn(2, 3, 10, 12, dtype=DT)
+    else:
+        fast, ref = _pair_of(PacConv2d, 2, 3, 3, padding=1, **cfg)
+        x, f = torch.randn(2, 2, 7, 6, dtype=DT), torch.randn(2, 3, 7, 6, dtype=DT)
+    _agree(fast, ref, x, f, expect_fused=False)
+
+
+def test_pool_paths_agree() -> None:
+    fast = PacPool2d(3, stride=2, padding=1, channel_wise=True, normalize_kernel=True)
+    ref = PacPool2d(3, stride=2, padding=1, channel_wise=True, normalize_kernel=True, native_impl=True)
+    x, f = torch.randn(2, 3, 9, 8, dtype=DT, requires_grad=True), torch.randn(2, 3, 9, 8, dtype=DT)
+    torch.testing.assert_close(fast(x, f), ref(x, f), rtol=1e-12, atol=1e-12)
+
+
+def test_fused_path_gradcheck() -> None:
+    conv = PacConv2d(2, 3, 3, padding=1, dilation=1).to(DT)
+    x, f = torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True), torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, f, w, b: _with(conv, w, b)(x, f), (x, f, conv.weight, conv.bias), fast_mode=True
+    )
+    tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
+    g = torch.randn(1, 2, 8, 8, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, f, w, b: _with(tconv, w, b)(x, f), (x, g, tconv.weight, tconv.bias), fast_mode=True
+    )
+
+
+def test_fused_path_gradgradcheck() -> None:
+    conv = PacConv2d(2, 2, 3, padding=1).to(DT)
+    x, f = torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True), torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradgradcheck(
+        lambda x, f, w: _with(conv, w, conv.bias)(x, f), (x, f, conv.weight), fast_mode=True
+    )
+
+
+def _with(mod: nn.Module, weight: Tensor, bias: Tensor | None) -> nn.Module:
+    """``mod`` whose weight and bias are the given (differentiable) tensors."""
+
+    def call(x: Tensor, f: Tensor) -> Tensor:
+        return torch.func.functional_call(mod, {"weight": weight, "bias": bias}, (x, f))
+
+    return call  # type: ignore[return-value]
+
+
+def test_fused_path_saves_only_its_inputs() -> None:
+    """Nothing beyond the caller's input, guidance and weight is kept for backward (no kernel, no padded copies)."""
+    mod = PacConv2d(8, 8, 5, padding=2)
+    x, f = torch.randn(2, 8, 16, 16, requires_grad=True), torch.randn(2, 3, 16, 16, requires_grad=True)
+    saved: set[int] = set()
+
+    def pack(t: Tensor) -> Tensor:
+        saved.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = mod(x, f)
+    assert saved <= {t.untyped_storage().data_ptr() for t in (x, f, mod.weight)}
+    out.sum().backward()
+    assert x.grad is not None and f.grad is not None
+
+
+def test_fused_path_is_deterministic() -> None:
+    mod = PacConvTranspose2d(4, 4, 5, stride=2, padding=2, output_padding=1)
+    x, f = torch.randn(2, 4, 8, 8, requires_grad=True), torch.randn(2, 3, 16, 16)
+    out1 = mod(x, f)
+    (g1,) = torch.autograd.grad(out1.sum(), x)
+    out2 = mod(x, f)
+    (g2,) = torch.autograd.grad(out2.sum(), x)
+    assert torch.equal(out1, out2) and torch.equal(g1, g2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_low_precision_close_to_float32(dtype: torch.dtype, transposed: bool) -> None:
+    """Half-precision modules run (the kernel is computed in float32) and stay close to the float32 result."""
+    if transposed:
+        mod = PacConvTranspose2d(4, 5, 5, stride=2, padding=2, output_padding=1)
+        x, f = torch.randn(2, 4, 8, 8), torch.randn(2, 3, 16, 16)
+    else:
+        mod = PacConv2d(4, 5, 3, padding=1)
+        x, f = torch.randn(2, 4, 8, 8), torch.randn(2, 3, 8, 8)
+    want = mod(x, f)
+    half = mod.to(dtype)
+    xh = x.to(dtype).requires_grad_()
+    out = half(xh, f.to(dtype))
+    assert out.dtype == dtype
+    tol = 3e-2 if dtype == torch.bfloat16 else 5e-3
+    torch.testing.assert_close(out.float(), want, rtol=tol, atol=tol)
+    out.float().sum().backward()
+    assert xh.grad.dtype == dtype and torch.isfinite(xh.grad.float()).all()
+
+
+def test_tap_groups_cover_each_tap_once_and_share_a_phase() -> None:
+    plan, _ = _transposed_plan((6, 7), (5, 5), (2, 2), (2, 2), (1, 1), (12, 14))
+    groups = _tap_groups(plan, bytes_per_tap=1)
+    assert sorted(i for g in groups for i in g) == list(range(25))
+    assert all(len({plan.taps[i][2] for i in g}) == 1 for g in groups)
+    assert len(_tap_groups(plan, bytes_per_tap=2**40)) == 25  # huge taps: one per group
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transposed", [False, True])
+def test_fused_path_compiles_fullgraph(transposed: bool) -> None:
+    """torch.compile captures the fused path in one graph (forward and backward) and computes the same."""
+    if transposed:
+        mod = PacConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        x, f = torch.randn(2, 3, 6, 6), torch.randn(2, 2, 12, 12)
+    else:
+        mod = PacConv2d(3, 4, 3, padding=1)
+        x, f = torch.randn(2, 3, 6, 6), torch.randn(2, 2, 6, 6)
+    compiled = torch.compile(mod, backend="aot_eager", fullgraph=True)
+    xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = compiled(xc, f)
+    torch.testing.assert_close(out, mod(xe, f))
+    out.sum().backward()
+    mod(xe, f).sum().backward()
+    torch.testing.assert_close(xc.grad, xe.grad)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu() -> None:
+    for mod, x, f in (
+        (PacConv2d(4, 5, 5, padding=2), torch.randn(2, 4, 16, 16), torch.randn(2, 3, 16, 16)),
+        (PacConvTranspose2d(4, 5, 5, 2, 2, 1), torch.randn(2, 4, 8, 8), torch.randn(2, 3, 16, 16)),
+    ):
+        want = mod(x, f)
+        got = mod.cuda()(x.cuda(), f.cuda())
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-4)
