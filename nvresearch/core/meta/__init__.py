@@ -1,5 +1,17 @@
-"""Meta-learning: MAML-style inner/outer loops on ``torch.func.functional_call`` (:mod:`nvresearch.core.meta.maml`)."""
+"""Meta-learning: MAML-style inner/outer loops on ``torch.func.functional_call`` (:mod:`nvresearch.core.meta.maml`)
+and vectorised test-time adaptation of many tasks at once (:mod:`nvresearch.core.meta.batched`)."""
 
+from nvresearch.core.meta.batched import adapt, batched_adapt, batched_forward, stack_params
 from nvresearch.core.meta.maml import MAML, LossFn, StepLR, Task, inner_loop
 
-__all__ = ["MAML", "LossFn", "StepLR", "Task", "inner_loop"]
+__all__ = [
+    "MAML",
+    "LossFn",
+    "StepLR",
+    "Task",
+    "adapt",
+    "batched_adapt",
+    "batched_forward",
+    "inner_loop",
+    "stack_params",
+]

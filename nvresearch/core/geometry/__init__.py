@@ -1,0 +1,25 @@
+"""Rotation and gaze-angle helpers shared by the papers (torch-only).
+
+Conventions (FAZE spec ``faze.md`` A.3 / A.8): a (pitch, yaw) pair in radians maps to the unit vector
+``v = (cos p sin y, sin p, cos p cos y)``; the rotation of a (pitch, yaw) pair is ``R = R_y(yaw) R_x(pitch)``.
+"""
+
+from nvresearch.core.geometry.angles import (
+    angular_error,
+    pitchyaw_angular_error,
+    pitchyaw_to_rotation,
+    pitchyaw_to_vector,
+    rotation_x,
+    rotation_y,
+    vector_to_pitchyaw,
+)
+
+__all__ = [
+    "angular_error",
+    "pitchyaw_angular_error",
+    "pitchyaw_to_rotation",
+    "pitchyaw_to_vector",
+    "rotation_x",
+    "rotation_y",
+    "vector_to_pitchyaw",
+]

@@ -1,0 +1,66 @@
+"""Vectorised test-time adaptation (nvresearch.core.meta.batched) against one-task-at-a-time SGD."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nvresearch.core.meta import adapt, batched_adapt, batched_forward, stack_params
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+
+
+def test_batched_adapt_equals_adapt_per_task_and_sgd() -> None:
+    net = _net()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 4, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(5, 4, 2, generator=g, dtype=torch.float64)
+    params = batched_adapt(net, x, y, F.mse_loss, steps=15, lr=0.1)
+    queries = torch.randn(5, 6, 3, generator=g, dtype=torch.float64)
+    out = batched_forward(net, params, queries)
+    for t in range(5):
+        single = adapt(net, (x[t], y[t]), F.mse_loss, steps=15, lr=0.1)
+        for name, p in single.named_parameters():
+            torch.testing.assert_close(params[name][t], p.detach(), rtol=0, atol=1e-12)
+        torch.testing.assert_close(out[t], single(queries[t]).detach(), rtol=0, atol=1e-12)
+        ref = _net()
+        opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+        for _ in range(15):
+            opt.zero_grad()
+            F.mse_loss(ref(x[t]), y[t]).backward()
+            opt.step()
+        for a, b in zip(single.parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    # the original is untouched and adaptation moved the parameters
+    assert (params["0.weight"][0] - net[0].weight).abs().max() > 1e-3
+
+
+def test_stack_params_and_zero_steps() -> None:
+    net = _net()
+    stacked = stack_params(net, 3)
+    assert stacked["0.weight"].shape == (3, 8, 3) and not stacked["0.weight"].requires_grad
+    x, y = torch.randn(3, 2, 3, dtype=torch.float64), torch.randn(3, 2, 2, dtype=torch.float64)
+    same = batched_adapt(net, x, y, F.mse_loss, steps=0, lr=0.1)
+    for n in stacked:
+        torch.testing.assert_close(same[n], stacked[n])
+
+
+def test_adapt_subset_and_errors() -> None:
+    net = _net()
+    x, y = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    head_only = adapt(net, (x, y), F.mse_loss, steps=3, lr=0.1, inner_params=["2"])
+    torch.testing.assert_close(head_only[0].weight, net[0].weight, rtol=0, atol=0)
+    assert (head_only[2].weight - net[2].weight).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="match no parameter"):
+        adapt(net, (x, y), F.mse_loss, steps=1, lr=0.1, inner_params=["head"])
+    with pytest.raises(ValueError, match="steps must be an integer >= 0"):
+        adapt(net, (x, y), F.mse_loss, steps=-1, lr=0.1)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        batched_adapt(net, x[None], y[None], F.mse_loss, steps=1, lr=0.0)
+    with pytest.raises(ValueError, match="differ in"):
+        batched_adapt(net, x[None], y[None, :3], F.mse_loss, steps=1, lr=0.1)
