@@ -1,5 +1,6 @@
 """Reusable layers: pixel-adaptive convolutions and pooling (:mod:`~nvresearch.core.layers.pac`) and the PAC-CRF
-(:mod:`~nvresearch.core.layers.paccrf`)."""
+(:mod:`~nvresearch.core.layers.paccrf`), and hot-swapping convolutions for PAC
+(:mod:`~nvresearch.core.layers.pac_swap`)."""
 
 from nvresearch.core.layers.pac import (
     PacConv2d,
@@ -12,6 +13,7 @@ from nvresearch.core.layers.pac import (
     packernel2d,
     pacpool2d,
 )
+from nvresearch.core.layers.pac_swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
 from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
 
 __all__ = [
@@ -19,13 +21,17 @@ __all__ = [
     "PacCRFLoose",
     "PacConv2d",
     "PacConvTranspose2d",
+    "PacGuidance",
     "PacPool2d",
+    "SwappedPacConv2d",
     "create_YXRGB",
     "create_position_feats",
     "nd2col",
     "official_transposed_weight_to_torch",
+    "pac_from_conv",
     "pacconv2d",
     "pacconv_transpose2d",
     "packernel2d",
     "pacpool2d",
+    "swap_conv_for_pac",
 ]

@@ -662,7 +662,10 @@ class _PacCorrelate(torch.autograd.Function):
         b, c = x.shape[:2]
         out_h, out_w = plan.out_hw
         n_out = c if shared else weight.shape[0]
-        bufs = [x.new_zeros(b, n_out, mh * mw) for mh, mw in plan.phase_hw]
+        # The single-phase buffer is the output itself (4-D base, flat view for the products): returning a view
+        # would forbid in-place ops (e.g. ReLU(inplace=True)) on the output.
+        bases = [x.new_zeros(b, n_out, mh, mw) for mh, mw in plan.phase_hw]
+        bufs = [t.view(b, n_out, -1) for t in bases]
         for u, v, ph, sh, sw in plan.taps:
             if bufs[ph].shape[-1] == 0:
                 continue
@@ -673,7 +676,7 @@ class _PacCorrelate(torch.autograd.Function):
             else:
                 bufs[ph].baddbmm_(weight[:, :, u, v].expand(b, -1, -1), prod)
         if plan.single_phase:
-            out = bufs[0].view(b, n_out, out_h, out_w)
+            out = bases[0]
         else:
             out = x.new_empty(b, n_out, out_h, out_w)
             for (ry, rx), (mh, mw), buf in zip(plan.phases, plan.phase_hw, bufs):
@@ -838,7 +841,10 @@ class _PacGaussianCorrelate(torch.autograd.Function):
         out_h, out_w = plan.out_hw
         n_out = c if shared else weight.shape[0]
         refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
-        bufs = [x.new_zeros(b, n_out, mh * mw) for mh, mw in plan.phase_hw]
+        # The single-phase buffer is the output itself (4-D base, flat view for the products): returning a view
+        # would forbid in-place ops (e.g. ReLU(inplace=True)) on the output.
+        bases = [x.new_zeros(b, n_out, mh, mw) for mh, mw in plan.phase_hw]
+        bufs = [t.view(b, n_out, -1) for t in bases]
         max_hw = max(mh * mw for mh, mw in plan.phase_hw)
         for group in _tap_groups(plan, b * c * max_hw * x.element_size()):
             ph = plan.taps[group[0]][2]
@@ -860,7 +866,7 @@ class _PacGaussianCorrelate(torch.autograd.Function):
             w_group = torch.cat([weight[:, :, plan.taps[i][0], plan.taps[i][1]] for i in group], dim=1)
             bufs[ph].baddbmm_(w_group.expand(b, -1, -1), stacked)
         if plan.single_phase:
-            out = bufs[0].view(b, n_out, out_h, out_w)
+            out = bases[0]
         else:
             out = x.new_empty(b, n_out, out_h, out_w)
             for (ry, rx), (mh, mw), buf in zip(plan.phases, plan.phase_hw, bufs):
