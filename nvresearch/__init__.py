@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 PAPERS: tuple[str, ...] = (
     "pac",
+    "taylor",
 )
 """Slugs of the papers that are implemented (each is a subpackage ``nvresearch.<slug>``)."""
 

@@ -74,6 +74,25 @@ _BINARY_METHODS = {"add", "add_", "sub", "mul", "mul_"}
 
 Seg = tuple[int, int]  # (variable id, length)
 
+#: Ids of the forward hooks that pruning code registers (masks, gates); a deep copy must not inherit them.
+PRUNING_HOOK_IDS: set[int] = set()
+
+
+def register_pruning_hook(module: nn.Module, hook: Callable[..., object]) -> torch.utils.hooks.RemovableHandle:
+    """``module.register_forward_hook(hook)``, remembered so that :func:`strip_pruning_hooks` can drop copies."""
+    handle = module.register_forward_hook(hook)
+    PRUNING_HOOK_IDS.add(handle.id)
+    return handle
+
+
+def strip_pruning_hooks(model: nn.Module) -> None:
+    """Remove every pruning hook from ``model`` (e.g. a deep copy of a network being pruned)."""
+    for m in model.modules():
+        for hid in [h for h in m._forward_hooks if h in PRUNING_HOOK_IDS]:
+            m._forward_hooks.pop(hid, None)
+            m._forward_hooks_with_kwargs.pop(hid, None)
+            m._forward_hooks_always_called.pop(hid, None)
+
 
 @dataclass(frozen=True)
 class GatePoint:
@@ -499,7 +518,7 @@ class DependencyGraph:
         modules = dict((model if model is not None else self.model).named_modules())
         handles = []
         for name in list(self._out) + list(self._bn):
-            handles.append(modules[name].register_forward_hook(self._mask_hook(name)))
+            handles.append(register_pruning_hook(modules[name], self._mask_hook(name)))
         return handles
 
     def _mask_hook(self, name: str) -> Callable[..., torch.Tensor | None]:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from nvresearch.core.pruning.graph import DependencyGraph, GatePoint
+from nvresearch.core.pruning.graph import DependencyGraph, GatePoint, register_pruning_hook
 
 __all__ = [
     "CRITERIA",
@@ -168,7 +168,7 @@ class _Gates:
             size = next(g.size for g in crit.graph.groups if g.name == group)
             self.z.setdefault(group, torch.ones(size, requires_grad=requires_grad))
             by_module.setdefault(gp.module, []).append((group, gp))
-        self.handles = [crit.modules[m].register_forward_hook(self._hook(entries)) for m, entries in by_module.items()]
+        self.handles = [register_pruning_hook(crit.modules[m], self._hook(entries)) for m, entries in by_module.items()]
 
     def _hook(self, entries: list[tuple[str, GatePoint]]) -> Callable[..., torch.Tensor]:
         def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
@@ -262,7 +262,7 @@ class TaylorFOFG(Importance):
         for g in graph.groups:
             for gp in g.gate_points:
                 entries.setdefault(gp.module, []).append((g.name, gp))
-        self._handles = [self.modules[m].register_forward_hook(self._hook(e)) for m, e in entries.items()]
+        self._handles = [register_pruning_hook(self.modules[m], self._hook(e)) for m, e in entries.items()]
 
     def _hook(self, entries: list[tuple[str, GatePoint]]) -> Callable[..., None]:
         def forward_hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:

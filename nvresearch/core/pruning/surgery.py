@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from nvresearch.core.pruning.graph import DependencyGraph
+from nvresearch.core.pruning.graph import DependencyGraph, strip_pruning_hooks
 
 __all__ = ["remove_channels", "shrink_to_state_dict"]
 
@@ -89,6 +89,7 @@ def remove_channels(graph: DependencyGraph, model: nn.Module | None = None, inpl
     target = model if model is not None else graph.model
     if not inplace:
         target = copy.deepcopy(target)
+        strip_pruning_hooks(target)
     modules = dict(target.named_modules())
     with torch.no_grad():
         for name, idx in graph.kept_indices().items():
