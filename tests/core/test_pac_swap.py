@@ -7,7 +7,14 @@ import torch
 import torchvision
 from torch import nn
 
-from nvresearch.core.layers import PacConv2d, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
+from nvresearch.core.layers import (
+    PacConv2d,
+    PacConvTranspose2d,
+    SwappedPacConv2d,
+    load_official_state_dict,
+    pac_from_conv,
+    swap_conv_for_pac,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +94,19 @@ def test_swap_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match=r"guidance must be a \(B, F, H, W\) tensor"):
         with swap_conv_for_pac(net, ["0"])(torch.zeros(3, 4, 4)):
             pass
+
+
+def test_official_state_dict_loads_with_transposed_weights_flipped() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = PacConv2d(2, 3, 3, padding=1)
+            self.up = nn.ModuleList([PacConvTranspose2d(3, 2, 5, stride=2, padding=2, output_padding=1)])
+
+    src, dst = Net(), Net()
+    official = {k: v.clone() for k, v in src.state_dict().items()}
+    official["up.0.weight"] = src.up[0].weight.detach().flip(-2, -1)  # how the official layer stores it
+    load_official_state_dict(dst, official)
+    assert torch.equal(dst.up[0].weight, src.up[0].weight)
+    assert torch.equal(dst.conv.weight, src.conv.weight)  # plain PAC weights are not touched
+    assert torch.equal(official["up.0.weight"], src.up[0].weight.detach().flip(-2, -1))  # input left as it was

@@ -52,6 +52,7 @@ __all__ = [
     "PacConv2d",
     "PacConvTranspose2d",
     "PacPool2d",
+    "load_official_state_dict",
     "nd2col",
     "official_transposed_weight_to_torch",
     "pacconv2d",
@@ -1236,6 +1237,24 @@ def official_transposed_weight_to_torch(weight: Tensor) -> Tensor:
     """
     _check_tensor(weight, "weight", 4, "(C_in, C_out, kh, kw)")
     return weight.flip(-2, -1)
+
+
+def load_official_state_dict(model: nn.Module, state_dict: dict[str, Tensor], strict: bool = True) -> object:
+    """Loads a state dict saved from the official PAC code into ``model`` (the released pretrained networks).
+
+    Parameter names are the same; the weight of every :class:`PacConvTranspose2d` in ``model`` is flipped
+    spatially on the way in (:func:`official_transposed_weight_to_torch`), because the official transposed layer
+    correlates with the unflipped weight. ``state_dict`` itself is left unchanged.
+
+    Returns:
+        What ``model.load_state_dict`` returns (missing and unexpected keys when ``strict=False``).
+    """
+    converted = dict(state_dict)
+    for name, module in model.named_modules():
+        key = f"{name}.weight" if name else "weight"
+        if isinstance(module, PacConvTranspose2d) and key in converted:
+            converted[key] = official_transposed_weight_to_torch(converted[key])
+    return model.load_state_dict(converted, strict=strict)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
