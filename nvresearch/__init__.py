@@ -13,7 +13,9 @@ __version__ = "0.1.0"
 
 PAPERS: tuple[str, ...] = (
     "pac",
+    "funit",
     "taylor",
+    "faze",
 )
 """Slugs of the papers that are implemented (each is a subpackage ``nvresearch.<slug>``)."""
 

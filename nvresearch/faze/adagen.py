@@ -1,0 +1,155 @@
+"""FAZE stage 2 (Sec. 4; spec A.7): meta-learn the person-adaptive gaze MLP on gaze codes, with persons as tasks.
+
+Torch-only. The inputs are the frozen DT-ED's gaze codes ``vec(Z_g)`` (6 numbers, column-normalised, not
+frontalised) and the unit gaze vectors ``v(g)`` of each person (:class:`PersonCodes`). :func:`meta_train` runs MAML
+through :class:`nvresearch.core.meta.MAML` (``'faithful'``: the official update; ``'textbook'``: MAML as published);
+:func:`joint_train` is the jointly trained (non-meta) initialisation used as a comparison.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nvresearch.core.geometry import angular_error
+from nvresearch.core.meta import MAML, Task
+from nvresearch.faze.models import GazeMLP
+
+__all__ = ["AdaGENConfig", "PersonCodes", "angular_loss", "joint_train", "meta_train", "sample_task"]
+
+
+@dataclass
+class AdaGENConfig:
+    """Stage-2 settings; the defaults are the reference's (spec A.7, B).
+
+    Attributes:
+        hidden / activation: the MLP (6 -> 64 -> 3, SELU).
+        mode: ``'faithful'`` (official update G) or ``'textbook'`` MAML.
+        first_order: FOMAML.
+        inner_lr / inner_steps: the meta-training inner SGD (1e-5, 1 step; the loss is in degrees).
+        outer_lr: Adam learning rate of the outer loop (1e-3).
+        meta_steps: outer iterations (100,000).
+        tasks_per_step: tasks per outer iteration (5).
+        query_size: query samples per task (100).
+        per_k: meta-train one model per k (the reference); otherwise one model with task support sizes drawn from
+            ``train_ks``.
+        train_ks: support sizes drawn per task when ``per_k`` is false.
+        joint_steps / joint_lr / joint_batch: the jointly trained baseline MLP (Adam).
+        adapt_steps / adapt_lr: test-time personalisation, full-batch SGD (1000 steps at 1e-5).
+        repeats: calibration draws per test person (10).
+        ks: calibration sizes evaluated (0 = no adaptation).
+        test_last: the last samples of each test person form its test set (500).
+        seed: the calibration draws (4089213955 in the reference) and the task sampling.
+    """
+
+    hidden: int = 64
+    activation: str = "selu"
+    mode: str = "faithful"
+    first_order: bool = False
+    inner_lr: float = 1e-5
+    inner_steps: int = 1
+    outer_lr: float = 1e-3
+    meta_steps: int = 100_000
+    tasks_per_step: int = 5
+    query_size: int = 100
+    per_k: bool = True
+    train_ks: Sequence[int] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32)
+    joint_steps: int = 20_000
+    joint_lr: float = 1e-3
+    joint_batch: int = 512
+    adapt_steps: int = 1000
+    adapt_lr: float = 1e-5
+    repeats: int = 10
+    ks: Sequence[int] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32, 64, 128, 256)
+    test_last: int = 500
+    seed: int = 4089213955
+
+
+@dataclass
+class PersonCodes:
+    """One person's stage-2 data in sample order.
+
+    Shape:
+        features: ``(N, 6)``; targets: ``(N, 3)`` unit gaze vectors; gaze: ``(N, 2)`` (pitch, yaw) radians.
+    """
+
+    person: str
+    features: Tensor
+    targets: Tensor
+    gaze: Tensor
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+def angular_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """Mean angular error in degrees between vectors (the stage-2 loss, spec A.7). Shape: ``(N, 3)`` each."""
+    return angular_error(prediction, target).mean()
+
+
+def sample_task(person: PersonCodes, k: int, query_size: int, generator: torch.Generator) -> Task:
+    """k random support samples and ``query_size`` disjoint random query samples of one person (spec A.7)."""
+    n = len(person)
+    q = min(int(query_size), n - int(k))
+    if k < 1 or q < 1:
+        raise ValueError(f"person {person.person} has {n} samples, too few for k={k} support + query")
+    perm = torch.randperm(n, generator=generator)
+    s, qi = perm[:k], perm[k : k + q]
+    return Task(person.features[s], person.targets[s], person.features[qi], person.targets[qi])
+
+
+def meta_train(
+    persons: Sequence[PersonCodes], cfg: AdaGENConfig, k: int | None = None, init: GazeMLP | None = None
+) -> GazeMLP:
+    """Meta-train the gaze MLP with MAML over persons as tasks (spec A.7); returns the meta-learned MLP.
+
+    Args:
+        persons: meta-training persons.
+        cfg: the settings.
+        k: support size of every task (``per_k``); None draws it per task from ``cfg.train_ks``.
+        init: starting MLP (copied); default a fresh :class:`GazeMLP` seeded by ``cfg.seed``.
+    """
+    if not persons:
+        raise ValueError("meta_train needs at least one person")
+    torch.manual_seed(cfg.seed % 2**31)
+    mlp = copy.deepcopy(init) if init is not None else GazeMLP(persons[0].features.shape[1], cfg.hidden, cfg.activation)
+    maml = MAML(mlp, angular_loss, cfg.inner_steps, cfg.inner_lr, first_order=cfg.first_order, mode=cfg.mode)
+    opt = torch.optim.Adam(mlp.parameters(), lr=cfg.outer_lr)
+    g = torch.Generator().manual_seed(cfg.seed % 2**63)
+    pick = random.Random(cfg.seed)
+    ks = [int(x) for x in cfg.train_ks] if k is None else [int(k)]
+    for _ in range(cfg.meta_steps):
+        tasks = []
+        for _ in range(cfg.tasks_per_step):
+            kk = pick.choice(ks)
+            eligible = [p for p in persons if len(p) > kk]
+            if not eligible:
+                raise ValueError(f"no meta-training person has more than k={kk} samples (too few for k={kk} + query)")
+            tasks.append(sample_task(pick.choice(eligible), kk, cfg.query_size, g))
+        opt.zero_grad(set_to_none=True)
+        maml.meta_loss(tasks).backward()
+        opt.step()
+    return mlp.eval()
+
+
+def joint_train(persons: Sequence[PersonCodes], cfg: AdaGENConfig, init: GazeMLP | None = None) -> GazeMLP:
+    """Train the gaze MLP on all persons' samples together (Adam, angular loss): the non-meta initialisation."""
+    if not persons:
+        raise ValueError("joint_train needs at least one person")
+    torch.manual_seed(cfg.seed % 2**31 + 1)
+    mlp = copy.deepcopy(init) if init is not None else GazeMLP(persons[0].features.shape[1], cfg.hidden, cfg.activation)
+    x = torch.cat([p.features for p in persons])
+    y = torch.cat([p.targets for p in persons])
+    opt = torch.optim.Adam(mlp.parameters(), lr=cfg.joint_lr)
+    g = torch.Generator().manual_seed(cfg.seed % 2**63 + 1)
+    for _ in range(cfg.joint_steps):
+        idx = torch.randint(0, x.shape[0], (min(cfg.joint_batch, x.shape[0]),), generator=g)
+        opt.zero_grad(set_to_none=True)
+        angular_loss(mlp(x[idx]), y[idx]).backward()
+        opt.step()
+    return mlp.eval()

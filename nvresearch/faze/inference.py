@@ -1,0 +1,130 @@
+"""Gaze estimation and few-shot personalisation without Lightning (FAZE Sec. 4.3, PS-GEN).
+
+Example::
+
+    from nvresearch.core.training import load_checkpoint
+    from nvresearch.faze import FazeGazeEstimator, personalize, predict
+
+    module = load_checkpoint("outputs/faze/runs/<run>/checkpoints/last.ckpt")
+    model = FazeGazeEstimator.from_module(module)          # frozen DT-ED encoder + the meta-learned gaze MLP
+    mine = personalize(model, calib_images, calib_gaze, k=9)  # 9 calibration samples of one person
+    pitch_yaw = predict(mine, images)                       # (B, 2) radians, FAZE label convention
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from nvresearch.core.geometry import pitchyaw_to_vector, vector_to_pitchyaw
+from nvresearch.core.meta import adapt
+from nvresearch.faze.adagen import angular_loss
+from nvresearch.faze.data import preprocess_pixels
+from nvresearch.faze.models import DTED, GazeMLP
+
+__all__ = ["FazeGazeEstimator", "personalize", "predict"]
+
+
+class FazeGazeEstimator(nn.Module):
+    """The deployed FAZE estimator: DT-ED encoder -> gaze code ``vec(Z_g)`` -> gaze MLP -> unit gaze vector.
+
+    Args:
+        dted: the trained DT-ED (only its encoder is used).
+        mlp: the (meta-learned or personalised) gaze MLP.
+
+    Shape:
+        images: ``(B, 3, H, W)`` in [-1, 1]; returns ``(B, 3)`` unit vectors (``v(pitch, yaw)`` convention).
+    """
+
+    def __init__(self, dted: DTED, mlp: GazeMLP) -> None:
+        super().__init__()
+        self.dted = dted
+        self.mlp = mlp
+
+    @classmethod
+    def from_module(cls, module: nn.Module) -> FazeGazeEstimator:
+        """Build from a trained :class:`~nvresearch.faze.module.FazeModule` (copies its DT-ED and meta-learned MLP)."""
+        return cls(copy.deepcopy(module.dted), copy.deepcopy(module.gaze_mlp)).eval()
+
+    @torch.no_grad()
+    def features(self, images: Tensor) -> Tensor:
+        """Gaze codes ``(B, 6)`` of preprocessed images (the encoder is frozen: no gradient)."""
+        return self.dted.encode(images)[1].flatten(1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.mlp(self.features(images))
+
+
+def _as_images(images: Tensor | np.ndarray, equalize: bool = True) -> Tensor:
+    """uint8 ``(B, H, W, 3)`` RGB patches (the HDF5 layout) are preprocessed; float ``(B, 3, H, W)`` pass through."""
+    if isinstance(images, np.ndarray) or (isinstance(images, Tensor) and images.dtype == torch.uint8):
+        arr = images.cpu().numpy() if isinstance(images, Tensor) else images
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be (B, H, W, 3) RGB, got {arr.shape}")
+        return torch.stack([preprocess_pixels(a, equalize) for a in arr])
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"float images must be (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
+    return images.float()
+
+
+@torch.no_grad()
+def predict(model: FazeGazeEstimator, images: Tensor | np.ndarray) -> Tensor:
+    """Gaze (pitch, yaw) in radians for a batch of eye-region patches.
+
+    Args:
+        model: a :class:`FazeGazeEstimator` (person-independent or personalised).
+        images: float ``(B, 3, H, W)`` in [-1, 1], or uint8 ``(B, H, W, 3)`` RGB patches as stored in the HDF5 files.
+
+    Returns:
+        ``(B, 2)`` radians.
+    """
+    model.eval()
+    x = _as_images(images).to(next(model.parameters()).device)
+    return vector_to_pitchyaw(model(x))
+
+
+def personalize(
+    model: FazeGazeEstimator,
+    images: Tensor | np.ndarray,
+    gaze_labels: Tensor | np.ndarray,
+    k: int | None = None,
+    steps: int = 1000,
+    lr: float = 1e-5,
+    seed: int = 0,
+) -> FazeGazeEstimator:
+    """Few-shot personalisation (PS-GEN, spec A.7): fine-tune a copy of the gaze MLP on k calibration samples.
+
+    The DT-ED encoder stays frozen; ``steps`` full-batch SGD steps with the angular loss (degrees) at ``lr``
+    adapt only the MLP. The returned model is a new object; ``model`` is unchanged.
+
+    Args:
+        model: the person-independent estimator.
+        images: calibration patches of one person (see :func:`predict`), at least ``k``.
+        gaze_labels: ``(N, 2)`` (pitch, yaw) radians of ``images``.
+        k: use k of them, drawn at random with ``seed`` (None: all).
+        steps / lr: SGD steps and step size (reference: 1000 at 1e-5; use the values the model was evaluated with).
+        seed: seeds the draw of the k samples.
+
+    Returns:
+        The personalised :class:`FazeGazeEstimator`.
+    """
+    x = _as_images(images)
+    y = torch.as_tensor(np.asarray(gaze_labels) if not isinstance(gaze_labels, Tensor) else gaze_labels).float()
+    if y.dim() != 2 or y.shape[1] != 2 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"gaze_labels must be (N, 2) for N={x.shape[0]} images, got {tuple(y.shape)}")
+    n = x.shape[0]
+    k = n if k is None else int(k)
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k} calibration samples requested but {n} were given")
+    out = FazeGazeEstimator(model.dted, copy.deepcopy(model.mlp))
+    if k == 0 or steps == 0:
+        return out.eval()
+    idx = torch.tensor(random.Random(seed).sample(range(n), k), dtype=torch.long)
+    device = next(model.parameters()).device
+    feats = model.features(x[idx].to(device))
+    out.mlp = adapt(model.mlp, (feats, pitchyaw_to_vector(y[idx]).to(device)), angular_loss, steps, lr)
+    return out.eval()

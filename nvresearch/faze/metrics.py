@@ -1,0 +1,104 @@
+"""FAZE evaluation (spec C.5, A.7): angular error and the personalisation protocol, error against k.
+
+Protocol: each test person with more than ``min_samples`` samples keeps its last ``test_last`` samples as its test
+set; for each k and each of ``repeats`` draws (Python ``random`` seeded with ``seed``), a copy of the gaze MLP is
+fine-tuned with full-batch SGD on k samples drawn from the rest, then evaluated on the test set. The error for k is
+the mean over all (person, test sample, repeat) triples; its spread is the std over repeats of the per-repeat mean.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nvresearch.core.geometry import angular_error, pitchyaw_to_vector
+from nvresearch.core.meta import batched_adapt, batched_forward, stack_params
+
+__all__ = ["CurvePoint", "angular_error_deg", "personalization_curve"]
+
+
+def angular_error_deg(prediction: Tensor, target: Tensor) -> Tensor:
+    """Per-sample angular error in degrees; targets may be ``(N, 2)`` (pitch, yaw) or ``(N, 3)`` vectors.
+
+    Shape:
+        prediction: ``(N, 3)``; target: ``(N, 2)`` or ``(N, 3)``; returns ``(N,)``.
+    """
+    if target.shape[-1] == 2:
+        target = pitchyaw_to_vector(target)
+    return angular_error(prediction, target)
+
+
+@dataclass
+class CurvePoint:
+    """Error of one k: ``mean`` over (person, sample, repeat), ``std`` over repeats, ``persons`` evaluated."""
+
+    k: int
+    mean: float
+    std: float
+    persons: int
+
+
+def personalization_curve(
+    mlp: nn.Module,
+    persons: Sequence[object],
+    ks: Sequence[int],
+    test_last: int = 500,
+    repeats: int = 10,
+    steps: int = 1000,
+    lr: float = 1e-5,
+    seed: int = 4089213955,
+    inits: dict[int, nn.Module] | None = None,
+) -> list[CurvePoint]:
+    """Mean angular error after personalising with k calibration samples, for each k (spec A.7, C.5).
+
+    Args:
+        mlp: the starting gaze MLP (``features (N, F) -> unit vectors (N, 3)``).
+        persons: test persons, each with ``features`` ``(N, F)`` and ``targets`` ``(N, 3)`` in sample order
+            (:class:`~nvresearch.faze.adagen.PersonCodes`); persons with ``N <= test_last`` are skipped.
+        ks: calibration sizes; k = 0 evaluates ``mlp`` without adaptation; a k larger than a person's calibration
+            pool (``N - test_last``) skips that person for that k, and a k no person allows is left out.
+        test_last / repeats / steps / lr / seed: the protocol (reference: 500, 10, 1000, 1e-5, 4089213955).
+        inits: optional per-k starting MLPs (the reference meta-trains one model per k).
+
+    Returns:
+        One :class:`CurvePoint` per evaluated k, in the order of ``ks``.
+    """
+    people = [p for p in persons if len(p.features) > test_last]
+    if not people:
+        raise ValueError(f"no test person has more than test_last={test_last} samples")
+    rng = random.Random(seed)
+    out = []
+    for k in ks:
+        k = int(k)
+        start = (inits or {}).get(k, mlp)
+        eligible = [p for p in people if len(p.features) - test_last >= k]
+        if not eligible:
+            continue
+        reps = 1 if k == 0 else repeats
+        sx, sy, qx, qy = [], [], [], []
+        for _ in range(reps):
+            for p in eligible:
+                pool = len(p.features) - test_last
+                idx = torch.tensor(rng.sample(range(pool), k), dtype=torch.long)
+                sx.append(p.features[idx])
+                sy.append(p.targets[idx])
+                qx.append(p.features[-test_last:])
+                qy.append(p.targets[-test_last:])
+        qx_t, qy_t = torch.stack(qx), torch.stack(qy)
+        params = stack_params(start, len(qx))
+        if k > 0 and steps > 0:
+            params = batched_adapt(start, torch.stack(sx), torch.stack(sy), _mean_angle, steps, lr, params=params)
+        with torch.no_grad():
+            err = angular_error(batched_forward(start, params, qx_t), qy_t)  # (reps * persons, test_last)
+        per_repeat = err.view(reps, len(eligible), -1).mean(dim=(1, 2))
+        std = float(per_repeat.std(unbiased=False)) if reps > 1 else 0.0
+        out.append(CurvePoint(k, float(err.mean()), std, len(eligible)))
+    return out
+
+
+def _mean_angle(prediction: Tensor, target: Tensor) -> Tensor:
+    return angular_error(prediction, target).mean()

@@ -1,0 +1,299 @@
+"""LightningModule for FAZE: stage 1 (DT-ED) in ``fit``, stage 2 (AdaGEN meta-learning + personalisation) in ``test``.
+
+``fit`` trains the DT-ED on same-person pairs with the reference losses, weights, EC warm-up and learning-rate
+schedule (spec A.5, B) and validates its gaze head's angular error on validation persons. ``test`` runs the frozen
+encoder over the meta-training persons (loader 0) and the test persons (loader 1), then meta-trains the gaze MLP,
+trains the joint (non-meta) baseline, and personalises both on every test person for each k (spec A.7, C.5).
+It logs ``test/error_k<k>`` (meta-learned init), ``test/joint_error_k<k>``, ``test/dted_error`` (the DT-ED gaze
+head, person-independent) and ``test/person_independent_error``, and writes ``error_vs_k.csv``, ``stage2.pt`` and
+pictures in ``samples/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from nvresearch.core.geometry import pitchyaw_to_rotation, pitchyaw_to_vector
+from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
+from nvresearch.core.utils.visual import save_grid
+from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train
+from nvresearch.faze.losses import (
+    embedding_consistency_loss,
+    faze_objective,
+    gaze_angular_loss,
+    linear_ramp,
+    reconstruction_l1_loss,
+)
+from nvresearch.faze.metrics import angular_error_deg, personalization_curve
+from nvresearch.faze.models import DTED, GazeMLP, rotate_codes
+from nvresearch.faze.visual import draw_error_curve, to_unit_range
+
+log = logging.getLogger("nvresearch")
+
+
+class FazeModule(NVModule):
+    """FAZE stage 1 + stage 2.
+
+    Args:
+        dted: the DT-ED network.
+        stage2: stage-2 settings (:class:`~nvresearch.faze.adagen.AdaGENConfig`).
+        optimizer / scheduler: factories; the reference is SGD (momentum 0.9, Nesterov, weight decay 1e-4) at
+            ``base_lr`` 5e-5. ``scheduler`` replaces the built-in schedule below when given.
+        w_recon / w_ec / w_gaze: loss weights (1, 2, 0.1).
+        ec_warmup_samples: the EC weight ramps from 0 over ``floor(ec_warmup_samples / B_global)`` steps (1e6).
+        scale_lr_by_batch: peak lr = base lr x global batch, reached linearly over
+            ``floor(lr_warmup_samples / B_global)`` steps; the gaze-head group stays at the base lr (spec B, E.6).
+        lr_warmup_samples: see above (1e6).
+        batch_size: per-device training batch (to compute ``B_global``).
+        num_samples: images per picture in ``samples/``.
+        grad_clip_norm: optional gradient clipping (None in the reference).
+    """
+
+    def __init__(
+        self,
+        dted: DTED,
+        stage2: AdaGENConfig | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        w_recon: float = 1.0,
+        w_ec: float = 2.0,
+        w_gaze: float = 0.1,
+        ec_warmup_samples: float = 1e6,
+        scale_lr_by_batch: bool = True,
+        lr_warmup_samples: float = 1e6,
+        batch_size: int = 64,
+        num_samples: int = 6,
+        grad_clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(
+            optimizer=optimizer, scheduler=scheduler, scheduler_interval="step", grad_clip_norm=grad_clip_norm
+        )
+        self.dted = dted
+        self.stage2 = stage2 or AdaGENConfig()
+        self.gaze_mlp = GazeMLP(3 * dted.z_gaze, self.stage2.hidden, self.stage2.activation)
+        self.w_recon, self.w_ec, self.w_gaze = float(w_recon), float(w_ec), float(w_gaze)
+        self.ec_warmup_samples, self.lr_warmup_samples = float(ec_warmup_samples), float(lr_warmup_samples)
+        self.scale_lr_by_batch = scale_lr_by_batch
+        self.batch_size = int(batch_size)
+        self.num_samples = int(num_samples)
+        self.val_error = MeanMetric()
+        self.results: dict[str, Any] = {}
+        self._test_store: dict[int, dict[str, list[Tensor]]] = {}
+        self._picture_batch: dict[str, Tensor] | None = None
+
+    # ------------------------------------------------------------------ optimisation
+    @property
+    def global_batch(self) -> int:
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return self.batch_size * world
+
+    def _ramp_steps(self, samples: float) -> int:
+        return int(samples // self.global_batch)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        head = [p for n, p in self.dted.named_parameters() if n.startswith(("gaze1.", "gaze2."))]
+        ids = {id(p) for p in head}
+        rest = [p for p in self.dted.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": head}]
+
+    def configure_optimizers(self) -> Any:
+        if self.scheduler_factory is not None or not self.scale_lr_by_batch:
+            return super().configure_optimizers()
+        if self.optimizer_factory is None:
+            raise ValueError("FazeModule has no optimizer configured (set model.optimizer)")
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        peak, ramp = float(self.global_batch), max(1, self._ramp_steps(self.lr_warmup_samples))
+
+        def main_group(step: int) -> float:  # base_lr -> base_lr * B_global, linearly over the warm-up
+            return 1.0 + (peak - 1.0) * min(1.0, step / ramp)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [main_group, lambda step: 1.0])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def ec_weight(self) -> float:
+        return linear_ramp(self.global_step, self._ramp_steps(self.ec_warmup_samples), self.w_ec)
+
+    # ------------------------------------------------------------------ stage 1
+    def compute_losses(self, batch: dict[str, Tensor], w_ec: float | None = None) -> dict[str, Tensor]:
+        """All DT-ED loss terms of a pair batch and their weighted total (spec A.5)."""
+        out = self.dted(
+            batch["image_a"],
+            batch["R_gaze_a"],
+            batch["R_head_a"],
+            batch["R_gaze_b"],
+            batch["R_head_b"],
+            image_b=batch["image_b"],
+        )
+        recon = reconstruction_l1_loss(out["image_b_hat"], batch["image_b"])
+        pool = torch.cat([out["canon_gaze"], out["canon_gaze_b"]])
+        ec = embedding_consistency_loss(pool, torch.cat([batch["person"], batch["person"]]))
+        gaze = gaze_angular_loss(out["gaze_hat"], batch["gaze_a"])
+        w = self.w_ec if w_ec is None else w_ec
+        total = faze_objective(recon, ec, gaze, self.w_recon, w, self.w_gaze)
+        return {"loss": total, "recon_l1": recon, "ec_gaze": ec, "gaze_deg": gaze}
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        w = self.ec_weight()
+        terms = self.compute_losses(batch, w)
+        self.log_losses(terms, "train", batch_size=batch["image_a"].shape[0])
+        self.log("train/w_ec", w, on_step=True, on_epoch=False)
+        return terms["loss"]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        _, z_gaze, _ = self.dted.encode(batch["image"])
+        self.val_error.update(angular_error_deg(self.dted.estimate_gaze(z_gaze), batch["gaze"]))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/gaze_error", self.val_error.compute(), prog_bar=True)
+        self.val_error.reset()
+
+    # ------------------------------------------------------------------ stage 2
+    def on_test_epoch_start(self) -> None:
+        self._test_store = {0: defaultdict(list), 1: defaultdict(list)}
+        self._picture_batch = None
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        _, z_gaze, _ = self.dted.encode(batch["image"])
+        store = self._test_store[dataloader_idx]
+        store["features"].append(z_gaze.flatten(1).float().cpu())
+        store["gaze"].append(batch["gaze"].float().cpu())
+        store["person"].append(batch["person"].cpu())
+        if dataloader_idx == 1:
+            store["dted_error"].append(angular_error_deg(self.dted.estimate_gaze(z_gaze), batch["gaze"]).cpu())
+            if self._picture_batch is None:
+                self._picture_batch = {k: v[: 4 * self.num_samples] for k, v in batch.items()}
+
+    def _codes(self, idx: int, names: list[str]) -> list[PersonCodes]:
+        store = self._test_store[idx]
+        # clone(): the stored tensors were made under inference mode and cannot enter autograd otherwise
+        feats, gaze, person = (torch.cat(store[k]).clone() for k in ("features", "gaze", "person"))
+        out = []
+        for p in torch.unique(person).tolist():
+            m = person == p
+            out.append(PersonCodes(names[p], feats[m], pitchyaw_to_vector(gaze[m]), gaze[m]))
+        return out
+
+    def on_test_epoch_end(self) -> None:
+        with torch.inference_mode(False), torch.enable_grad():  # stage 2 trains while Lightning is testing
+            self._run_stage2()
+
+    def _run_stage2(self) -> None:
+        dm = self.trainer.datamodule
+        train_codes = self._codes(0, dm.person_names("meta_train"))
+        test_codes = self._codes(1, dm.person_names("test"))
+        cfg = self.stage2
+        ks = [int(k) for k in cfg.ks]
+        # DT-ED's own gaze head on the same test samples (the last test_last of each person).
+        store = self._test_store[1]
+        person, dted_err = torch.cat(store["person"]), torch.cat(store["dted_error"])
+        last = torch.zeros_like(person, dtype=torch.bool)
+        for p in torch.unique(person).tolist():
+            where = (person == p).nonzero().flatten()
+            last[where[-cfg.test_last :]] = True
+        dted_error = float(dted_err[last].mean())
+
+        joint = joint_train(train_codes, cfg)
+        if cfg.per_k:
+            inits = {k: meta_train(train_codes, cfg, k=max(k, 1)) for k in ks}
+            meta = inits[min(ks, key=lambda k: (k == 0, k))]
+        else:
+            meta = meta_train(train_codes, cfg)
+            inits = None
+        common = dict(
+            test_last=cfg.test_last, repeats=cfg.repeats, steps=cfg.adapt_steps, lr=cfg.adapt_lr, seed=cfg.seed
+        )
+        meta_curve = personalization_curve(meta, test_codes, ks, inits=inits, **common)
+        joint_curve = personalization_curve(joint, test_codes, ks, **common)
+        self.gaze_mlp.load_state_dict(meta.state_dict())
+
+        joint_k0 = next((c.mean for c in joint_curve if c.k == 0), math.inf)
+        person_independent = min(dted_error, joint_k0)
+        metrics = {"dted_error": dted_error, "person_independent_error": person_independent}
+        for c in meta_curve:
+            metrics[f"error_k{c.k}"] = c.mean
+        for c in joint_curve:
+            metrics[f"joint_error_k{c.k}"] = c.mean
+        for name, value in metrics.items():
+            self.log(f"test/{name}", value, add_dataloader_idx=False)
+        self.results = {
+            "metrics": metrics,
+            "meta_curve": [dataclasses.asdict(c) for c in meta_curve],
+            "joint_curve": [dataclasses.asdict(c) for c in joint_curve],
+            "test_persons": len(test_codes),
+            "meta_train_persons": len(train_codes),
+        }
+        if self.trainer.is_global_zero:
+            self._write_stage2(meta, joint, meta_curve, joint_curve, dted_error)
+
+    def _write_stage2(self, meta: GazeMLP, joint: GazeMLP, meta_curve: list, joint_curve: list, dted: float) -> None:
+        out = self.output_dir
+        joint_by_k = {c.k: c for c in joint_curve}
+        with open(out / "error_vs_k.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["k", "meta_mean_deg", "meta_std_deg", "joint_mean_deg", "joint_std_deg", "persons"])
+            for c in meta_curve:
+                j = joint_by_k.get(c.k)
+                writer.writerow(
+                    [
+                        c.k,
+                        f"{c.mean:.4f}",
+                        f"{c.std:.4f}",
+                        f"{j.mean:.4f}" if j else "",
+                        f"{j.std:.4f}" if j else "",
+                        c.persons,
+                    ]
+                )
+        torch.save(
+            {"meta_mlp": meta.state_dict(), "joint_mlp": joint.state_dict(), "results": self.results}, out / "stage2.pt"
+        )
+        ks = [c.k for c in meta_curve]
+        draw_error_curve(
+            ks,
+            {"MAML init": [c.mean for c in meta_curve], "joint init": [joint_by_k[k].mean for k in ks]},
+            self.samples_dir / "error_vs_k.png",
+            hlines={"DT-ED (k=0)": dted},
+        )
+        lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s}"]
+        lines += [f"{c.k:>5d} {c.mean:>9.2f}° {joint_by_k[c.k].mean:>9.2f}°" for c in meta_curve]
+        lines.append(f"DT-ED gaze head (person-independent): {dted:.2f}°")
+        log.info("FAZE error vs k (test persons):\n%s", "\n".join(lines))
+        print("FAZE error vs k (test persons):\n" + "\n".join(lines), flush=True)
+        if self._picture_batch is not None:
+            self._save_pictures(self._picture_batch)
+
+    @torch.no_grad()
+    def _save_pictures(self, batch: dict[str, Tensor]) -> None:
+        """``reconstructions.png`` (a | b | decoded a->b) and ``gaze_rotation.png`` (gaze code rotated, decoded)."""
+        img, person = batch["image"], batch["person"]
+        pairs = [i for i in range(img.shape[0] - 1) if person[i] == person[i + 1]][::2][: self.num_samples]
+        if pairs:
+            a, b = torch.tensor(pairs), torch.tensor(pairs) + 1
+            rg, rh = batch["R_gaze"], batch["R_head"]
+            out = self.dted(img[a], rg[a], rh[a], rg[b], rh[b])
+            rows = [
+                [to_unit_range(img[i]), to_unit_range(img[j]), to_unit_range(x)]
+                for i, j, x in zip(a.tolist(), b.tolist(), out["image_b_hat"])
+            ]
+            save_grid(rows, self.samples_dir / "reconstructions.png")
+        n = min(self.num_samples, img.shape[0])
+        z_app, z_gaze, z_head = self.dted.encode(img[:n])
+        rot_a = batch["R_gaze"][:n]
+        offsets = [(0.0, d) for d in (-45, -25, 0, 25, 45)] + [(d, 0.0) for d in (-45, -25, 25, 45)]
+        rows = []
+        for i in range(n):
+            row = [to_unit_range(img[i])]
+            for dp, dy in offsets:
+                target = batch["gaze"][i : i + 1] + torch.tensor([[dp, dy]], device=img.device) * math.pi / 180
+                zg = rotate_codes(z_gaze[i : i + 1], rot_a[i : i + 1], pitchyaw_to_rotation(target))
+                row.append(to_unit_range(self.dted.decode(z_app[i : i + 1], zg, z_head[i : i + 1])[0]))
+            rows.append(row)
+        save_grid(rows, self.samples_dir / "gaze_rotation.png")

@@ -1,0 +1,412 @@
+"""FAZE unit tests: networks at the reference configuration, latent rotations, losses by hand, data layout,
+pair sampling, the evaluation protocol and the inference API (spec faze.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nvresearch.core.data import DatasetLayoutError
+from nvresearch.core.geometry import pitchyaw_to_rotation, pitchyaw_to_vector, rotation_x
+from nvresearch.faze import (
+    DTED,
+    AdaGENConfig,
+    FazeGazeEstimator,
+    FazeH5,
+    GazeMLP,
+    PairDataset,
+    PersonCodes,
+    SampleDataset,
+    embedding_consistency_loss,
+    ensure_eye_strip_world,
+    faze_objective,
+    gaze_angular_loss,
+    joint_train,
+    linear_ramp,
+    load_split,
+    meta_train,
+    normalize_codes,
+    personalization_curve,
+    personalize,
+    predict,
+    reconstruction_l1_loss,
+    render_person,
+    rotate_codes,
+)
+from nvresearch.faze.visual import draw_error_curve
+
+FLOOR = math.degrees(math.acos(1 - 1e-6))  # the clipped angle of identical vectors, 0.081 deg
+
+
+# ---------------------------------------------------------------------------------------------------- networks
+def test_dted_reference_parameter_counts() -> None:
+    """Spec B: 6,873,465 parameters, 51 state-dict tensors, no buffers; the per-module split of the spec."""
+    m = DTED()
+    count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    assert count(m) == 6_873_465
+    assert (count(m.encoder), count(m.decoder), count(m.fc_enc), count(m.fc_dec)) == (
+        2_246_336,
+        4_489_920,
+        75_638,
+        60_928,
+    )
+    assert (count(m.gaze1), count(m.gaze2)) == (448, 195)
+    assert len(m.state_dict()) == 51 and not list(m.buffers())
+    sd = m.state_dict()
+    assert sd["decoder.block2.compo1.conv.weight"].shape == (160, 32, 3, 3)  # ConvTranspose layout (c_in, 32, 3, 3)
+    assert sd["encoder.trans3.composite.conv.weight"].shape == (512, 512, 1, 1)
+    assert sd["decoder.last.conv1.weight"].shape == (544, 128, 3, 3)
+    assert count(GazeMLP()) == 643
+
+
+def test_dted_shapes_normalisation_and_modes() -> None:
+    torch.manual_seed(0)
+    m = DTED(growth_rate=4, decoder_input_c=8, image_size=(32, 64))
+    x = torch.randn(3, 3, 32, 64)
+    eye = torch.eye(3).expand(3, 3, 3)
+    out = m(x, eye, eye, eye, eye, image_b=x)
+    assert out["image_b_hat"].shape == (3, 3, 32, 64)
+    assert out["z_app"].shape == (3, 64) and out["z_gaze"].shape == (3, 2, 3) and out["z_head"].shape == (3, 16, 3)
+    # Spec A.3 / E.1: columns (dim 1 of (B, F, 3)) are unit norm, rows are not.
+    z3d = torch.cat([out["z_gaze"], out["z_head"]], 1)
+    torch.testing.assert_close(z3d.norm(dim=1), torch.ones(3, 3))
+    assert (z3d.norm(dim=2) - 1).abs().max() > 0.05
+    torch.testing.assert_close(out["gaze_hat"].norm(dim=-1), torch.ones(3))
+    m.eval()  # no BatchNorm, no dropout: train and eval give the same output
+    torch.testing.assert_close(m(x, eye, eye, eye, eye)["image_b_hat"], out["image_b_hat"])
+    with pytest.raises(ValueError, match=r"images of shape \(B, 3, 32, 64\)"):
+        m.encode(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="divisible by 32"):
+        DTED(image_size=(40, 64))
+
+
+def test_latent_slices_follow_the_reference_layout() -> None:
+    """z = fc_enc(...) is [app (64) | 18 rows of 3 (row-major): 2 gaze rows, then 16 head rows] (spec A.3, E.4)."""
+    m = DTED(growth_rate=4, decoder_input_c=8, image_size=(32, 64), normalize_3d_codes=False)
+    with torch.no_grad():
+        m.fc_enc.weight.zero_()
+        m.fc_enc.bias.copy_(torch.arange(118.0))
+    z_app, zg, zh = m.encode(torch.randn(1, 3, 32, 64))
+    torch.testing.assert_close(z_app[0], torch.arange(64.0))
+    torch.testing.assert_close(zg[0], torch.arange(64.0, 70.0).view(2, 3))
+    torch.testing.assert_close(zh[0], torch.arange(70.0, 118.0).view(16, 3))
+
+
+def test_normalize_axes() -> None:
+    z = torch.tensor([[[3.0, 0.0, 1.0], [4.0, 2.0, 0.0]]])
+    torch.testing.assert_close(normalize_codes(z, 1), torch.tensor([[[0.6, 0.0, 1.0], [0.8, 1.0, 0.0]]]))
+    torch.testing.assert_close(normalize_codes(z, 2)[0, 0], torch.tensor([3.0, 0.0, 1.0]) / math.sqrt(10))
+    torch.testing.assert_close(normalize_codes(z, 3).flatten().norm(), torch.tensor(1.0))
+
+
+def test_rotate_codes_conventions() -> None:
+    """Z R_a frontalises; Z R_a R_b^T moves a -> b; in column form each row z becomes R_b R_a^T z (spec A.3)."""
+    g = torch.Generator().manual_seed(0)
+    pa, pb = torch.rand(4, 2, generator=g, dtype=torch.float64), torch.rand(4, 2, generator=g, dtype=torch.float64)
+    ra, rb = pitchyaw_to_rotation(pa), pitchyaw_to_rotation(pb)
+    canonical = torch.randn(1, 5, 3, generator=g, dtype=torch.float64).expand(4, 5, 3)  # one person
+    za = canonical @ ra.transpose(1, 2)  # an exactly equivariant code: rows R_a c
+    zb = canonical @ rb.transpose(1, 2)
+    torch.testing.assert_close(rotate_codes(za, ra), canonical)
+    torch.testing.assert_close(rotate_codes(za, ra, rb), zb)
+    row = za[0, 0]
+    torch.testing.assert_close(rotate_codes(za, ra, rb)[0, 0], rb[0] @ ra[0].T @ row)
+    # Frontalised codes of one person with a truly equivariant encoder coincide: EC sits at the clip floor (H.2).
+    ec = embedding_consistency_loss(torch.cat([rotate_codes(za, ra), rotate_codes(zb, rb)]), torch.zeros(8).long())
+    assert ec.item() == pytest.approx(FLOOR, rel=1e-6)
+
+
+def test_gaze_mlp_forward_and_init() -> None:
+    torch.manual_seed(0)
+    mlp = GazeMLP()
+    out = mlp(torch.randn(5, 2, 3))
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(5))
+    assert mlp.layer1.bias.abs().sum() == 0 and mlp.layer2.weight.std().item() == pytest.approx(1 / 8, rel=0.3)
+    with pytest.raises(ValueError, match="expects 6 input features"):
+        mlp(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="activation"):
+        GazeMLP(activation="tanh")
+
+
+# ---------------------------------------------------------------------------------------------------- losses
+def test_reconstruction_and_gaze_losses_by_hand() -> None:
+    pred = torch.tensor([[[[0.5, -1.0]]]]).expand(1, 3, 1, 2).clone().requires_grad_(True)
+    target = torch.zeros(1, 3, 1, 2, requires_grad=True)
+    assert reconstruction_l1_loss(pred, target).item() == pytest.approx(0.75)
+    reconstruction_l1_loss(pred, target).backward()
+    assert target.grad is None  # the target is detached
+    torch.testing.assert_close(pred.grad[0, 0, 0], torch.tensor([1.0, -1.0]) / 6)
+    # (0, 0) -> (0, 0, 1); a prediction along x is 90 deg off, one along z is at the clip floor.
+    loss = gaze_angular_loss(torch.tensor([[1.0, 0, 0], [0, 0, 2.0]]), torch.zeros(2, 2))
+    assert loss.item() == pytest.approx((90.0 + FLOOR) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        reconstruction_l1_loss(torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 3))
+
+
+def test_embedding_consistency_is_a_max_over_same_person_pairs() -> None:
+    """Hand example: F = 1 row; persons {0: codes at 0, 30, 90 deg}, {1: codes at 0, 10 deg} in the x-y plane."""
+    ang = torch.tensor([0.0, 30.0, 90.0, 0.0, 10.0]) * math.pi / 180
+    codes = torch.stack([torch.cos(ang), torch.sin(ang), torch.zeros(5)], -1)[:, None, :]
+    person = torch.tensor([0, 0, 0, 1, 1])
+    # max over same-person j: 90, 60, 90 for person 0; 10, 10 for person 1 -> mean 52
+    assert embedding_consistency_loss(codes.double(), person).item() == pytest.approx(52.0, abs=1e-3)
+    # F = 2 rows: d is the mean over rows
+    two = torch.cat([codes, codes[[0, 0, 0, 3, 3]]], 1)  # second row identical within persons (floor)
+    assert embedding_consistency_loss(two.double(), person).item() == pytest.approx((52.0 + FLOOR) / 2, abs=1e-3)
+    with pytest.raises(ValueError, match=r"\(N, F, 3\)"):
+        embedding_consistency_loss(codes[:, 0], person)
+
+
+def test_weights_and_ramp() -> None:
+    t = faze_objective(torch.tensor(2.0), torch.tensor(10.0), torch.tensor(30.0), w_ec=1.0)
+    assert t.item() == pytest.approx(2.0 + 10.0 + 3.0)
+    assert faze_objective(torch.tensor(2.0), torch.tensor(10.0), torch.tensor(30.0)).item() == pytest.approx(25.0)
+    # Spec A.5.4: 0 -> 2 over floor(1e6 / B) steps; with B = 1536 that is 651 steps.
+    steps = int(1e6 // 1536)
+    assert steps == 651
+    assert linear_ramp(0, steps, 2.0) == 0.0
+    assert linear_ramp(325, steps, 2.0) == pytest.approx(2.0 * 325 / 651)
+    assert linear_ramp(5000, steps, 2.0) == 2.0 and linear_ramp(3, 0, 2.0) == 2.0
+
+
+def test_reference_learning_rate_schedule() -> None:
+    """Spec B: main group base_lr -> base_lr x B_global over floor(1e6 / B) steps; gaze head fixed at base_lr."""
+    from nvresearch.faze.module import FazeModule
+
+    module = FazeModule(
+        DTED(growth_rate=4, decoder_input_c=8, image_size=(32, 64)),
+        optimizer=lambda groups: torch.optim.SGD(groups, lr=5e-5, momentum=0.9, nesterov=True, weight_decay=1e-4),
+        batch_size=512,
+    )
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    head = {id(p) for p in [*module.dted.gaze1.parameters(), *module.dted.gaze2.parameters()]}
+    assert {id(p) for p in opt.param_groups[1]["params"]} == head
+    assert opt.param_groups[0]["weight_decay"] == 1e-4  # biases included (spec E.7)
+    ramp = int(1e6 // 512)  # 1953
+    lrs = []
+    for _ in range(ramp + 2):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx([5e-5, 5e-5])
+    assert lrs[ramp // 2][0] == pytest.approx(5e-5 * (1 + 511 * (ramp // 2) / ramp))
+    assert lrs[ramp][0] == pytest.approx(0.0256) and lrs[ramp + 1][0] == pytest.approx(0.0256)
+    assert all(lr[1] == pytest.approx(5e-5) for lr in lrs)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def _write_fixture(path, persons=None) -> None:
+    """A tiny file in the preprocessed layout: groups of uint8 (N, 32, 64, 3) pixels and float32 (N, 4) labels."""
+    persons = persons or {"00002": 6, "00010": 3, "p00": 5}
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for pid, n in persons.items():
+            g = f.create_group(pid)
+            g.create_dataset("pixels", data=rng.integers(0, 256, (n, 32, 64, 3), dtype=np.uint8), chunks=(1, 32, 64, 3))
+            labels = np.arange(n * 4, dtype=np.float32).reshape(n, 4) / 100
+            g.create_dataset("labels", data=labels, chunks=(1, 4), compression="lzf")
+
+
+def test_h5_loader_reads_the_layout(tmp_path) -> None:
+    path = tmp_path / "GazeCapture.h5"
+    _write_fixture(path)
+    h5 = FazeH5(path)
+    assert h5.persons == ["00002", "00010", "p00"] and h5.sizes == {"00002": 6, "00010": 3, "p00": 5}
+    assert h5.image_size == (32, 64)
+    pixels, labels = h5.read("00010", 2)
+    assert pixels.shape == (32, 64, 3) and pixels.dtype == np.uint8
+    np.testing.assert_allclose(labels, np.arange(8, 12, dtype=np.float32) / 100)
+    assert h5.select(None, min_samples=5) == ["00002", "p00"]
+    ds = SampleDataset(h5, ["00010", "p00"], equalize=False, max_per_person=2)
+    assert len(ds) == 4 and [ds[i]["sample"].item() for i in range(4)] == [1, 2, 3, 4]
+    item = ds[0]
+    with h5py.File(path) as f:
+        raw = torch.from_numpy(f["00010"]["pixels"][1]).permute(2, 0, 1).float()
+    torch.testing.assert_close(item["image"], raw * 2 / 255 - 1)
+    torch.testing.assert_close(item["R_gaze"], pitchyaw_to_rotation(item["gaze"]))
+    eq = SampleDataset(h5, ["00010"], equalize=True)[0]["image"]
+    assert eq.min() >= -1 and eq.max() <= 1 and (eq - ds[0]["image"]).abs().max() > 0
+
+
+def test_h5_loader_errors_name_the_file(tmp_path) -> None:
+    with pytest.raises(DatasetLayoutError, match=r"no FAZE HDF5 file at '.*missing\.h5'.*one group per person"):
+        FazeH5(tmp_path / "missing.h5")
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.create_group("00001").create_dataset("pixels", data=np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(DatasetLayoutError, match=r"bad\.h5' group '00001' lacks 'pixels' or 'labels'"):
+        FazeH5(bad)
+    with h5py.File(bad, "a") as f:
+        f["00001"].create_dataset("labels", data=np.zeros((3, 4), np.float32))
+    with pytest.raises(DatasetLayoutError, match=r"'labels' is \(3, 4\) for 2 images"):
+        FazeH5(bad)
+    noth5 = tmp_path / "junk.h5"
+    noth5.write_text("not hdf5")
+    with pytest.raises(DatasetLayoutError, match=r"cannot read '.*junk\.h5' as HDF5"):
+        FazeH5(noth5)
+    good = tmp_path / "good.h5"
+    _write_fixture(good)
+    with pytest.raises(DatasetLayoutError, match="persons 99999 of the split are not groups"):
+        FazeH5(good).select(["00002", "99999"])
+
+
+def test_split_file(tmp_path) -> None:
+    path = tmp_path / "gazecapture_split.json"
+    path.write_text(json.dumps({"train": ["00002"], "val": [], "test": ["p00"], "train-phone": ["00002"]}))
+    split = load_split(path)
+    assert split["train"] == ["00002"] and split["test"] == ["p00"] and "train-phone" in split
+    with pytest.raises(DatasetLayoutError, match=r"no person split file at '.*nosplit\.json'"):
+        load_split(tmp_path / "nosplit.json")
+    path.write_text(json.dumps({"train": []}))
+    with pytest.raises(DatasetLayoutError, match="lacks a list under 'train', 'val' or 'test'"):
+        load_split(path)
+    path.write_text("{")
+    with pytest.raises(DatasetLayoutError, match="is not valid JSON"):
+        load_split(path)
+
+
+def test_pair_sampling(tmp_path) -> None:
+    """Spec A.6: b is another sample of a's person, uniform, reproducible from (seed, epoch, index)."""
+    path = tmp_path / "GazeCapture.h5"
+    _write_fixture(path)
+    ds = PairDataset(FazeH5(path), ["00002", "00010", "p00"], min_samples=4, seed=3, equalize=False)
+    assert ds.persons == ["00002", "p00"] and len(ds) == 11
+    seen = set()
+    for epoch in range(60):
+        item = ds[(epoch, 2)]  # person 00002, sample 2
+        assert item["person"].item() == 0
+        assert not torch.equal(item["image_a"], item["image_b"])
+        j = int(round(item["gaze_b"][0].item() * 100 / 4))  # labels encode the sample index
+        assert 0 <= j < 6 and j != 2
+        seen.add(j)
+    assert seen == {0, 1, 3, 4, 5}
+    torch.testing.assert_close(ds[(7, 9)]["image_b"], ds[(7, 9)]["image_b"])
+    assert ds[(7, 9)]["person"].item() == 1
+    assert set(ds[0]) >= {"image_a", "image_b", "gaze_a", "head_b", "R_gaze_a", "R_head_b", "person"}
+
+
+def test_eye_strip_world_is_deterministic_and_in_the_layout(tmp_path) -> None:
+    a = render_person(np.random.default_rng((5, 1)), 6, 32, 64)
+    b = render_person(np.random.default_rng((5, 1)), 6, 32, 64)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    pixels, labels, kappa = a
+    assert pixels.shape == (6, 32, 64, 3) and pixels.dtype == np.uint8 and labels.shape == (6, 4)
+    assert np.abs(labels[:, 1]).max() <= math.radians(25) and np.abs(labels[:, 2:]).max() <= math.radians(20)
+    params = dict(num_persons={"train": 2, "val": 1, "test": 1}, samples={"train": 5, "val": 3, "test": 7}, seed=1)
+    h5_path, split_path = ensure_eye_strip_world(tmp_path, **params)
+    mtime = h5_path.stat().st_mtime_ns
+    assert ensure_eye_strip_world(tmp_path, **params) == (h5_path, split_path)
+    assert h5_path.stat().st_mtime_ns == mtime  # cached
+    h5 = FazeH5(h5_path)
+    split = load_split(split_path)
+    assert split == {"train": ["00000", "00001"], "val": ["00002"], "test": ["00003"]}
+    assert h5.sizes["00003"] == 7 and h5.image_size == (32, 64)
+    with h5py.File(h5_path) as f:
+        assert f["00000"]["pixels"].chunks == (1, 32, 64, 3) and f["00000"]["pixels"].compression == "lzf"
+        np.testing.assert_array_equal(f["00001"]["pixels"][:], render_person(np.random.default_rng((1, 1)), 5)[0])
+
+
+def test_iris_follows_the_optical_axis() -> None:
+    """The rendered iris (darkest pixels) moves right/left with the yaw of the gaze relative to the head."""
+    rng = np.random.default_rng(0)
+    pixels, labels, kappa = render_person(rng, 400, 32, 64, head_range_deg=(0.0, 0.0), kappa_std_deg=(0.0, 0.0))
+    dark = pixels.astype(float).sum(-1) < np.percentile(pixels.astype(float).sum(-1), 3, axis=(1, 2))[:, None, None]
+    xs = np.array([np.nonzero(d)[1].mean() for d in dark])
+    assert np.corrcoef(xs, np.sin(labels[:, 1]))[0, 1] > 0.8
+
+
+# ---------------------------------------------------------------------------------------------------- stage 2
+def _toy_persons(n_persons: int, n: int, seed: int, kappa_deg: float = 6.0) -> list[PersonCodes]:
+    """Features = exact gaze vector of the optical axis; label = visual axis = optical + a per-person offset."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for p in range(n_persons):
+        kappa = torch.randn(2, generator=g) * math.radians(kappa_deg)
+        gaze = (torch.rand(n, 2, generator=g) - 0.5) * math.radians(40)
+        optical = pitchyaw_to_vector(gaze - kappa)
+        feats = torch.cat([optical, optical], 1)
+        out.append(PersonCodes(f"{p:05d}", feats, pitchyaw_to_vector(gaze), gaze))
+    return out
+
+
+def test_personalization_curve_protocol_on_a_known_toy() -> None:
+    """Persons differ only by a constant offset: k = 0 error ~ |kappa|; adaptation with k >= 3 removes most of it."""
+    train, test = _toy_persons(20, 64, 0), _toy_persons(8, 80, 1)
+    cfg = AdaGENConfig(joint_steps=600, joint_batch=256, seed=1)
+    joint = joint_train(train, cfg)
+    curve = personalization_curve(joint, test, [0, 3, 9, 200], test_last=40, repeats=2, steps=150, lr=3e-4, seed=0)
+    by_k = {c.k: c for c in curve}
+    assert set(by_k) == {0, 3, 9}  # k = 200 exceeds every calibration pool (80 - 40) and is left out
+    assert by_k[0].std == 0.0 and by_k[0].persons == 8
+    assert by_k[3].mean < 0.8 * by_k[0].mean and by_k[9].mean < 0.7 * by_k[0].mean
+    # the k = 0 point is exactly the unadapted error of the last test_last samples
+    with torch.no_grad():
+        err = torch.cat(
+            [torch.rad2deg(torch.acos((joint(p.features[-40:]) * p.targets[-40:]).sum(-1).clamp(-1, 1))) for p in test]
+        )
+    assert by_k[0].mean == pytest.approx(err.mean().item(), abs=1e-3)
+    with pytest.raises(ValueError, match="no test person has more than test_last=100"):
+        personalization_curve(joint, test, [0], test_last=100)
+
+
+def test_meta_train_runs_both_modes_and_changes_the_mlp() -> None:
+    train = _toy_persons(6, 40, 2)
+    for mode in ("faithful", "textbook"):
+        cfg = AdaGENConfig(meta_steps=5, query_size=10, inner_lr=1e-4, mode=mode, per_k=False, train_ks=(2, 3))
+        mlp = meta_train(train, cfg)
+        torch.manual_seed(cfg.seed % 2**31)
+        fresh = GazeMLP()  # the initialisation meta_train starts from
+        assert (mlp.layer1.weight - fresh.layer1.weight).abs().max() > 1e-5
+    with pytest.raises(ValueError, match="too few for k=50"):
+        meta_train(train, AdaGENConfig(meta_steps=1, train_ks=(50,), query_size=5))
+
+
+def test_personalize_and_predict_api() -> None:
+    torch.manual_seed(0)
+    dted = DTED(growth_rate=4, decoder_input_c=8, image_size=(32, 64))
+    model = FazeGazeEstimator(dted, GazeMLP())
+    pixels, labels, _ = render_person(np.random.default_rng(0), 12, 32, 64)
+    py = predict(model, pixels)  # uint8 (B, H, W, 3) patches as stored in the HDF5 files
+    assert py.shape == (12, 2)
+    gaze = torch.from_numpy(labels[:, :2])
+    mine = personalize(model, pixels, gaze, k=9, steps=50, lr=1e-3)
+    assert mine is not model and mine.dted is model.dted
+    before = gaze_angular_loss(pitchyaw_to_vector(predict(model, pixels)), gaze).item()
+    after = gaze_angular_loss(pitchyaw_to_vector(predict(mine, pixels)), gaze).item()
+    assert after < before
+    same = personalize(model, pixels, gaze, k=0)
+    torch.testing.assert_close(predict(same, pixels), py)
+    with pytest.raises(ValueError, match="k=20 calibration samples requested but 12 were given"):
+        personalize(model, pixels, gaze, k=20)
+    with pytest.raises(ValueError, match=r"gaze_labels must be \(N, 2\)"):
+        personalize(model, pixels, gaze[:5], k=2)
+    with pytest.raises(ValueError, match=r"float images must be \(B, 3, H, W\)"):
+        predict(model, torch.zeros(2, 32, 64))
+
+
+def test_error_curve_png(tmp_path) -> None:
+    import cv2
+
+    path = draw_error_curve(
+        [0, 1, 3, 9],
+        {"a": [5.0, 6.0, 4.0, 3.0], "b": [5.5, 6.5, 4.5, 3.5]},
+        tmp_path / "curve.png",
+        hlines={"ref": 5.2},
+    )
+    img = cv2.imread(str(path))
+    assert img is not None and img.shape == (480, 760, 3) and (img < 128).any()
+
+
+def test_rotation_x_moves_code_rows() -> None:
+    """Rotating a frontalised gaze code by +-45 deg about x changes it (the latent walk of the samples)."""
+    z = F.normalize(torch.randn(1, 2, 3), dim=1)
+    r = rotation_x(torch.tensor([math.radians(45)]))
+    assert (rotate_codes(z, torch.eye(3)[None], r) - z).abs().max() > 0.1
