@@ -1,11 +1,13 @@
-"""Losses for joint upsampling (PAC paper, spec B.2)."""
+"""Losses of the PAC paper: joint upsampling (spec B.2) and segmentation (spec B.3)."""
 
 from __future__ import annotations
+
+import math
 
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["normalized_l2_loss"]
+__all__ = ["normalized_l2_loss", "segmentation_loss"]
 
 
 def normalized_l2_loss(output: Tensor, target: Tensor, lr_min: Tensor, lr_scale: Tensor) -> Tensor:
@@ -29,3 +31,26 @@ def normalized_l2_loss(output: Tensor, target: Tensor, lr_min: Tensor, lr_scale:
     if output.shape != target.shape:
         raise ValueError(f"output {tuple(output.shape)} and target {tuple(target.shape)} must have the same shape")
     return F.mse_loss(output, (target - lr_min) / lr_scale)
+
+
+def segmentation_loss(logits: Tensor, labels: Tensor, ignore_index: int = 255, focus: float | None = None) -> Tensor:
+    """Per-pixel cross-entropy on class logits (``log Q`` of PAC-CRF), averaged over non-void pixels (spec B.3).
+
+    ``focus=t`` is the reference's ``fce_{t}``: per-pixel losses below ``-log t`` (pixels already predicted with
+    probability above ``t``) are set to zero before averaging over all non-void pixels. ``None`` is ``ce``.
+
+    Shape:
+        - logits: :math:`(B, C, H, W)`; labels: :math:`(B, H, W)` int64 with ``ignore_index`` for void.
+        - output: scalar (0 if every pixel is void).
+    """
+    if logits.dim() != 4 or labels.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(
+            f"expected logits (B, C, H, W) and labels (B, H, W), got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
+    per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
+    valid = labels != ignore_index
+    if focus is not None:
+        if not 0.0 < focus < 1.0:
+            raise ValueError(f"focus must be in (0, 1), got {focus}")
+        per_pixel = per_pixel * (per_pixel >= -math.log(focus))
+    return per_pixel.sum() / valid.sum().clamp_min(1)
