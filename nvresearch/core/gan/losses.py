@@ -64,7 +64,9 @@ def _fake_term(o: Tensor, mode: str) -> Tensor:
     raise ValueError(f"unknown GAN loss {mode!r}; choose one of {GAN_MODES}")
 
 
-def r1_penalty(outputs: Tensor, inputs: Tensor, reduction: str = "sample_mean", grad_scale: float = 1.0) -> Tensor:
+def r1_penalty(
+    outputs: Tensor, inputs: Tensor, reduction: str = "sample_mean", grad_scale: float = 1.0, per_sample: bool = False
+) -> Tensor:
     """Zero-centred gradient penalty on real data (Mescheder et al. 2018, Eq. 9 without the gamma / 2).
 
     Args:
@@ -76,9 +78,10 @@ def r1_penalty(outputs: Tensor, inputs: Tensor, reduction: str = "sample_mean", 
             all positions, ``R = (1/B) sum_i ||d mean_{j,p} D_jp / d x_i||^2`` (scales as 1 / B^2).
         grad_scale: multiply the outputs by this before differentiating and divide the gradient afterwards (pass
             the AMP loss scale so that half-precision gradients do not underflow).
+        per_sample: return the ``(B,)`` squared gradient norms instead of their mean.
 
     Shape:
-        outputs: ``(B, ...)``; inputs: ``(B, ...)``; returns a scalar.
+        outputs: ``(B, ...)``; inputs: ``(B, ...)``; returns a scalar (``(B,)`` with ``per_sample``).
     """
     if not inputs.requires_grad:
         raise ValueError("r1_penalty needs inputs that require grad (call inputs.requires_grad_() before D)")
@@ -94,7 +97,8 @@ def r1_penalty(outputs: Tensor, inputs: Tensor, reduction: str = "sample_mean", 
         raise ValueError(f"unknown reduction {reduction!r}; choose sample_mean, sample_sum or batch_mean")
     (grad,) = torch.autograd.grad(target * grad_scale, inputs, create_graph=True)
     grad = grad.float() / grad_scale
-    return grad.pow(2).reshape(b, -1).sum(1).mean()
+    norms = grad.pow(2).reshape(b, -1).sum(1)
+    return norms if per_sample else norms.mean()
 
 
 def feature_matching_loss(fake_features: Outputs, real_features: Outputs, distance: str = "l1") -> Tensor:

@@ -1,0 +1,363 @@
+"""FUNIT data: the reference's list-file layout (Animal Faces, Birds, Flowers, Foods) and embedded creatures.
+
+List-file layout (FUNIT ``data.py``): a UTF-8 text file with one image path per line, relative to a root folder;
+the class is the first path component, and class indices are the ranks of the class names in the sorted set of
+names occurring in that list (so train and test lists have independent index spaces)::
+
+    <root>/n02085620/n02085620_10074.JPEG_23_31_311_323.jpg
+    <list>: n02085620/n02085620_10074.JPEG_23_31_311_323.jpg
+
+The embedded default (:class:`SyntheticCreatures`) draws "species" of creatures procedurally: the class fixes the
+colours, texture, ear shape and head proportions; the content is the pose (position, rotation, size), drawn per
+image and returned as ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from nvresearch.core.data import DatasetLayoutError, split_epoch_key
+
+LIST_LAYOUT = (
+    "expected a list file with one '<class>/<image file>' path per line, relative to the image root, "
+    "e.g. 'n02085620/n02085620_10074.JPEG_23_31_311_323.jpg' under '<root>/'"
+)
+
+
+def read_list_file(list_file: str | Path) -> tuple[list[str], list[int], list[str]]:
+    """Parse a FUNIT list file. Returns ``(relative paths, labels, sorted class names)``."""
+    p = Path(list_file).expanduser()
+    if not p.is_file():
+        raise DatasetLayoutError(f"FUNIT list file not found: '{p}'; {LIST_LAYOUT}")
+    lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
+    paths = [ln for ln in lines if ln]
+    if not paths:
+        raise DatasetLayoutError(f"FUNIT list file '{p}' is empty; {LIST_LAYOUT}")
+    bad = [ln for ln in paths if "/" not in ln.replace("\\", "/")]
+    if bad:
+        raise DatasetLayoutError(f"'{p}': line '{bad[0]}' has no class folder; {LIST_LAYOUT}")
+    classes = sorted({ln.replace("\\", "/").split("/")[0] for ln in paths})
+    index = {c: i for i, c in enumerate(classes)}
+    labels = [index[ln.replace("\\", "/").split("/")[0]] for ln in paths]
+    return paths, labels, classes
+
+
+def write_list_file(root: str | Path, list_file: str | Path, classes: Sequence[str] | None = None) -> int:
+    """Write a list file for a folder-per-class dataset (how Birds, Flowers and Foods are prepared).
+
+    Args:
+        root: folder with one sub-folder per class holding its images (``.jpg``, ``.jpeg``, ``.png``).
+        list_file: output path.
+        classes: the class folders to include (e.g. the source or the target split); all when ``None``.
+
+    Returns:
+        The number of images listed.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetLayoutError(f"image root not found: '{root}'; expected one sub-folder of images per class")
+    names = sorted(d.name for d in root.iterdir() if d.is_dir()) if classes is None else list(classes)
+    lines = []
+    for c in names:
+        folder = root / c
+        if not folder.is_dir():
+            raise DatasetLayoutError(f"class folder not found: '{folder}'")
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        lines += [f"{c}/{f.name}" for f in files]
+    Path(list_file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines)
+
+
+def extract_animal_faces(imagenet_train: str | Path, coordinates_file: str | Path, out_root: str | Path) -> int:
+    """Crop the Animal Faces images out of ImageNet ILSVRC2012 train (what FUNIT's extraction script does).
+
+    Each line of ``coordinates_file`` is ``<wnid>/<file>.JPEG x1 y1 x2 y2`` (corner coordinates, although the
+    reference script calls them x, y, w, h). The crop ``(x1, y1, x2, y2)`` is written to
+    ``<out_root>/<wnid>/<file>.JPEG_<x1>_<y1>_<x2>_<y2>.jpg``, the names that ``animals_list_*.txt`` use.
+
+    Returns:
+        The number of crops written.
+    """
+    from PIL import Image
+
+    src, out = Path(imagenet_train).expanduser(), Path(out_root).expanduser()
+    coords = Path(coordinates_file).expanduser()
+    if not coords.is_file():
+        raise DatasetLayoutError(f"coordinate file not found: '{coords}'; expected lines '<wnid>/<file> x1 y1 x2 y2'")
+    count = 0
+    for n, line in enumerate(coords.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 5:
+            raise DatasetLayoutError(f"'{coords}' line {n}: expected '<wnid>/<file> x1 y1 x2 y2', got '{line}'")
+        rel, box = parts[0], tuple(int(v) for v in parts[1:])
+        image_path = src / rel
+        if not image_path.is_file():
+            raise DatasetLayoutError(
+                f"ImageNet image not found: '{image_path}' (ILSVRC2012 train layout '<wnid>/<file>')"
+            )
+        target = out / f"{rel}_{box[0]}_{box[1]}_{box[2]}_{box[3]}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(image_path) as im:
+            im.convert("RGB").crop(box).save(target)
+        count += 1
+    return count
+
+
+def load_image(path: str | Path) -> Tensor:
+    """Read an RGB image as a float tensor in [0, 1]. Shape: returns ``(3, H, W)``."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetLayoutError(f"image listed but not found: '{p}'")
+    try:
+        with Image.open(p) as im:
+            rgb = im.convert("RGB")
+            data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+            return data.view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetLayoutError(f"corrupt or unreadable image: '{p}' ({err})") from err
+
+
+def resize_shorter(img: Tensor, size: int) -> Tensor:
+    """Resize so that the shorter side is ``size`` (bilinear, antialiased). Shape: ``(3, H, W)`` -> ``(3, H', W')``."""
+    h, w = img.shape[-2:]
+    scale = size / min(h, w)
+    new = (max(size, round(h * scale)), max(size, round(w * scale)))
+    return F.interpolate(img[None], size=new, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+class ListFileDataset(Dataset):
+    """Images of a FUNIT list file with the reference pre-processing, scaled to [-1, 1].
+
+    Training: random horizontal flip, shorter side to ``resize`` (140), random ``image_size`` crop (128), seeded by
+    ``(seed, epoch, index)`` so that resumed runs see the same crops. Evaluation: resize and centre crop.
+
+    Keys are indices or ``(epoch, index)`` pairs (:class:`~nvresearch.core.data.EpochSampler`); items are dicts
+    with ``image`` ``(3, S, S)`` and ``label`` (int).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        list_file: str | Path,
+        image_size: int = 128,
+        resize: int = 140,
+        train: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise DatasetLayoutError(f"FUNIT image root not found: '{self.root}'; {LIST_LAYOUT}")
+        self.paths, self.labels, self.classes = read_list_file(list_file)
+        self.image_size, self.resize, self.train, self.seed = int(image_size), int(resize), train, int(seed)
+        if self.resize < self.image_size:
+            raise ValueError(f"resize ({resize}) must be >= image_size ({image_size})")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | int]:
+        epoch, index = split_epoch_key(key)
+        img = resize_shorter(load_image(self.root / self.paths[index]), self.resize)
+        h, w = img.shape[-2:]
+        s = self.image_size
+        if self.train:
+            g = torch.Generator().manual_seed(hash((self.seed, epoch, index)) % (2**63))
+            if torch.rand((), generator=g) < 0.5:
+                img = img.flip(-1)
+            top = int(torch.randint(0, h - s + 1, (), generator=g))
+            left = int(torch.randint(0, w - s + 1, (), generator=g))
+        else:
+            top, left = (h - s) // 2, (w - s) // 2
+        img = img[:, top : top + s, left : left + s]
+        return {"image": img * 2 - 1, "label": self.labels[index]}
+
+
+# ---------------------------------------------------------------------------------------------------- creatures
+def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], -1)
+    return v[..., None] - v[..., None] * s[..., None] * (torch.minimum(k, 4 - k).clamp(0, 1))
+
+
+def creature_species(num_classes: int, seed: int = 0) -> Tensor:
+    """Appearance parameters of ``num_classes`` species, one row each:
+    ``[body hue, body sat, body value, pattern hue, pattern sat, pattern value, texture (0 solid, 1 stripes,
+    2 spots), texture frequency, ear (0 round, 1 pointed), ear length, head aspect]``.
+
+    Body hues are spread evenly around the colour wheel (in a seeded order), so that any subset of species is
+    well separated in colour; the other attributes are drawn at random.
+    """
+    g = torch.Generator().manual_seed(10_007 * seed + 17)
+    n = num_classes
+    hue = (torch.arange(n) + 0.5 * torch.rand(n, generator=g)) / n
+    rows = torch.stack(
+        [
+            hue,
+            0.65 + 0.3 * torch.rand(n, generator=g),
+            0.65 + 0.3 * torch.rand(n, generator=g),
+            (hue + 0.3 + 0.4 * torch.rand(n, generator=g)) % 1.0,
+            0.6 + 0.35 * torch.rand(n, generator=g),
+            0.35 + 0.6 * torch.rand(n, generator=g),
+            torch.arange(n).remainder(3).float(),
+            2.5 + 3.0 * torch.rand(n, generator=g),
+            torch.randint(0, 2, (n,), generator=g).float(),
+            0.35 + 0.3 * torch.rand(n, generator=g),
+            0.7 + 0.3 * torch.rand(n, generator=g),
+        ],
+        1,
+    )
+    return rows
+
+
+def render_creatures(species: Tensor, pose: Tensor, background: Tensor, size: int) -> Tensor:
+    """Draw one creature per row of ``species`` (see :func:`creature_species`) at ``pose`` over ``background``.
+
+    Pose rows are ``[centre x, centre y (pixels), rotation (radians), scale]``.
+
+    Shape:
+        species: ``(N, 11)``; pose: ``(N, 4)``; background: ``(N, 3, S, S)``; returns ``(N, 3, S, S)`` in [0, 1].
+    """
+    n = species.shape[0]
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    cx, cy, th, sc = (pose[:, i, None, None] for i in range(4))
+    unit = 0.22 * size * sc
+    dx, dy = xs[None] - cx, ys[None] - cy
+    u = (torch.cos(th) * dx + torch.sin(th) * dy) / unit  # creature frame: u right, v down, head radius ~1
+    v = (-torch.sin(th) * dx + torch.cos(th) * dy) / unit
+    sharp = 0.12 * size / 32 * unit.new_ones(())
+
+    def soft(dist: Tensor) -> Tensor:  # dist < 0 inside
+        return torch.sigmoid(-dist * unit / (sharp * 2.0))
+
+    p = {
+        k: species[:, i, None, None]
+        for i, k in enumerate(["bh", "bs", "bv", "ph", "ps", "pv", "tex", "freq", "ear", "ear_len", "aspect"])
+    }
+    head = soft(torch.sqrt((u / p["aspect"]) ** 2 + (v / 1.0) ** 2) - 1.0)
+    ears = torch.zeros_like(u)
+    for side in (-1.0, 1.0):
+        ex, ey = side * 0.6 * p["aspect"], -0.75
+        eu, ev = u - ex, v - ey
+        round_ear = torch.sqrt(eu**2 + (ev + 0.1) ** 2) - 0.55 * p["ear_len"] / 0.5
+        # pointed ear: a triangle with its tip ear_len above the base, approximated by an L1 "diamond" top
+        pointed = torch.maximum(eu.abs() * 1.6 + (ev + p["ear_len"] * 1.6), -(ev + 0.3) - 0.2) - 0.55
+        ear = torch.where(p["ear"] > 0.5, pointed, round_ear)
+        ears = torch.maximum(ears, soft(ear))
+    body = torch.maximum(head, ears)
+    stripes = (torch.sin(p["freq"] * 2.2 * v) > 0.3).float()
+    spots = ((torch.sin(p["freq"] * 2.0 * u) * torch.sin(p["freq"] * 2.0 * v)) > 0.45).float()
+    pattern = torch.where(p["tex"] < 0.5, torch.zeros_like(u), torch.where(p["tex"] < 1.5, stripes, spots))
+    snout = soft(torch.sqrt((u / 0.45) ** 2 + ((v - 0.45) / 0.3) ** 2) - 1.0)
+    eyes = torch.maximum(
+        soft(torch.sqrt((u + 0.38) ** 2 + (v + 0.1) ** 2) / 0.17 - 1.0),
+        soft(torch.sqrt((u - 0.38) ** 2 + (v + 0.1) ** 2) / 0.17 - 1.0),
+    )
+    body_rgb = _hsv_to_rgb(species[:, 0], species[:, 1], species[:, 2])[:, :, None, None]
+    pat_rgb = _hsv_to_rgb(species[:, 3], species[:, 4], species[:, 5])[:, :, None, None]
+    skin = body_rgb * (1 - pattern[:, None]) + pat_rgb * pattern[:, None]
+    skin = skin * (1 - snout[:, None]) + (0.5 * body_rgb + 0.5) * snout[:, None]
+    skin = skin * (1 - eyes[:, None]) + 0.05 * eyes[:, None]
+    img = background * (1 - body[:, None]) + skin * body[:, None]
+    return img.clamp(0, 1).view(n, 3, size, size)
+
+
+def smooth_backgrounds(n: int, size: int, generator: torch.Generator) -> Tensor:
+    """Class-independent grey backgrounds: low-frequency noise around mid grey. Shape: returns ``(n, 3, S, S)``."""
+    coarse = 0.5 + 0.12 * torch.randn(n, 1, 4, 4, generator=generator)
+    grey = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0.2, 0.8)
+    return grey.expand(n, 3, size, size).contiguous()
+
+
+class SyntheticCreatures(Dataset):
+    """Procedural few-shot translation data: ``images_per_class`` creatures of each species in ``classes``.
+
+    The species of :func:`creature_species` (``num_species`` of them, fixed by ``species_seed``) are split by the
+    data module into source classes (training) and unseen target classes. Poses are drawn independently of the
+    class: centre within the middle of the canvas, rotation in +-``max_angle`` degrees, scale in [0.8, 1.15].
+    Images are rendered once at construction (deterministic given ``seed``).
+
+    Items are dicts with ``image`` ``(3, S, S)`` in [-1, 1], ``label`` (index into ``classes``) and ``pose``
+    ``(4,)`` = (centre x, centre y, rotation, scale).
+    """
+
+    def __init__(
+        self,
+        classes: Sequence[int],
+        images_per_class: int = 64,
+        image_size: int = 32,
+        num_species: int = 32,
+        species_seed: int = 0,
+        seed: int = 0,
+        max_angle: float = 35.0,
+    ) -> None:
+        if not classes:
+            raise ValueError("SyntheticCreatures needs at least one class")
+        if max(classes) >= num_species or min(classes) < 0:
+            raise ValueError(f"classes must lie in [0, {num_species}), got {list(classes)}")
+        self.classes, self.image_size = list(classes), int(image_size)
+        table = creature_species(num_species, species_seed)
+        g = torch.Generator().manual_seed(1_000_003 * seed + 7)
+        n = len(self.classes) * images_per_class
+        self.labels = torch.arange(len(self.classes)).repeat_interleave(images_per_class)
+        s = float(image_size)
+        pose = torch.stack(
+            [
+                s * (0.32 + 0.36 * torch.rand(n, generator=g)),
+                s * (0.4 + 0.22 * torch.rand(n, generator=g)),
+                math.radians(max_angle) * (2 * torch.rand(n, generator=g) - 1),
+                0.8 + 0.35 * torch.rand(n, generator=g),
+            ],
+            1,
+        )
+        species = table[torch.tensor(self.classes)][self.labels]
+        bg = smooth_backgrounds(n, self.image_size, g)
+        imgs = torch.cat(
+            [
+                render_creatures(species[i : i + 256], pose[i : i + 256], bg[i : i + 256], self.image_size)
+                for i in range(0, n, 256)
+            ]
+        )
+        self.images = imgs * 2 - 1
+        self.poses = pose
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | int]:
+        _, index = split_epoch_key(key)
+        return {"image": self.images[index], "label": int(self.labels[index]), "pose": self.poses[index]}
+
+
+class TranslationPairs(Dataset):
+    """Pairs a content image with an independently drawn class image, as the reference's two shuffled loaders do.
+
+    Key ``(epoch, index)``: the content image is ``base[index]``; the class image is ``base[j]`` with ``j`` drawn
+    from a generator seeded by ``(seed, epoch, index)``, so the pairing is fixed by the seed and resumes exactly.
+    Items: ``content``, ``content_label``, ``class_image``, ``class_label`` (and ``pose`` when the base has one).
+    """
+
+    def __init__(self, base: Dataset, seed: int = 0) -> None:
+        self.base, self.seed = base, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | int]:
+        epoch, index = split_epoch_key(key)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
+        j = int(torch.randint(0, len(self), (), generator=g))
+        a, b = self.base[(epoch, index)], self.base[(epoch + 7_919, j)]
+        out = {"content": a["image"], "content_label": a["label"], "class_image": b["image"], "class_label": b["label"]}
+        if "pose" in a:
+            out["pose"] = a["pose"]
+        return out

@@ -1,0 +1,160 @@
+"""FUNIT evaluation (Liu et al., ICCV 2019, Sec. 4): translation accuracy of a classifier trained on real images of
+the target classes (top-1 / top-5, K-shot), and content preservation measured against known poses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def foreground_weights(images: Tensor, low: float = 0.12, high: float = 0.3) -> Tensor:
+    """Soft foreground mask of creatures on grey backgrounds: the chroma (max - min over RGB, in [0, 1] units),
+    mapped linearly from ``low`` (0) to ``high`` (1).
+
+    Shape:
+        images: ``(B, 3, H, W)`` in [-1, 1]; returns ``(B, H, W)`` in [0, 1].
+    """
+    x = (images.float() + 1) / 2
+    chroma = x.amax(1) - x.amin(1)
+    return ((chroma - low) / (high - low)).clamp(0, 1)
+
+
+def estimate_pose(images: Tensor) -> Tensor:
+    """Centroid and principal-axis angle of the foreground (image moments of :func:`foreground_weights`).
+
+    The angle is that of the major axis measured from the vertical, in radians in ``(-pi/2, pi/2]`` (creatures
+    stand upright at rotation 0 and are taller than wide).
+
+    Shape:
+        images: ``(B, 3, H, W)``; returns ``(B, 3)`` = (centre x, centre y, angle), pixel units.
+    """
+    w = foreground_weights(images)
+    b, h, wd = w.shape
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=w.device) + 0.5, torch.arange(wd, device=w.device) + 0.5, indexing="ij"
+    )
+    mass = w.sum((1, 2)).clamp_min(1e-6)
+    cx = (w * xs).sum((1, 2)) / mass
+    cy = (w * ys).sum((1, 2)) / mass
+    dx, dy = xs - cx[:, None, None], ys - cy[:, None, None]
+    mxx = (w * dx * dx).sum((1, 2)) / mass
+    myy = (w * dy * dy).sum((1, 2)) / mass
+    mxy = (w * dx * dy).sum((1, 2)) / mass
+    # orientation of the major axis, measured from the y axis (clockwise on screen = positive rotation)
+    angle = 0.5 * torch.atan2(-2 * mxy, myy - mxx)
+    return torch.stack([cx, cy, angle], 1)
+
+
+def pose_error(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image centroid distance (pixels) and absolute angle difference (degrees, modulo 180).
+
+    Shape:
+        pred, target: ``(B, 3)`` from :func:`estimate_pose`; returns two ``(B,)`` tensors.
+    """
+    dist = (pred[:, :2] - target[:, :2]).norm(dim=1)
+    d = (pred[:, 2] - target[:, 2] + math.pi / 2) % math.pi - math.pi / 2
+    return dist, d.abs() * 180 / math.pi
+
+
+def topk_hits(logits: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, Tensor]:
+    """Whether each label is among the top-k logits. Shape: logits ``(B, C)``, labels ``(B,)``; returns ``(B,)``
+    booleans per k (k is capped at C)."""
+    out = {}
+    for k in ks:
+        top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+        out[k] = (top == labels[:, None]).any(1)
+    return out
+
+
+class SmallClassifier(nn.Module):
+    """A compact CNN classifier for the translation-accuracy protocol (the paper fine-tunes Inception-V3; with no
+    pretrained weights available offline we train this from scratch on real images of the target classes).
+
+    Shape:
+        x: ``(B, 3, H, W)`` in [-1, 1]; returns logits ``(B, num_classes)``.
+    """
+
+    def __init__(self, num_classes: int, width: int = 32, num_downs: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch_in, ch = 3, width
+        for _ in range(num_downs):
+            layers += [nn.Conv2d(ch_in, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(), nn.MaxPool2d(2)]
+            ch_in, ch = ch, ch * 2
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(ch_in, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def train_classifier(
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+    width: int = 32,
+) -> SmallClassifier:
+    """Train a :class:`SmallClassifier` with Adam on ``images`` (random flips and +-2 px shifts) and return it in
+    eval mode.
+
+    Shape:
+        images: ``(N, 3, H, W)`` in [-1, 1]; labels: ``(N,)`` in ``[0, num_classes)``.
+    """
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallClassifier(num_classes, width).to(images.device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    model.train()
+    n = images.shape[0]
+    for _ in range(steps):
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=g).to(images.device)
+        x = images[idx]
+        flip = torch.rand(x.shape[0], generator=g).to(x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        sx, sy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+        x = torch.roll(x, shifts=(sy, sx), dims=(2, 3))
+        loss = F.cross_entropy(model(x), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+def kshot_sets(num_pool: Sequence[int], k: int, generator: torch.Generator, repeats: int = 1) -> list[list[Tensor]]:
+    """Draw ``repeats`` K-image index sets (without replacement) for each target class from pools of the given
+    sizes. Returns ``[class][repeat] -> (k,)`` indices."""
+    out = []
+    for n in num_pool:
+        if n < k:
+            raise ValueError(f"a target class has {n} example images, fewer than K = {k}")
+        out.append([torch.randperm(n, generator=generator)[:k] for _ in range(repeats)])
+    return out
+
+
+@torch.no_grad()
+def translate_to_classes(translate: Callable[[Tensor, Tensor], Tensor], content: Tensor, shots: Tensor) -> Tensor:
+    """Translate every content image into each target class given by K shots.
+
+    Args:
+        translate: ``(content (B, 3, H, W), class images (B, K, 3, H, W)) -> (B, 3, H, W)``.
+        shots: ``(T, K, 3, H, W)``: K example images of each of T target classes.
+
+    Shape:
+        returns ``(T, B, 3, H, W)``.
+    """
+    b = content.shape[0]
+    outs = [translate(content, shots[t][None].expand(b, *shots.shape[1:])) for t in range(shots.shape[0])]
+    return torch.stack(outs)
