@@ -96,6 +96,8 @@ class Pruner:
         self.full_macs, self.full_params = graph.count(bn_term=bn_term)
         self.done = False
         self._handles = graph.attach_masks()
+        self._sizes = [g.size for g in graph.groups]
+        self._owner = torch.cat([torch.full((g.size,), i, dtype=torch.long) for i, g in enumerate(graph.groups)])
 
     @property
     def removed(self) -> int:
@@ -134,35 +136,31 @@ class Pruner:
     def prune_step(self) -> int:
         """One pruning step: remove the lowest-scoring channels globally; returns how many were removed."""
         scores = self.criterion.step()
-        keep = self.graph.keep_masks()
-        flat_scores, owners = [], []
-        for i, (g, k) in enumerate(zip(self.graph.groups, keep, strict=True)):
-            s = scores[g.name].detach().float().cpu().clone()
-            s[~k] = float("inf")  # already removed: stay removed (spec E.6)
-            alive = k.nonzero().flatten()
-            if alive.numel() > 0:  # never remove a group's last channel
-                s[alive[s[alive].argmax()]] = float("inf")
-            flat_scores.append(s)
-            owners.append(torch.full((g.size,), i, dtype=torch.long))
-        flat = torch.cat(flat_scores)
-        owner = torch.cat(owners)
-        local = torch.cat([torch.arange(g.size) for g in self.graph.groups])
+        groups = self.graph.groups
+        flat = torch.cat([scores[g.name].detach().float().cpu().flatten() for g in groups])
+        alive = torch.cat(self.graph.keep_masks())
+        flat[~alive] = float("inf")  # already removed: stay removed (spec E.6)
+        # never remove a group's last channel: protect each group's best alive channel
+        best = torch.full((len(groups),), -float("inf")).scatter_reduce(
+            0, self._owner, flat.masked_fill(~alive, -float("inf")), "amax"
+        )
+        protect = alive & (flat == best[self._owner])
+        flat[protect] = float("inf")
         n_candidates = int(torch.isfinite(flat).sum())
+        removed_before = int((~alive).sum())
         n = min(self.prune_per_step, n_candidates)
         if self.target.channels is not None:
-            n = min(n, max(0, self.target.channels - self.removed))
+            n = min(n, max(0, self.target.channels - removed_before))
         order = torch.argsort(flat, stable=True)[:n]
 
         def apply(k: int) -> list[torch.Tensor]:
-            new = [m.clone() for m in keep]
-            for j in order[:k].tolist():
-                new[int(owner[j])][int(local[j])] = False
-            return new
+            new = alive.clone()
+            new[order[:k]] = False
+            return list(new.split(self._sizes))
 
         new_keep = apply(n)
         macs, params = self.graph.count(new_keep, bn_term=self.bn_term)
         if n > 0 and (self.target.macs_ratio is not None or self.target.params_ratio is not None):
-            removed_before = self.removed
             if self._reached(macs, params, removed_before + n):  # stop at the first channel that reaches the target
                 lo, hi = 1, n
                 while lo < hi:
@@ -176,8 +174,8 @@ class Pruner:
                 new_keep = apply(n)
                 macs, params = self.graph.count(new_keep, bn_term=self.bn_term)
         self.graph.set_keep(new_keep)
-        removed = self.removed
-        per_group = {g.name: int((~k).sum()) for g, k in zip(self.graph.groups, new_keep, strict=True)}
+        removed = removed_before + n
+        per_group = {g.name: int(g.size - k.sum()) for g, k in zip(groups, new_keep, strict=True)}
         self.history.append(PruneRecord(self.iteration, removed, macs, params, per_group))
         if self._reached(macs, params, removed) or n_candidates == n:
             self.done = True

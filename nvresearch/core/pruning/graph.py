@@ -459,7 +459,7 @@ class DependencyGraph:
         if len(keep) != len(self.groups):
             raise ValueError(f"expected {len(self.groups)} keep masks, got {len(keep)}")
         for g, k in zip(self.groups, keep, strict=True):
-            k = torch.as_tensor(k, dtype=torch.bool).detach().cpu().flatten()
+            k = torch.as_tensor(k).detach().cpu().flatten().bool()
             if k.numel() != g.size:
                 raise ValueError(f"group {g.name!r} has {g.size} channels, keep mask has {k.numel()}")
             if not bool(k.any()):
@@ -532,52 +532,105 @@ class DependencyGraph:
         return hook
 
     # ------------------------------------------------------------------ counting
+    def _plan(self) -> tuple[list[tuple], int]:
+        """Static counting plan: per conv/linear/BN its constants and (root, length) segments; other params."""
+        if getattr(self, "_plan_cache", None) is not None:
+            return self._plan_cache
+        if any(isinstance(m, (nn.Conv2d, nn.Linear)) and n not in self._spatial for n, m in self._modules.items()):
+            raise RuntimeError("some Conv2d/Linear modules were not reached by the traced forward; cannot count MACs")
+
+        def roots(segs: list[Seg] | None) -> list[tuple[int, int]] | None:
+            if segs is None:
+                return None
+            return [(-1 if self._vars.fixed[self._vars.find(v)] else self._vars.find(v), n) for v, n in segs]
+
+        plan: list[tuple] = []
+        counted: set[str] = set()
+        for name, mod in self._modules.items():
+            ins = self._in.get(name)
+            in_roots, expand = (roots(ins[0]), ins[1]) if ins is not None else (None, 1)
+            if isinstance(mod, nn.Conv2d) and name in self._spatial:
+                dw = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
+                k = mod.kernel_size[0] * mod.kernel_size[1]
+                plan.append(
+                    (
+                        "conv",
+                        mod.out_channels,
+                        mod.in_channels,
+                        mod.groups,
+                        dw,
+                        k,
+                        self._spatial[name],
+                        mod.bias is not None,
+                        roots(self._out.get(name)),
+                        in_roots,
+                        expand,
+                    )
+                )
+                counted.add(name)
+            elif isinstance(mod, nn.Linear) and name in self._spatial:
+                plan.append(
+                    (
+                        "linear",
+                        mod.out_features,
+                        mod.in_features,
+                        1,
+                        False,
+                        1,
+                        self._spatial[name],
+                        mod.bias is not None,
+                        roots(self._out.get(name)),
+                        in_roots,
+                        expand,
+                    )
+                )
+                counted.add(name)
+            elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) and name in self._bn and mod.affine:
+                plan.append(("bn", mod.num_features, 0, 1, False, 0, 0, False, roots(self._bn[name]), None, 1))
+                counted.add(name)
+        counted_ids = {id(p) for n in counted for p in self._modules[n].parameters(recurse=False)}
+        other = 0
+        seen: set[int] = set()
+        for p in self.model.parameters():
+            if id(p) not in counted_ids and id(p) not in seen:
+                other += p.numel()
+            seen.add(id(p))
+        self._plan_cache = (plan, other)
+        return self._plan_cache
+
     def count(self, keep: Sequence[torch.Tensor] | None = None, bn_term: bool = True) -> tuple[int, int]:
         """MACs per sample and parameters of the network with only the kept channels (spec A.5 convention).
 
         Equals :func:`~nvresearch.core.pruning.flops.count_macs_and_params` of the physically pruned network,
         without building it. ``keep`` defaults to the current keep masks.
         """
-        saved = None
         if keep is not None:
-            saved = dict(self._keep)
-            self.set_keep(keep)
-        try:
-            kept = {name: {k: int(v.numel()) for k, v in d.items()} for name, d in self.kept_indices().items()}
-        finally:
-            if saved is not None:
-                self._keep = saved
-                self._mask_cache = None
+            if len(keep) != len(self.groups):
+                raise ValueError(f"expected {len(self.groups)} keep masks, got {len(keep)}")
+            kept = {g.var: int(torch.as_tensor(k).sum()) for g, k in zip(self.groups, keep, strict=True)}
+        else:
+            kept = {v: int(k.sum()) for v, k in self._keep.items()}
+        plan, params = self._plan()
+
+        def n_kept(rts: list[tuple[int, int]] | None, full: int, expand: int = 1) -> int:
+            if rts is None:
+                return full
+            return sum(kept.get(r, n) if r >= 0 else n for r, n in rts) * expand
+
         macs = 0
-        params = 0
-        counted: set[str] = set()
-        for name, mod in self._modules.items():
-            if isinstance(mod, nn.Conv2d) and name in self._spatial:
-                out_c = kept.get(name, {}).get("out", mod.out_channels)
-                in_c = kept.get(name, {}).get("in", mod.in_channels)
-                groups = out_c if mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels else mod.groups
-                k = mod.kernel_size[0] * mod.kernel_size[1]
-                hw = self._spatial[name]
-                macs += out_c * (in_c // groups) * k * hw + (3 * hw if bn_term else 0)
-                params += out_c * (in_c // groups) * k + (out_c if mod.bias is not None else 0)
-                counted.add(name)
-            elif isinstance(mod, nn.Linear) and name in self._spatial:
-                out_f = kept.get(name, {}).get("out", mod.out_features)
-                in_f = kept.get(name, {}).get("in", mod.in_features)
-                macs += out_f * in_f * self._spatial[name]
-                params += out_f * in_f + (out_f if mod.bias is not None else 0)
-                counted.add(name)
-            elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) and name in self._bn and mod.affine:
-                params += 2 * kept.get(name, {}).get("out", mod.num_features)
-                counted.add(name)
-        counted_ids = {id(p) for n in counted for p in self._modules[n].parameters(recurse=False)}
-        seen: set[int] = set()
-        for p in self.model.parameters():
-            if id(p) not in counted_ids and id(p) not in seen:
-                params += p.numel()
-            seen.add(id(p))
-        if any(isinstance(m, (nn.Conv2d, nn.Linear)) and n not in self._spatial for n, m in self._modules.items()):
-            raise RuntimeError("some Conv2d/Linear modules were not reached by the traced forward; cannot count MACs")
+        for kind, n_out, n_in, groups, dw, k, hw, bias, out_rts, in_rts, expand in plan:
+            out_c = n_kept(out_rts, n_out)
+            if kind == "bn":
+                params += 2 * out_c
+                continue
+            in_c = n_kept(in_rts, n_in, expand)
+            if kind == "conv":
+                g = out_c if dw else groups
+                macs += out_c * (in_c // g) * k * hw + (3 * hw if bn_term else 0)
+                params += out_c * (in_c // g) * k + (out_c if bias else 0)
+            else:
+                macs += out_c * in_c * hw
+                params += out_c * in_c + (out_c if bias else 0)
         return macs, params
 
     def group_costs(self, bn_term: bool = True) -> torch.Tensor:
