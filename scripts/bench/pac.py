@@ -1,15 +1,28 @@
-"""Time PAC layers against the torch convolution of the same shape (forward + backward), and memory saved for backward.
+"""Time and memory of the PAC implementation paths beside the torch convolution of the same shape.
 
-    python scripts/bench/pac.py [--threads 2] [--repeats 9]
+    python scripts/bench/pac.py [--threads 2] [--repeats 9] [--device cpu|cuda] [--no-peak]
 
-Prints the median and minimum over ``--repeats`` runs after two warm-ups, in milliseconds, and the bytes autograd
-saves for backward (unique storages, counted with ``torch.autograd.graph.saved_tensors_hooks``).
+For each case: forward+backward time (median and minimum over ``--repeats`` runs after two warm-ups, ms), the ratio
+to the torch layer of the same shape, the bytes autograd saves for backward (unique storages, counted with
+``torch.autograd.graph.saved_tensors_hooks``; a layer's own input counts too), and the peak memory of one
+forward+backward (CUDA: ``max_memory_allocated`` above the start; CPU: resident-set growth sampled every 0.2 ms,
+each case in a fresh subprocess with large buffers returned to the system when freed; an estimate).
+
+Paths: ``fused`` is what the modules run by default (Gaussian kernel computed inside the convolution), ``taps`` the
+general path (kernel from ``compute_kernel``, then the tap-loop correlation), ``reference`` is ``native_impl=True``
+(plain autograd on ``F.unfold``; what the tests compare against).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -18,19 +31,56 @@ from torch import nn
 
 from nvresearch.core.layers.pac import PacConv2d, PacConvTranspose2d
 
+# name -> (layer kind, batch, C_in, C_out, k, stride, in size, guidance channels)
+SHAPES = {
+    "k5 B4 32->32 64x64 guide8": ("conv", 4, 32, 32, 5, 1, 64, 8),
+    "k3 B8 64->64 32x32 guide8": ("conv", 8, 64, 64, 3, 1, 32, 8),
+    "k5 B1 32->32 256x256 guide8": ("conv", 1, 32, 32, 5, 1, 256, 8),
+    "T k5 s2 B4 32->32 32->64 guide16": ("transposed", 4, 32, 32, 5, 2, 32, 16),
+}
+PATHS = ("torch", "fused", "taps", "reference")
 
-def _time(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, float]:
+
+def build(shape: str, path: str, device: str) -> Callable[[], torch.Tensor]:
+    kind, b, cin, cout, k, s, n, nf = SHAPES[shape]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(b, cin, n, n, generator=gen).to(device).requires_grad_()
+    if kind == "conv":
+        f = torch.randn(b, nf, n, n, generator=gen).to(device).requires_grad_()
+        args = dict(padding=k // 2)
+        torch_layer, pac_cls = nn.Conv2d(cin, cout, k, **args), PacConv2d
+    else:
+        f = torch.randn(b, nf, n * s, n * s, generator=gen).to(device).requires_grad_()
+        args = dict(stride=s, padding=k // 2, output_padding=s - 1)
+        torch_layer, pac_cls = nn.ConvTranspose2d(cin, cout, k, **args), PacConvTranspose2d
+    if path == "torch":
+        layer = torch_layer.to(device)
+        return lambda: layer(x)
+    layer = pac_cls(cin, cout, k, native_impl=path == "reference", **args).to(device)
+    if path == "taps":
+        return lambda: layer(x, None, kernel=layer.compute_kernel(f)[0])
+    return lambda: layer(x, f)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ms(fn: Callable[[], torch.Tensor], repeats: int, device: str) -> tuple[float, float]:
     for _ in range(2):
         fn().sum().backward()
     times = []
     for _ in range(repeats):
+        _sync(device)
         t0 = time.perf_counter()
         fn().sum().backward()
+        _sync(device)
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times), min(times)
 
 
-def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
+def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -44,45 +94,75 @@ def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
     return sum(storages.values())
 
 
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+def peak_bytes(shape: str, path: str, device: str) -> int:
+    """Peak memory of the first forward+backward above what the inputs and parameters hold."""
+    fn = build(shape, path, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        fn().sum().backward()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - start
+    # CPU: sample the resident set size while the step runs (the parent sets MALLOC_MMAP_THRESHOLD_ so that freed
+    # buffers leave the resident set at once instead of staying in malloc's cache).
+    start, peak, done = _rss(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.0002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    fn().sum().backward()
+    done.set()
+    thread.join()
+    return max(peak[0], _rss()) - start
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-peak", action="store_true", help="skip the peak-memory column (one subprocess per row)")
+    parser.add_argument("--skip-reference", action="store_true", help="skip the slow reference path")
+    parser.add_argument("--peak-of", nargs=2, metavar=("SHAPE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    if args.peak_of:
+        print(json.dumps(peak_bytes(*args.peak_of, args.device)))
+        return
 
-    cases = []
-    # PacConv2d 32->32, k5, B=4, 64x64, 8 guidance channels
-    x = torch.randn(4, 32, 64, 64, requires_grad=True)
-    f = torch.randn(4, 8, 64, 64, requires_grad=True)
-    pac = PacConv2d(32, 32, 5, padding=2)
-    conv = nn.Conv2d(32, 32, 5, padding=2)
-    cases += [("PacConv2d 32->32 k5, B4 64x64, guide 8", lambda: pac(x, f)), ("nn.Conv2d same shape", lambda: conv(x))]
-    # PacConv2d 64->64, k3, B=8, 32x32
-    x3 = torch.randn(8, 64, 32, 32, requires_grad=True)
-    f3 = torch.randn(8, 8, 32, 32, requires_grad=True)
-    pac3 = PacConv2d(64, 64, 3, padding=1)
-    conv3 = nn.Conv2d(64, 64, 3, padding=1)
-    cases += [
-        ("PacConv2d 64->64 k3, B8 32x32, guide 8", lambda: pac3(x3, f3)),
-        ("nn.Conv2d same shape", lambda: conv3(x3)),
-    ]
-    # transposed, stride 2: 32x32 -> 64x64, guidance at output size
-    xt = torch.randn(4, 32, 32, 32, requires_grad=True)
-    ft = torch.randn(4, 16, 64, 64, requires_grad=True)
-    pact = PacConvTranspose2d(32, 32, 5, stride=2, padding=2, output_padding=1)
-    convt = nn.ConvTranspose2d(32, 32, 5, stride=2, padding=2, output_padding=1)
-    cases += [
-        ("PacConvTranspose2d 32->32 k5 s2, 32->64, guide 16", lambda: pact(xt, ft)),
-        ("nn.ConvTranspose2d same shape", lambda: convt(xt)),
-    ]
-
-    print(f"torch {torch.__version__}, {args.threads} threads, forward+backward, {args.repeats} repeats")
-    print(f"{'case':52s} {'median ms':>10s} {'min ms':>8s} {'saved MB':>9s}")
-    for name, fn in cases:
-        med, best = _time(fn, args.repeats)
-        print(f"{name:52s} {med:10.1f} {best:8.1f} {_saved_bytes(fn) / 2**20:9.1f}")
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
+    print(f"torch {torch.__version__}, {name}, forward+backward, {args.repeats} repeats")
+    header = ("case", "path", "median ms", "min ms", "x torch", "saved MB", "peak MB")
+    print(f"{header[0]:34s} {header[1]:10s} " + " ".join(f"{h:>9s}" for h in header[2:]))
+    for shape in SHAPES:
+        base = None
+        for path in PATHS:
+            if path == "reference" and args.skip_reference:
+                continue
+            fn = build(shape, path, args.device)
+            med, best = time_ms(fn, args.repeats, args.device)
+            base = med if path == "torch" else base
+            saved = saved_bytes(fn) / 2**20
+            peak = "-"
+            if not args.no_peak:
+                cmd = [sys.executable, __file__, "--threads", str(args.threads), "--device", args.device]
+                env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+                out = subprocess.run(
+                    [*cmd, "--peak-of", shape, path], capture_output=True, text=True, check=True, env=env
+                )
+                peak = f"{json.loads(out.stdout.strip().splitlines()[-1]) / 2**20:.1f}"
+            cols = f"{med:9.1f} {best:9.1f} {med / base:9.2f} {saved:9.1f} {peak:>9s}"
+            print(f"{shape:34s} {path:10s} {cols}", flush=True)
 
 
 if __name__ == "__main__":
