@@ -454,7 +454,10 @@ class JointUpsamplingDataset(Dataset):
         train: Random crops and flips if True, deterministic centre crops otherwise.
         lowres_mode: See :func:`lowres` (``center`` for NYU, ``bilinear`` for Sintel).
         seed: Seed of the augmentation.
-        target_key: Key of the target map in the base samples.
+        target_key: Key of the target map in the base samples (``depth``, or ``flow`` for optical flow).
+        eval_full_size: Evaluation keeps the whole image even if its size is not a multiple of ``factor`` (the
+            Sintel protocol: the low-resolution input is made from the whole map, and the model's output is resized
+            back, see :func:`nvresearch.pac.inference.upsample`).
 
     Shape:
         - ``guide``: float32 :math:`(3, H, W)` in [0, 1].
@@ -472,6 +475,7 @@ class JointUpsamplingDataset(Dataset):
         lowres_mode: str = "center",
         seed: int = 0,
         target_key: str = "depth",
+        eval_full_size: bool = False,
     ) -> None:
         if int(factor) != factor or factor < 1:
             raise ValueError(f"factor must be a positive integer, got {factor}")
@@ -488,6 +492,7 @@ class JointUpsamplingDataset(Dataset):
         self.lowres_mode = lowres_mode
         self.seed = int(seed)
         self.target_key = target_key
+        self.eval_full_size = eval_full_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -516,7 +521,10 @@ class JointUpsamplingDataset(Dataset):
             flip = bool(rng.random() < 0.5)
         else:
             f = self.factor
-            ch, cw = (self.crop, self.crop) if self.crop else (h // f * f, w // f * f)
+            if self.crop:
+                ch, cw = self.crop, self.crop
+            else:
+                ch, cw = (h, w) if self.eval_full_size else (h // f * f, w // f * f)
             if ch > h or cw > w:
                 raise ValueError(f"sample {index}: crop {self.crop} larger than the {h}x{w} image")
             top, left, flip = (h - ch) // 2, (w - cw) // 2, False

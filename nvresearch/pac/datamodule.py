@@ -1,4 +1,4 @@
-"""LightningDataModule for joint depth upsampling: embedded synthetic scenes or NYU Depth v2."""
+"""LightningDataModule for joint upsampling: depth (synthetic scenes, NYU Depth v2) and flow (synthetic, Sintel)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ from torch.utils.data import DataLoader, Dataset
 
 from nvresearch.core.data import EpochSampler
 from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD
+from nvresearch.pac.flow_data import SintelFlow, SyntheticFlow
 
-DATASETS = ("synthetic", "nyu")
+DATASETS = ("synthetic", "nyu", "synthetic_flow", "sintel")
+_FLOW = ("synthetic_flow", "sintel")
 
 
 class JointUpsamplingDataModule(pl.LightningDataModule):
     """Train/val/test splits for joint upsampling by ``factor``.
 
     Args:
-        dataset: ``synthetic`` (embedded, procedurally generated) or ``nyu`` (NYU Depth v2 labelled subset).
-        root: folder holding ``nyu_depth_v2_labeled.mat`` (``nyu`` only).
+        dataset: ``synthetic`` (embedded RGB-D scenes), ``nyu`` (NYU Depth v2 labelled subset), ``synthetic_flow``
+            (embedded optical-flow scenes) or ``sintel`` (MPI Sintel, first frames and forward flow).
+        root: folder holding ``nyu_depth_v2_labeled.mat`` (``nyu``) or the extracted ``MPI-Sintel-complete``
+            (``sintel``).
+        sintel_pass: ``clean``, ``final`` or ``albedo`` (``sintel`` only).
+        split_file: optional ``Sintel_train_val.txt`` (``sintel`` only; default: the reference's split rule).
         factor: upsampling factor (a power of two).
         crop: training crop size (a multiple of ``factor``); evaluation uses whole images.
         lowres_mode: how the LR input is made from the HR depth (``center``: point subsampling, the NYU protocol).
@@ -45,12 +51,17 @@ class JointUpsamplingDataModule(pl.LightningDataModule):
         scene_width: int | None = 128,
         val_ratio: float = 0.0,
         seed: int = 0,
+        sintel_pass: str = "clean",
+        split_file: str | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
         if dataset == "nyu" and not root:
             raise ValueError("dataset 'nyu' needs root=<folder holding nyu_depth_v2_labeled.mat>")
+        if dataset == "sintel" and not root:
+            raise ValueError("dataset 'sintel' needs root=<the extracted MPI-Sintel-complete folder>")
+        self.sintel_pass, self.split_file = sintel_pass, split_file
         self.dataset, self.root, self.factor, self.crop = dataset, root, int(factor), crop
         self.batch_size, self.num_workers, self.lowres_mode = int(batch_size), int(num_workers), lowres_mode
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
@@ -63,7 +74,12 @@ class JointUpsamplingDataModule(pl.LightningDataModule):
             if split == "val" and self.val_ratio <= 0:
                 raise ValueError("NYU validation needs val_ratio > 0 (a held-out part of the 1000 training images)")
             return NYUDepthV2(self.root, split=split, val_ratio=self.val_ratio)
+        if self.dataset == "sintel":  # the reference validates and tests on the same 133 pairs
+            return SintelFlow(self.root, "train" if split == "train" else "val", self.sintel_pass, self.split_file)
         h, w = self.scene_hw
+        if self.dataset == "synthetic_flow":
+            offset = {"train": 0, "val": 1, "test": 2}[split]
+            return SyntheticFlow(int(self.sizes[split]), height=int(h), width=int(w), seed=self.seed * 10 + offset)
         offset = {"train": 0, "val": 1, "test": 2}[split]  # disjoint scene seeds per split
         return SyntheticRGBD(int(self.sizes[split]), height=int(h), width=int(w), seed=self.seed * 10 + offset)
 
@@ -80,6 +96,8 @@ class JointUpsamplingDataModule(pl.LightningDataModule):
                 train=train,
                 lowres_mode=self.lowres_mode,
                 seed=self.seed,
+                target_key="flow" if self.dataset in _FLOW else "depth",
+                eval_full_size=self.dataset == "sintel",
             )
 
     def _loader(self, split: str) -> DataLoader:
@@ -87,7 +105,7 @@ class JointUpsamplingDataModule(pl.LightningDataModule):
         train = split == "train"
         return DataLoader(
             ds,
-            batch_size=self.batch_size if train else 1 if self.dataset == "nyu" else self.batch_size,
+            batch_size=self.batch_size if train else 1 if self.dataset in ("nyu", "sintel") else self.batch_size,
             sampler=EpochSampler(len(ds), seed=self.seed) if train else None,
             shuffle=False,
             drop_last=train and len(ds) >= self.batch_size,

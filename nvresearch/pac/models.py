@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,16 @@ from torch import Tensor, nn
 
 from nvresearch.core.layers.pac import PacConvTranspose2d
 
-__all__ = ["Bicubic", "Bilinear", "JointBilateral", "PacJointUpsample", "check_factor"]
+__all__ = [
+    "DJIF",
+    "LITE_WIDTHS",
+    "Bicubic",
+    "Bilinear",
+    "JointBilateral",
+    "PacJointUpsample",
+    "PacJointUpsampleLite",
+    "check_factor",
+]
 
 
 def check_factor(factor: int) -> int:
@@ -91,6 +101,10 @@ class PacJointUpsample(nn.Module):
             (a CPU-scale training aid; the architecture and parameter shapes are unchanged).
         zero_guidance: Ablation: multiply the guide by 0, so the kernels are constant and PAC is a plain transposed
             conv (spec B.2, ``--zero-guidance``).
+        t_filters: Widths of the target-branch convs (overrides ``n_t_layers`` / ``n_t_filters``).
+        g_filters: Widths of the guidance-branch convs before the last (overrides ``n_g_layers`` / ``n_g_filters``).
+        f_filters: ``log2(factor)`` widths of the transposed PAC layers, then those of the final convs before the
+            last (overrides ``n_f_layers`` / ``n_f_filters``; the Lite networks use it).
 
     Shape:
         - target_lr: :math:`(B, C, h, w)`, normalised to [0, 1] per sample and channel.
@@ -114,11 +128,22 @@ class PacJointUpsample(nn.Module):
         f_sz_2: int = 5,
         guide_init_gain: float = 1.0,
         zero_guidance: bool = False,
+        t_filters: Sequence[int] | None = None,
+        g_filters: Sequence[int] | None = None,
+        f_filters: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.num_ups = check_factor(factor)
         if min(n_t_layers, n_g_layers, n_f_layers) < 1:
             raise ValueError("each branch needs at least one layer")
+        t_widths = list(t_filters) if t_filters is not None else [n_t_filters] * n_t_layers
+        g_widths = list(g_filters) if g_filters is not None else [n_g_filters] * (n_g_layers - 1)
+        if f_filters is not None:
+            if len(f_filters) < self.num_ups + 1:
+                raise ValueError(f"f_filters needs log2(factor) + 1 = {self.num_ups + 1} widths, got {list(f_filters)}")
+            up_widths, f_widths = list(f_filters[: self.num_ups]), list(f_filters[self.num_ups :])
+        else:
+            up_widths, f_widths = [t_widths[-1]] * self.num_ups, [n_f_filters] * (n_f_layers - 1)
         if f_sz_1 % 2 == 0 or f_sz_2 % 2 == 0:
             raise ValueError(f"kernel sizes must be odd, got f_sz_1={f_sz_1}, f_sz_2={f_sz_2}")
         self.factor = int(factor)
@@ -126,13 +151,14 @@ class PacJointUpsample(nn.Module):
         self.guide_channels = guide_channels
         self.k_ch = k_ch
         self.zero_guidance = zero_guidance
-        self.branch_t = _conv_branch(1, [n_t_filters] * n_t_layers, f_sz_1)
-        self.branch_g = _conv_branch(guide_channels, [n_g_filters] * (n_g_layers - 1) + [k_ch * self.num_ups], f_sz_1)
+        self.branch_t = _conv_branch(1, t_widths, f_sz_1)
+        self.branch_g = _conv_branch(guide_channels, g_widths + [k_ch * self.num_ups], f_sz_1)
+        ins = [t_widths[-1]] + up_widths[:-1]
         self.up_convts = nn.ModuleList(
-            PacConvTranspose2d(n_t_filters, n_t_filters, f_sz_2, stride=2, padding=f_sz_2 // 2, output_padding=1)
-            for _ in range(self.num_ups)
+            PacConvTranspose2d(i, o, f_sz_2, stride=2, padding=f_sz_2 // 2, output_padding=1)
+            for i, o in zip(ins, up_widths)
         )
-        self.branch_f = _conv_branch(n_t_filters, [n_f_filters] * (n_f_layers - 1) + [1], f_sz_1)
+        self.branch_f = _conv_branch(up_widths[-1], f_widths + [1], f_sz_1)
         if guide_init_gain != 1.0:
             last = self.branch_g[-1]
             with torch.no_grad():
@@ -279,3 +305,90 @@ class JointBilateral(nn.Module):
     def forward(self, target_lr: Tensor, guide: Tensor) -> Tensor:
         _check_inputs(target_lr, guide, self.factor, self.channels, guide.shape[1])
         return self.conv(target_lr, self.guidance_features(guide))
+
+
+LITE_WIDTHS: dict[int, dict[str, object]] = {
+    4: {"k_ch": 12, "g_filters": (12, 22), "t_filters": (12, 16, 22), "f_filters": (12, 16, 22)},
+    8: {"k_ch": 12, "g_filters": (12, 16), "t_filters": (12, 16, 16), "f_filters": (12, 16, 16, 20)},
+    16: {"k_ch": 10, "g_filters": (8, 16), "t_filters": (8, 16, 16), "f_filters": (8, 16, 16, 16, 16)},
+}
+"""Widths of PacJointUpsampleLite per factor (spec B.1): about 56K parameters, like DJIF."""
+
+
+class PacJointUpsampleLite(PacJointUpsample):
+    """The narrow PAC joint upsampling network of the paper's NYU table (spec B.1, "Lite widths").
+
+    :class:`PacJointUpsample` with the per-factor widths of :data:`LITE_WIDTHS`: 55,509 / 56,273 / 55,777 parameters
+    at factors 4 / 8 / 16, comparable to DJIF's 56,323. ``f_filters`` lists the widths of the ``log2(factor)``
+    transposed PAC layers followed by the width of the final hidden conv.
+
+    Args:
+        factor: 4, 8 or 16.
+        channels: Channels of the target.
+        **kwargs: Other :class:`PacJointUpsample` arguments (e.g. ``guide_init_gain``, ``zero_guidance``).
+
+    Shape:
+        - target_lr: :math:`(B, C, h, w)`; guide: :math:`(B, 3, h f, w f)`; output: :math:`(B, C, h f, w f)`.
+    """
+
+    def __init__(self, factor: int, channels: int = 1, **kwargs: object) -> None:
+        if factor not in LITE_WIDTHS:
+            raise ValueError(f"PacJointUpsampleLite is defined for factors {sorted(LITE_WIDTHS)}, got {factor}")
+        super().__init__(factor, channels=channels, **LITE_WIDTHS[factor], **kwargs)  # type: ignore[arg-type]
+
+
+class DJIF(nn.Module):
+    """Deep joint image filtering (Li et al., ECCV 2016) as the PAC paper reimplements it (spec B.1, D.1).
+
+    The low-resolution target is bilinearly upsampled to the guide's size. A target branch and a guidance branch
+    (each conv9x9 -> 96, ReLU, conv1x1 -> 48, ReLU, conv5x5 -> 1) feed a joint branch on their concatenation
+    (conv9x9 -> 64, ReLU, conv1x1 -> 32, ReLU, conv5x5 -> 1): 56,323 parameters. All convs use "same" padding.
+    With ``residual=True`` (default) the joint output is added to the bilinear upsampling, the residual learning of
+    the DJIF paper; the spec does not say whether the PAC reimplementation does this (docs/papers/pac.md).
+    Multi-channel targets are folded into the batch, like :class:`PacJointUpsample`.
+
+    Args:
+        factor: Upsampling factor.
+        channels: Channels of the target.
+        guide_channels: Channels of the guide.
+        residual: Add the bilinear upsampling to the output.
+
+    Shape:
+        - target_lr: :math:`(B, C, h, w)` normalised to [0, 1]; guide: :math:`(B, 3, h f, w f)` in [0, 1].
+        - output: :math:`(B, C, h f, w f)`.
+    """
+
+    def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3, residual: bool = True) -> None:
+        super().__init__()
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor}")
+        self.factor = int(factor)
+        self.channels = channels
+        self.guide_channels = guide_channels
+        self.residual = residual
+
+        def branch(in_ch: int, widths: tuple[int, int, int]) -> nn.Sequential:
+            layers: OrderedDict[str, nn.Module] = OrderedDict()
+            for i, (width, k) in enumerate(zip(widths, (9, 1, 5)), start=1):
+                layers[f"conv{i}"] = nn.Conv2d(in_ch, width, k, padding=k // 2)
+                if i < 3:
+                    layers[f"relu{i}"] = nn.ReLU(inplace=True)
+                in_ch = width
+            return nn.Sequential(layers)
+
+        self.branch_t = branch(1, (96, 48, 1))
+        self.branch_g = branch(guide_channels, (96, 48, 1))
+        self.branch_joint = branch(2, (64, 32, 1))
+
+    def forward(self, target_lr: Tensor, guide: Tensor) -> Tensor:
+        _check_inputs(target_lr, guide, self.factor, self.channels, self.guide_channels)
+        b, c, h, w = target_lr.shape
+        size = (h * self.factor, w * self.factor)
+        up = F.interpolate(target_lr.reshape(b * c, 1, h, w), size=size, mode="bilinear", align_corners=False)
+        g = self.branch_g(guide)
+        if c > 1:
+            g = g.repeat_interleave(c, dim=0)
+        out = self.branch_joint(torch.cat([self.branch_t(up), g], dim=1))
+        if self.residual:
+            out = out + up
+        return out.reshape(b, c, *size)

@@ -1,4 +1,4 @@
-"""LightningModule for PAC joint depth upsampling (Su et al., CVPR 2019, Sec. 5.1)."""
+"""LightningModule for PAC joint depth and optical-flow upsampling (Su et al., CVPR 2019, Sec. 5.1)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import colorize, save_grid
 from nvresearch.pac.losses import normalized_l2_loss
-from nvresearch.pac.metrics import denormalize, per_image_rmse
+from nvresearch.pac.metrics import denormalize, per_image_epe, per_image_rmse
 
 _BASELINES = ("bilinear", "bicubic")
 
@@ -20,9 +20,12 @@ _BASELINES = ("bilinear", "bicubic")
 class JointUpsamplingModule(NVModule):
     """Trains a joint upsampling network with the reference's L2 loss in LR-min-max-normalised space.
 
-    Reports per-image RMSE (averaged over images, ``metric_scale`` x the data's units after cropping
+    Reports the per-image error (averaged over images, ``metric_scale`` x the data's units after cropping
     ``eval_border`` pixels) for the network and for bilinear and bicubic upsampling of the same low-resolution
-    input, under ``val/`` and ``test/``: ``rmse``, ``rmse_bilinear``, ``rmse_bicubic``.
+    input, under ``val/`` and ``test/``: ``rmse``, ``rmse_bilinear``, ``rmse_bicubic`` for depth, or ``epe``,
+    ``epe_bilinear``, ``epe_bicubic`` (end-point error) for flow. If the guide is not the low-resolution size times
+    the factor (Sintel's 436 rows), the network runs on the guide resized to that size and its output is resized
+    back (spec B.2 ``apply_model``).
 
     Args:
         net: maps ``(lowres (B,C,h,w) in [0,1], guide (B,3,H,W))`` to the HR prediction in normalised space.
@@ -33,6 +36,7 @@ class JointUpsamplingModule(NVModule):
         guidance_lr_scale: learning-rate multiplier of the guidance branch (``net.guidance_parameters()``); 1 is
             the reference. The CPU configuration uses 0.1 together with ``guide_init_gain`` (see docs/papers/pac.md).
         grad_clip_norm: clip the gradient norm (None: no clipping, as the reference).
+        metric: ``rmse`` (depth) or ``epe`` (optical flow).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class JointUpsamplingModule(NVModule):
         num_samples: int = 4,
         guidance_lr_scale: float = 1.0,
         grad_clip_norm: float | None = None,
+        metric: str = "rmse",
     ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler, grad_clip_norm=grad_clip_norm)
         self.net = net
@@ -52,7 +57,10 @@ class JointUpsamplingModule(NVModule):
         self.metric_scale = float(metric_scale)
         self.num_samples = int(num_samples)
         self.guidance_lr_scale = float(guidance_lr_scale)
-        names = ("rmse", *(f"rmse_{b}" for b in _BASELINES))
+        if metric not in ("rmse", "epe"):
+            raise ValueError(f"metric must be 'rmse' or 'epe', got {metric!r}")
+        self.metric = metric
+        names = (metric, *(f"{metric}_{b}" for b in _BASELINES))
         self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
         self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
 
@@ -77,21 +85,30 @@ class JointUpsamplingModule(NVModule):
     def _predictions(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """De-normalised HR predictions of the network and of the interpolation baselines."""
         lowres, guide = batch["lowres"], batch["guide"]
-        size = guide.shape[-2:]
-        preds = {"rmse": self(lowres, guide)}
+        size = tuple(guide.shape[-2:])
+        factor = int(getattr(self.net, "factor", round(size[0] / lowres.shape[-2])))
+        model_size = (lowres.shape[-2] * factor, lowres.shape[-1] * factor)
+        if model_size != size:
+            out = self(lowres, F.interpolate(guide, size=model_size, mode="bilinear", align_corners=False))
+            out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        else:
+            out = self(lowres, guide)
+        m = self.metric
+        preds = {m: out}
         for b in _BASELINES:
-            preds[f"rmse_{b}"] = F.interpolate(lowres, size=size, mode=b, align_corners=False)
+            preds[f"{m}_{b}"] = F.interpolate(lowres, size=size, mode=b, align_corners=False)
         return {k: denormalize(v, batch["lr_min"], batch["lr_scale"]) for k, v in preds.items()}
 
     def _eval_step(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         preds = self._predictions(batch)
+        error = per_image_rmse if self.metric == "rmse" else per_image_epe
         for name, pred in preds.items():
-            rmse = per_image_rmse(pred, batch["target"], border=self.eval_border) * self.metric_scale
-            metrics[name].update(rmse)
+            metrics[name].update(error(pred, batch["target"], border=self.eval_border) * self.metric_scale)
         if batch_idx == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             tag = "test" if stage == "test" else f"val_epoch{self.current_epoch:03d}"
-            self._save_samples(batch, preds["rmse"], preds["rmse_bicubic"], tag)
+            save = self._save_samples if self.metric == "rmse" else self._save_flow_samples
+            save(batch, preds[self.metric], preds[f"{self.metric}_bicubic"], tag)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "val")
@@ -102,7 +119,7 @@ class JointUpsamplingModule(NVModule):
     def _log_metrics(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         for name, metric in metrics.items():
-            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "rmse", sync_dist=False)
+            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == self.metric, sync_dist=False)
             metric.reset()
 
     def on_validation_epoch_end(self) -> None:
@@ -132,4 +149,24 @@ class JointUpsamplingModule(NVModule):
                     colorize(err[:1], 0.0, (hi - lo) * 0.25),
                 ]
             )
+        save_grid(rows, self.samples_dir / f"{tag}.png")
+
+    @torch.no_grad()
+    def _save_flow_samples(self, batch: dict[str, Tensor], pred: Tensor, bicubic: Tensor, tag: str) -> None:
+        """One row per image: guide | LR (nearest) | bicubic | PAC | ground truth | end-point error.
+
+        Flows are drawn with ``torchvision.utils.flow_to_image``, the four fields of a row on a common scale.
+        """
+        from torchvision.utils import flow_to_image
+
+        n = min(self.num_samples, pred.shape[0])
+        target = batch["target"][:n]
+        lr = denormalize(batch["lowres"][:n], batch["lr_min"][:n], batch["lr_scale"][:n])
+        lr_up = F.interpolate(lr, size=target.shape[-2:], mode="nearest")
+        rows: list[list[Tensor]] = []
+        for i in range(n):
+            fields = torch.stack([lr_up[i], bicubic[i], pred[i], target[i]]).float().cpu()
+            pictures = flow_to_image(fields).float() / 255.0
+            epe = (pred[i] - target[i]).square().sum(0, keepdim=True).sqrt()
+            rows.append([batch["guide"][i].cpu(), *pictures, colorize(epe, 0.0, max(float(epe.max()), 1e-6))])
         save_grid(rows, self.samples_dir / f"{tag}.png")
