@@ -89,6 +89,8 @@ class GANModule(NVModule):
     # ------------------------------------------------------------------ training
     def amp_scale(self) -> float:
         """The AMP gradient-scaler's current scale (1 without a scaler)."""
+        if self._trainer is None:
+            return 1.0
         scaler = getattr(getattr(self.trainer, "precision_plugin", None), "scaler", None)
         return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 

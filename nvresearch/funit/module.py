@@ -1,0 +1,225 @@
+"""LightningModule for FUNIT (Liu et al., ICCV 2019): training with alternating updates, few-shot evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from nvresearch.core.gan.module import GANModule
+from nvresearch.core.training.module import OptimizerFactory, SchedulerFactory
+from nvresearch.core.utils.visual import save_grid
+from nvresearch.funit.losses import discriminator_losses, generator_losses
+from nvresearch.funit.metrics import estimate_pose, kshot_sets, pose_error, topk_hits, train_classifier
+from nvresearch.funit.models import FewShotGenerator, MultiTaskDiscriminator
+
+
+class FUNITModule(GANModule):
+    """FUNIT training (one D step, one G step per batch; EMA generator) and evaluation.
+
+    Validation (on held-out source-class pairs, with the evaluated generator): ``val/recon_l1`` and, on data with
+    poses, ``val/pose_angle_err`` of the translations; a grid (content | class image | translation | reconstruction)
+    in ``samples/``. Test (Sec. 4 protocol): a classifier is trained on real images of the unseen target classes,
+    every content image is translated into every target class from K random shots, and ``test/top1_k{K}`` /
+    ``test/top5_k{K}`` report how often the classifier names the intended class; ``test/chance`` is 1 / |T|. With
+    poses, ``test/pose_center_err`` (px) and ``test/pose_angle_err`` (deg) compare the translation's pose with the
+    content image's, beside the same errors of a baseline that returns the class image (``..._copy``).
+
+    Args:
+        generator / discriminator: the networks.
+        optimizer_g / optimizer_d: factories (reference: RMSprop lr 1e-4, weight decay 1e-4).
+        gan_w / recon_w / fm_w / gp_w: loss weights (1, 0.1, 1, 10).
+        gp_mode / gp_chunk: the gradient-penalty scaling (see :func:`nvresearch.funit.losses.gradient_penalty`).
+        ema_decay: weight of the old average in the generator EMA (0.999); None disables it.
+        eval_with_ema: evaluate the EMA generator (the reference's ``gen_test``).
+        eval_ks: shot counts evaluated. eval_repeats: K-shot sets drawn per class and K.
+        classifier_steps: Adam steps of the evaluation classifier.
+        num_samples: rows in the sample grids.
+    """
+
+    def __init__(
+        self,
+        generator: FewShotGenerator,
+        discriminator: MultiTaskDiscriminator,
+        optimizer_g: OptimizerFactory | None = None,
+        optimizer_d: OptimizerFactory | None = None,
+        scheduler_g: SchedulerFactory | None = None,
+        scheduler_d: SchedulerFactory | None = None,
+        gan_w: float = 1.0,
+        recon_w: float = 0.1,
+        fm_w: float = 1.0,
+        gp_w: float = 10.0,
+        gp_mode: str = "reference",
+        gp_chunk: int = 8,
+        ema_decay: float | None = 0.999,
+        eval_with_ema: bool = True,
+        eval_ks: Sequence[int] = (1, 5, 10, 15, 20),
+        eval_repeats: int = 1,
+        classifier_steps: int = 300,
+        num_samples: int = 6,
+        grad_clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(optimizer_g, optimizer_d, scheduler_g, scheduler_d, ema_decay, grad_clip_norm=grad_clip_norm)
+        self.generator, self.discriminator = generator, discriminator
+        self.init_ema()
+        self.weights = {"gan_w": float(gan_w), "recon_w": float(recon_w), "fm_w": float(fm_w)}
+        self.gp = {"gp_w": float(gp_w), "gp_mode": gp_mode, "gp_chunk": int(gp_chunk)}
+        self.eval_with_ema = eval_with_ema
+        self.eval_ks = [int(k) for k in eval_ks]
+        self.eval_repeats, self.classifier_steps = int(eval_repeats), int(classifier_steps)
+        self.num_samples = int(num_samples)
+        self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in ("recon_l1", "pose_angle_err")})
+        names = [f"top{t}_k{k}" for k in self.eval_ks for t in (1, 5)]
+        names += ["pose_center_err", "pose_angle_err", "pose_center_err_copy", "pose_angle_err_copy"]
+        names += ["classifier_top1_real"]
+        self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
+        self._eval_state: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ training
+    def discriminator_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return discriminator_losses(
+            self.generator,
+            self.discriminator,
+            batch["content"],
+            batch["class_image"],
+            batch["class_label"],
+            gan_w=self.weights["gan_w"],
+            grad_scale=self.amp_scale(),
+            **self.gp,
+        )
+
+    def generator_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return generator_losses(
+            self.generator,
+            self.discriminator,
+            batch["content"],
+            batch["content_label"],
+            batch["class_image"],
+            batch["class_label"],
+            **self.weights,
+        )
+
+    @property
+    def eval_generator(self) -> FewShotGenerator:
+        """The generator used for evaluation and pictures (the EMA copy when enabled)."""
+        if self.eval_with_ema and self.generator_ema is not None:
+            return self.generator_ema  # type: ignore[return-value]
+        return self.generator
+
+    @torch.no_grad()
+    def translate(self, content: Tensor, class_images: Tensor) -> Tensor:
+        """Translate content images into the class shown by K class images (codes averaged over the K shots).
+
+        Shape:
+            content: ``(B, 3, H, W)``; class_images: ``(B, 3, H, W)`` or ``(B, K, 3, H, W)``; returns ``(B, 3, H, W)``.
+        """
+        return self.eval_generator(content, class_images)
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        gen = self.eval_generator
+        with torch.no_grad():
+            content = gen.encode_content(batch["content"])
+            x_t = gen.decode(content, gen.encode_class(batch["class_image"]))
+            x_r = gen.decode(content, gen.encode_class(batch["content"]))
+        self.val_metrics["recon_l1"].update((x_r - batch["content"]).abs().mean((1, 2, 3)))
+        if "pose" in batch:
+            _, ang = pose_error(estimate_pose(x_t), estimate_pose(batch["content"]))
+            self.val_metrics["pose_angle_err"].update(ang)
+        if batch_idx == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            n = min(self.num_samples, x_t.shape[0])
+            rows = [
+                [_img(batch["content"][i]), _img(batch["class_image"][i]), _img(x_t[i]), _img(x_r[i])] for i in range(n)
+            ]
+            save_grid(rows, self.samples_dir / f"val_epoch{self.current_epoch:03d}.png")
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in self.val_metrics.items():
+            if metric.update_count:
+                self.log(f"val/{name}", metric.compute(), prog_bar=name == "recon_l1")
+            metric.reset()
+
+    # ------------------------------------------------------------------ test: few-shot translation accuracy
+    def on_test_start(self) -> None:
+        dm = self.trainer.datamodule
+        data = dm.fewshot_data()
+        device = self.device
+        with torch.inference_mode(False), torch.enable_grad():  # Lightning tests under inference mode
+            classifier = train_classifier(
+                data["classifier_images"].to(device).clone(),
+                data["classifier_labels"].to(device).clone(),
+                data["num_classes"],
+                steps=self.classifier_steps,
+                seed=int(getattr(dm, "seed", 0)),
+            )
+        g = torch.Generator().manual_seed(int(getattr(dm, "seed", 0)) + 12_345)
+        pools = [p.to(device) for p in data["shot_pools"]]
+        shots = {}
+        for k in self.eval_ks:
+            sets = kshot_sets([p.shape[0] for p in pools], k, g, self.eval_repeats)
+            # [repeat] -> (T, K, 3, S, S)
+            shots[k] = [
+                torch.stack([pools[t][sets[t][r]] for t in range(len(pools))]) for r in range(self.eval_repeats)
+            ]
+        with torch.no_grad():
+            for t, pool in enumerate(pools):
+                logits = classifier(pool)
+                hits = topk_hits(logits, torch.full((pool.shape[0],), t, device=device), (1,))[1]
+                self.test_metrics["classifier_top1_real"].update(hits.float())
+        self._eval_state = {"classifier": classifier, "shots": shots, "has_pose": data["has_pose"], "T": len(pools)}
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        st = self._eval_state
+        gen, classifier = self.eval_generator, st["classifier"]
+        content = batch["image"]
+        b, num_t = content.shape[0], st["T"]
+        targets = torch.arange(num_t, device=content.device).repeat_interleave(b)
+        grid_rows = None
+        with torch.no_grad():
+            code = gen.encode_content(content)
+            content_pose = estimate_pose(content) if st["has_pose"] else None
+            for k in self.eval_ks:
+                for shots in st["shots"][k]:
+                    class_codes = gen.encode_class(shots)  # (T, K, 3, S, S) -> (T, latent)
+                    outs = torch.stack([gen.decode(code, class_codes[t].expand(b, -1)) for t in range(num_t)])
+                    hits = topk_hits(classifier(outs.flatten(0, 1)), targets, (1, 5))
+                    self.test_metrics[f"top1_k{k}"].update(hits[1].float())
+                    self.test_metrics[f"top5_k{k}"].update(hits[5].float())
+                    if content_pose is not None:
+                        pose = estimate_pose(outs.flatten(0, 1))
+                        ref = content_pose.repeat(num_t, 1)
+                        dist, ang = pose_error(pose, ref)
+                        self.test_metrics["pose_center_err"].update(dist)
+                        self.test_metrics["pose_angle_err"].update(ang)
+                        copy_pose = estimate_pose(shots[:, 0])  # baseline: output the (first) class image
+                        dist_c, ang_c = pose_error(copy_pose.repeat_interleave(b, 0), ref)
+                        self.test_metrics["pose_center_err_copy"].update(dist_c)
+                        self.test_metrics["pose_angle_err_copy"].update(ang_c)
+                    if grid_rows is None and batch_idx == 0 and k == min(5, max(self.eval_ks)):
+                        grid_rows = self._grid(content, shots, outs)
+        if grid_rows is not None and self.trainer.is_global_zero:
+            save_grid(grid_rows, self.samples_dir / "test_translations.png")
+
+    def _grid(self, content: Tensor, shots: Tensor, outs: Tensor) -> list[list[Tensor]]:
+        """Rows: the first shot of each target class, then each content image followed by its translations."""
+        blank = torch.ones_like(content[0])
+        n = min(self.num_samples, content.shape[0])
+        rows = [[blank] + [_img(shots[t, 0]) for t in range(shots.shape[0])]]
+        rows += [[_img(content[i])] + [_img(outs[t, i]) for t in range(outs.shape[0])] for i in range(n)]
+        return rows
+
+    def on_test_epoch_end(self) -> None:
+        for name, metric in self.test_metrics.items():
+            if metric.update_count:
+                self.log(f"test/{name}", metric.compute())
+            metric.reset()
+        if self._eval_state:
+            self.log("test/chance", 1.0 / self._eval_state["T"])
+        self._eval_state = {}
+
+
+def _img(x: Tensor) -> Tensor:
+    return (x.detach().float().cpu() + 1) / 2

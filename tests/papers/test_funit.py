@@ -1,0 +1,122 @@
+"""FUNIT through the training stack: data module, configs, one run end to end, and the paper's claim at CPU scale."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nvresearch.core.training import load_checkpoint
+from nvresearch.core.training.run import train
+from nvresearch.core.utils import instantiate
+from nvresearch.funit.datamodule import FUNITDataModule, unseen_split
+
+# The quickest configuration: a few tiny batches, small evaluation, CSV logging only.
+FUNIT_FAST = [
+    "paper=funit",
+    "trainer=fast",
+    "logger=csv",
+    "data.images_per_class=4",
+    "data.val_size=4",
+    "data.eval_content=4",
+    "data.unseen_per_class=12",
+    "data.batch_size=4",
+    "model.generator.nf=4",
+    "model.discriminator.nf=4",
+    "model.eval_ks=[1,5]",
+    "model.eval_repeats=1",
+    "model.classifier_steps=5",
+]
+
+
+def test_unseen_species_are_spread_and_disjoint():
+    source, unseen = unseen_split(32, 8)
+    assert unseen == [2, 6, 10, 14, 18, 22, 26, 30]
+    assert not set(source) & set(unseen) and len(source) == 24
+    with pytest.raises(ValueError, match="num_unseen"):
+        unseen_split(4, 4)
+
+
+def test_synthetic_datamodule_batches_and_fewshot_data():
+    dm = FUNITDataModule(images_per_class=4, val_size=4, eval_content=6, unseen_per_class=6, batch_size=4, seed=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["content"].shape == (4, 3, 32, 32) and batch["class_image"].shape == (4, 3, 32, 32)
+    assert batch["content_label"].max() < 24 and batch["pose"].shape == (4, 4)
+    data = dm.fewshot_data()
+    assert data["num_classes"] == 8 and data["has_pose"]
+    assert data["classifier_images"].shape == (24, 3, 32, 32) and len(data["shot_pools"]) == 8
+    assert all(p.shape[0] == 3 for p in data["shot_pools"])
+    with pytest.raises(ValueError, match="data.num_classes=119 but the training data has 24"):
+        FUNITDataModule(num_classes=119).setup("fit")
+
+
+def test_list_datamodule_on_a_fixture(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "animals"
+    train_lines, test_lines = [], []
+    for ci, c in enumerate(["n01", "n02", "n03", "n04", "n05"]):
+        (root / c).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (24, 20), (50 * ci, 30 * i, 90)).save(root / c / f"{c}_{i}.jpg")
+            (train_lines if ci < 3 else test_lines).append(f"{c}/{c}_{i}.jpg")
+    (tmp_path / "train.txt").write_text("\n".join(train_lines) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join(test_lines) + "\n")
+    dm = FUNITDataModule(
+        "list",
+        str(root),
+        str(tmp_path / "train.txt"),
+        str(tmp_path / "test.txt"),
+        image_size=16,
+        resize=18,
+        batch_size=2,
+        val_size=2,
+        eval_content=3,
+        unseen_per_class=4,
+        num_classes=3,
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["content"].shape == (2, 3, 16, 16) and batch["class_label"].max() < 3
+    data = dm.fewshot_data()
+    assert data["num_classes"] == 2 and not data["has_pose"] and len(dm.splits["test"]) == 3
+    with pytest.raises(ValueError, match="needs root"):
+        FUNITDataModule("list")
+
+
+def test_module_losses_on_a_batch(compose):
+    cfg = compose(FUNIT_FAST)
+    module, dm = instantiate(cfg.model), instantiate(cfg.data)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    d = module.discriminator_losses(batch)
+    g = module.generator_losses(batch)
+    assert {"loss", "real", "fake", "gp"} <= set(d) and {"loss", "adv", "recon", "fm_content", "fm_class"} <= set(g)
+    assert all(torch.isfinite(v) for v in (*d.values(), *g.values()))
+    assert module.generator_ema is not None and not any(p.requires_grad for p in module.generator_ema.parameters())
+
+
+def test_reference_model_config_sizes(compose):
+    cfg = compose(["model=funit/default", "data=funit/animals"])
+    assert cfg.model.optimizer_g._target_ == "torch.optim.RMSprop" and cfg.model.optimizer_g.lr == 1e-4
+    assert (cfg.model.recon_w, cfg.model.fm_w, cfg.model.gp_w, cfg.model.ema_decay) == (0.1, 1.0, 10.0, 0.999)
+    with torch.device("meta"):
+        g = instantiate(cfg.model.generator)
+        d = instantiate(cfg.model.discriminator)
+    assert sum(p.numel() for p in g.parameters()) == 29_866_435
+    assert sum(p.numel() for p in d.parameters()) == 54_252_599
+
+
+@pytest.mark.slow
+def test_fast_run_end_to_end(compose, tmp_path):
+    metrics = train(compose(FUNIT_FAST))
+    for key in ("test/top1_k1", "test/top5_k5", "test/pose_angle_err", "test/chance", "val/recon_l1"):
+        assert key in metrics, metrics
+    run = tmp_path / "run"
+    assert (run / "samples" / "test_translations.png").is_file()
+    assert json.loads((run / "metrics.json").read_text())["paper"] == "funit"
+    module = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    x = torch.zeros(2, 3, 32, 32)
+    assert module.translate(x, torch.zeros(2, 3, 3, 32, 32)).shape == x.shape
