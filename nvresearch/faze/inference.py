@@ -2,19 +2,22 @@
 
 Example::
 
-    from nvresearch.core.training import load_checkpoint
     from nvresearch.faze import FazeGazeEstimator, personalize, predict
 
-    module = load_checkpoint("outputs/faze/runs/<run>/checkpoints/last.ckpt")
-    model = FazeGazeEstimator.from_module(module)          # frozen DT-ED encoder + the meta-learned gaze MLP
-    mine = personalize(model, calib_images, calib_gaze, k=9)  # 9 calibration samples of one person
-    pitch_yaw = predict(mine, images)                       # (B, 2) radians, FAZE label convention
+    model = FazeGazeEstimator.load("outputs/faze/runs/<run>/estimator.pt")  # DT-ED encoder + meta-learned MLP
+    mine = personalize(model, calib_images, calib_gaze, k=9, steps=200, lr=3e-4)  # 9 samples of one person
+    pitch_yaw = predict(mine, images)  # (B, 2) radians, FAZE label convention
+
+``calib_images`` / ``images`` are uint8 ``(N, H, W, 3)`` RGB eye-region patches in the layout of the preprocessed
+HDF5 files (or float ``(N, 3, H, W)`` already in [-1, 1]); ``calib_gaze`` is ``(N, 2)`` (pitch, yaw) radians.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,6 +52,30 @@ class FazeGazeEstimator(nn.Module):
     def from_module(cls, module: nn.Module) -> FazeGazeEstimator:
         """Build from a trained :class:`~nvresearch.faze.module.FazeModule` (copies its DT-ED and meta-learned MLP)."""
         return cls(copy.deepcopy(module.dted), copy.deepcopy(module.gaze_mlp)).eval()
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the networks and their constructor arguments to one file (read back by :meth:`load`)."""
+        path = Path(path)
+        payload = {
+            "dted_config": self.dted.config,
+            "dted": self.dted.state_dict(),
+            "mlp_config": self.mlp.config,
+            "mlp": self.mlp.state_dict(),
+        }
+        torch.save(payload, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> FazeGazeEstimator:
+        """Rebuild an estimator written by :meth:`save` (each FAZE run writes ``<run>/estimator.pt``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no FAZE estimator file at '{path}' (written by a run as <run>/estimator.pt)")
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+        dted, mlp = DTED(**payload["dted_config"]), GazeMLP(**payload["mlp_config"])
+        dted.load_state_dict(payload["dted"])
+        mlp.load_state_dict(payload["mlp"])
+        return cls(dted, mlp).eval()
 
     @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:

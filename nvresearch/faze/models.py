@@ -234,6 +234,19 @@ class DTED(nn.Module):
     ) -> None:
         super().__init__()
         h, w = (int(s) for s in image_size)
+        self.config = {
+            "z_app": z_app,
+            "z_gaze": z_gaze,
+            "z_head": z_head,
+            "growth_rate": growth_rate,
+            "decoder_input_c": decoder_input_c,
+            "image_size": [h, w],
+            "normalize_3d_codes": normalize_3d_codes,
+            "normalize_axis": normalize_axis,
+            "backprop_gaze_to_encoder": backprop_gaze_to_encoder,
+            "num_blocks": num_blocks,
+            "num_layers": num_layers,
+        }  # constructor arguments, saved with exported estimators
         factor = 2 ** (num_blocks + 1)
         if h % factor or w % factor or h <= 0 or w <= 0:
             raise ValueError(f"image_size {(h, w)} must be positive and divisible by {factor}")
@@ -351,6 +364,7 @@ class GazeMLP(nn.Module):
         if activation not in ("selu", "relu"):
             raise ValueError(f"activation must be 'selu' or 'relu', got {activation!r}")
         self.in_features = int(in_features)
+        self.config = {"in_features": in_features, "hidden": hidden, "activation": activation}
         self.layer1 = nn.Linear(in_features, hidden)
         self.layer2 = nn.Linear(hidden, 3)
         self.activation = activation

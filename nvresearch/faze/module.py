@@ -5,8 +5,8 @@ schedule (spec A.5, B) and validates its gaze head's angular error on validation
 encoder over the meta-training persons (loader 0) and the test persons (loader 1), then meta-trains the gaze MLP,
 trains the joint (non-meta) baseline, and personalises both on every test person for each k (spec A.7, C.5).
 It logs ``test/error_k<k>`` (meta-learned init), ``test/joint_error_k<k>``, ``test/dted_error`` (the DT-ED gaze
-head, person-independent) and ``test/person_independent_error``, and writes ``error_vs_k.csv``, ``stage2.pt`` and
-pictures in ``samples/``.
+head, person-independent) and ``test/person_independent_error``, and writes ``error_vs_k.csv``, ``stage2.pt``,
+``estimator.pt`` (for :meth:`~nvresearch.faze.inference.FazeGazeEstimator.load`) and pictures in ``samples/``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from nvresearch.core.geometry import pitchyaw_to_rotation, pitchyaw_to_vector
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import save_grid
 from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train
+from nvresearch.faze.inference import FazeGazeEstimator
 from nvresearch.faze.losses import (
     embedding_consistency_loss,
     faze_objective,
@@ -255,6 +256,7 @@ class FazeModule(NVModule):
         torch.save(
             {"meta_mlp": meta.state_dict(), "joint_mlp": joint.state_dict(), "results": self.results}, out / "stage2.pt"
         )
+        FazeGazeEstimator(self.dted, meta).save(out / "estimator.pt")
         ks = [c.k for c in meta_curve]
         draw_error_curve(
             ks,
