@@ -1,8 +1,9 @@
 """PAC: Pixel-Adaptive Convolutional Neural Networks (Su et al., CVPR 2019).
 
-Torch-only public pieces: the PAC layers (from :mod:`nvresearch.core.layers.pac`), the joint-upsampling networks,
-losses, metrics, datasets and the inference helper. Lightning lives in ``nvresearch.pac.module`` and
-``nvresearch.pac.datamodule``, which this package does not import.
+Torch-only public pieces: the PAC layers (from :mod:`nvresearch.core.layers.pac`); the joint depth / flow upsampling
+networks, losses, metrics, datasets and the inference helper; the segmentation networks (FCN-8s, PAC-FCN, PAC-CRF),
+loss, metrics and datasets. Lightning lives in ``nvresearch.pac.module``, ``datamodule``, ``seg_module`` and
+``seg_datamodule``, which this package does not import.
 """
 
 from nvresearch.core.layers.pac import (
@@ -17,12 +18,37 @@ from nvresearch.core.layers.pac import (
 )
 from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
 from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres
+from nvresearch.pac.flow_data import SintelFlow, SyntheticFlow, read_flo, write_flo
 from nvresearch.pac.inference import upsample
-from nvresearch.pac.losses import normalized_l2_loss
-from nvresearch.pac.metrics import denormalize, per_image_epe, per_image_rmse
-from nvresearch.pac.models import Bicubic, Bilinear, JointBilateral, PacJointUpsample
+from nvresearch.pac.losses import normalized_l2_loss, segmentation_loss
+from nvresearch.pac.metrics import (
+    confusion_matrix,
+    denormalize,
+    per_image_epe,
+    per_image_rmse,
+    segmentation_scores,
+)
+from nvresearch.pac.models import DJIF, Bicubic, Bilinear, JointBilateral, PacJointUpsample, PacJointUpsampleLite
+from nvresearch.pac.seg_data import SegmentationDataset, SyntheticSegmentation, VOCSegmentation
+from nvresearch.pac.seg_models import FCN8s, FCNWithCRF, create_model, load_weights
 
 __all__ = [
+    "DJIF",
+    "FCN8s",
+    "FCNWithCRF",
+    "PacJointUpsampleLite",
+    "SegmentationDataset",
+    "SintelFlow",
+    "SyntheticFlow",
+    "SyntheticSegmentation",
+    "VOCSegmentation",
+    "confusion_matrix",
+    "create_model",
+    "load_weights",
+    "read_flo",
+    "segmentation_loss",
+    "segmentation_scores",
+    "write_flo",
     "Bicubic",
     "Bilinear",
     "JointBilateral",

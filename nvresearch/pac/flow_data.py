@@ -189,7 +189,7 @@ class SyntheticFlow(Dataset):
     """Deterministic procedural frames with piecewise-affine optical flow: the embedded flow task.
 
     A textured background moves with a small affine motion (camera pan and zoom); 3-7 occluding objects (ellipses,
-    rectangles, polygons), each with its own colour texture, translate (up to about 8 pixels), rotate and scale.
+    rectangles, diamonds), each with its own colour texture, translate (about 6 pixels, Gaussian), rotate and scale.
     The flow of each pixel is its surface's affine motion, so flow discontinuities coincide with colour edges
     (as on Sintel's object boundaries), while textures inside a surface make colour edges without flow edges.
 
@@ -226,9 +226,9 @@ def _affine_flow(
     rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, big: bool
 ) -> np.ndarray:
     """Flow of a random similarity motion about ``(cy, cx)``: translation, rotation and scaling."""
-    t = rng.normal(0, 4.0 if big else 1.5, size=2)
-    angle = rng.normal(0, 0.06 if big else 0.01)
-    scale = rng.normal(0, 0.05 if big else 0.015)
+    t = rng.normal(0, 6.0, size=2) if big else rng.normal(0, 1.0, size=2)
+    angle = rng.normal(0, 0.03 if big else 0.005)
+    scale = rng.normal(0, 0.03 if big else 0.005)
     dy, dx = yy - np.float32(cy), xx - np.float32(cx)
     c, s = np.cos(angle) * (1 + scale), np.sin(angle) * (1 + scale)
     u = np.float32(t[0]) + np.float32(c - 1) * dx - np.float32(s) * dy

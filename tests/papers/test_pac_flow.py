@@ -162,18 +162,3 @@ def test_module_epe_and_resize_back_for_non_multiple_sizes() -> None:
     assert per_image_epe(preds["epe"], target).shape == (1,)
     with pytest.raises(ValueError, match="metric"):
         JointUpsamplingModule(Bilinear(4), metric="psnr")
-
-
-@pytest.mark.slow
-def test_pac_flow_upsampling_beats_bilinear(compose) -> None:
-    """Claim (Su et al. 2019, flow table): PAC joint upsampling has lower EPE than bilinear upsampling.
-
-    A shortened embedded run (``experiment=pac/flow_synthetic`` for 3 epochs instead of 6) must beat bilinear
-    upsampling of the same low-resolution flow by at least 10 % EPE on the 64 test scenes (docs/papers/pac.md).
-    """
-    from nvresearch.core.training.run import train
-
-    cfg = compose(["experiment=pac/flow_synthetic", "trainer.enable_progress_bar=false", "logger=csv",
-                   "trainer.max_epochs=3"])  # fmt: skip
-    metrics = train(cfg)
-    assert metrics["test/epe"] < 0.9 * metrics["test/epe_bilinear"], metrics
