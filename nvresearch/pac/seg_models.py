@@ -152,10 +152,6 @@ class FCN8s(nn.Module):
         for up in (self.upscore2, self.upscore_pool4, self.upscore8):
             up.weight.copy_(bilinear_upsampling_weight(self.num_classes, up.kernel_size[0]))
 
-    def backbone_parameters(self) -> list[nn.Parameter]:
-        """All parameters (the whole FCN is the backbone of :class:`FCNWithCRF`)."""
-        return list(self.parameters())
-
     def guidance(self, conv2_2: Tensor, size: Sequence[int]) -> Tensor:
         """Hot-swap guidance: ``conv2_2`` features resized to ``size`` and multiplied by ``1e-4`` (spec A.11)."""
         if tuple(conv2_2.shape[-2:]) != tuple(size):

@@ -9,7 +9,9 @@ paper's, which are on NYU, but show the same ordering: PAC below bicubic and bil
 
     python scripts/reproduce/pac/depth_upsampling.py --small
 
-Prints our RMSE beside the paper's for each factor and writes ``table.json`` in the output folder.
+``--models pac lite djif`` also trains the PacJointUpsampleLite and DJIF rows of the table (in ``--small`` mode with
+Adam 1e-3 and no schedule). Prints our RMSE beside the paper's for each factor and writes ``table.json`` in the
+output folder.
 """
 
 from __future__ import annotations
@@ -27,17 +29,29 @@ PAPER = {
     "PacJointUpsample": {4: 2.39, 8: 4.59, 16: 8.09},
 }
 OURS_KEYS = {"Bilinear": "test/rmse_bilinear", "Bicubic": "test/rmse_bicubic", "PacJointUpsample": "test/rmse"}
+ROWS = {"lite": "PacJointUpsampleLite", "djif": "DJIF (reference reimplementation)"}
 
 
-def run_factor(factor: int, small: bool, data_dir: str | None, out_dir: Path, extra: list[str]) -> dict[str, float]:
+def run_factor(
+    factor: int, small: bool, data_dir: str | None, out_dir: Path, extra: list[str], model: str = "pac"
+) -> dict[str, float]:
     from nvresearch._hydra import compose
     from nvresearch.core.training.run import train
 
-    if small:
-        overrides = ["paper=pac", "trainer=cpu", f"data.factor={factor}"]
+    if model == "pac":
+        overrides = ["paper=pac", "trainer=cpu"] if small else [f"experiment=pac/nyu_x{factor}"]
+    elif small:
+        overrides = [
+            "paper=pac",
+            "trainer=cpu",
+            f"model=pac/{model}",
+            "model.optimizer.lr=1e-3",
+            "model.scheduler=null",
+        ]
     else:
-        overrides = [f"experiment=pac/nyu_x{factor}", f"paths.data_dir={data_dir}"]
-    overrides += [f"paths.output_dir={out_dir / f'x{factor}'}", *extra]
+        overrides = [f"experiment=pac/nyu_{model}_x8"]
+    overrides += [f"data.factor={factor}"] + ([] if small else [f"paths.data_dir={data_dir}"])
+    overrides += [f"paths.output_dir={out_dir / f'{model}_x{factor}'}", *extra]
     return train(compose(overrides))
 
 
@@ -46,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="embedded synthetic scenes on the CPU")
     parser.add_argument("--data-dir", help="folder holding nyu_depth_v2/ (full mode)")
     parser.add_argument("--factors", type=int, nargs="+", default=None, help="default: 8 (small), 4 8 16 (full)")
+    parser.add_argument("--models", nargs="+", default=["pac"], choices=["pac", "lite", "djif"], help="networks")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)
@@ -53,16 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("full mode needs --data-dir (or use --small)")
     factors = args.factors or ([8] if args.small else [4, 8, 16])
     out = args.out or Path("outputs/pac/reproduce") / time.strftime("%Y-%m-%d_%H-%M-%S")
-    results = {f: run_factor(f, args.small, args.data_dir, out, args.overrides) for f in factors}
+    results = {}
+    for f in factors:
+        results[f] = {}
+        for model in args.models:
+            metrics = run_factor(f, args.small, args.data_dir, out, args.overrides, model)
+            if model == "pac":
+                results[f].update(metrics)
+            else:
+                results[f][ROWS[model]] = metrics["test/rmse"]
 
     data = "embedded synthetic scenes (CPU)" if args.small else "NYU Depth v2 test"
     print(f"\nJoint depth upsampling, RMSE in cm. Ours: {data}. Paper: NYU Depth v2 test.")
     header = f"{'model':36s}" + "".join(f"{f'x{f} ours':>12s}{f'x{f} paper':>12s}" for f in factors)
     print(header)
-    for name in ("Bilinear", "Bicubic", "PacJointUpsample"):
+    for name in ("Bilinear", "Bicubic", *(ROWS[m] for m in args.models if m != "pac"), "PacJointUpsample"):
         row = f"{name:36s}"
         for f in factors:
-            ours = results[f].get(OURS_KEYS[name], float("nan"))
+            ours = results[f].get(OURS_KEYS.get(name, name), float("nan"))
             paper = PAPER.get(name, {}).get(f)
             row += f"{ours:12.3f}" + (f"{paper:12.2f}" if paper is not None else f"{'-':>12s}")
         print(row)
