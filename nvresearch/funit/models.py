@@ -72,21 +72,31 @@ class ClassEncoder(nn.Module):
 
 class Decoder(nn.Module):
     """F_x: ``num_res`` AdaIN residual blocks, ``num_ups`` x [nearest x2, 5x5 conv halving the width, IN, ReLU],
-    7x7 conv to RGB, tanh. Only the residual blocks are adaptive; the up-sampling convs use plain IN.
+    7x7 conv to RGB, tanh. In the reference only the residual blocks are adaptive and the up-sampling convs use plain
+    IN; ``adain_upsampling=True`` makes their norms AdaIN too (as imaginaire's improved FUNIT decoder does), which
+    lets the class code set colours directly instead of through patterns that survive instance normalisation.
 
     Shape:
         content: ``(B, C, h, w)``; returns ``(B, 3, h * 2^num_ups, w * 2^num_ups)`` in [-1, 1]. The AdaIN
         parameters must be assigned first (:meth:`FewShotGenerator.decode` does it).
     """
 
-    def __init__(self, num_ups: int = 3, num_res: int = 2, in_channels: int = 512, out_channels: int = 3) -> None:
+    def __init__(
+        self,
+        num_ups: int = 3,
+        num_res: int = 2,
+        in_channels: int = 512,
+        out_channels: int = 3,
+        adain_upsampling: bool = False,
+    ) -> None:
         super().__init__()
+        up_norm = "adain" if adain_upsampling else "instance"
         layers: list[nn.Module] = [ResBlocks(num_res, in_channels, norm="adain", activation="relu")]
         ch = in_channels
         for _ in range(num_ups):
             layers += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
-                Conv2dBlock(ch, ch // 2, 5, 1, 2, norm="instance", activation="relu"),
+                Conv2dBlock(ch, ch // 2, 5, 1, 2, norm=up_norm, activation="relu"),
             ]
             ch //= 2
         layers.append(Conv2dBlock(ch, out_channels, 7, 1, 3, norm="none", activation="tanh"))
@@ -106,6 +116,7 @@ class FewShotGenerator(nn.Module):
         latent_dim: class-code size.
         mlp_dim / mlp_blocks: the MLP from the class code to the AdaIN parameters.
         init: weight initialisation (``kaiming``: fan-in normal, biases 0, as the reference).
+        adain_upsampling: AdaIN also in the decoder's up-sampling layers (not the reference; see :class:`Decoder`).
 
     Shape:
         content: ``(B, 3, H, W)``; class_images: ``(B, 3, H, W)`` (K = 1) or ``(B, K, 3, H, W)``; returns
@@ -122,11 +133,12 @@ class FewShotGenerator(nn.Module):
         mlp_dim: int = 256,
         mlp_blocks: int = 3,
         init: str = "kaiming",
+        adain_upsampling: bool = False,
     ) -> None:
         super().__init__()
         self.content_encoder = ContentEncoder(num_downs_content, num_res, 3, nf)
         self.class_encoder = ClassEncoder(num_downs_class, latent_dim, 3, nf)
-        self.decoder = Decoder(num_downs_content, num_res, self.content_encoder.out_channels, 3)
+        self.decoder = Decoder(num_downs_content, num_res, self.content_encoder.out_channels, 3, adain_upsampling)
         self.mlp = MLP(latent_dim, num_adain_params(self.decoder), mlp_dim, mlp_blocks, activation="relu")
         self.latent_dim = int(latent_dim)
         self.multiple = 2 ** max(num_downs_content, num_downs_class)

@@ -65,6 +65,9 @@ def test_generator_shapes_and_kshot_mean_in_latent_space():
     torch.testing.assert_close(g(x, shots), g(x, shots[:, [3, 1, 0, 2]]), atol=1e-5, rtol=1e-5)
     out = g(x, shots)
     assert out.shape == x.shape and out.abs().max() <= 1
+    adaptive_up = FewShotGenerator(**TINY_G, adain_upsampling=True)
+    assert adaptive_up.mlp.model[-1].fc.out_features == 2 * (2 * 32 + 16 + 8)
+    assert adaptive_up(x, shots).shape == x.shape
     with pytest.raises(ValueError, match="multiples of 8"):
         g(torch.randn(1, 3, 20, 20), torch.randn(1, 3, 20, 20))
 
