@@ -10,12 +10,14 @@ from nvresearch.core.layers.pac import (
     PacConv2d,
     PacConvTranspose2d,
     PacPool2d,
+    load_official_state_dict,
     official_transposed_weight_to_torch,
     pacconv2d,
     pacconv_transpose2d,
     packernel2d,
     pacpool2d,
 )
+from nvresearch.core.layers.pac_swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
 from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
 from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres
 from nvresearch.pac.flow_data import SintelFlow, SyntheticFlow, read_flo, write_flo
@@ -74,4 +76,9 @@ __all__ = [
     "per_image_epe",
     "per_image_rmse",
     "upsample",
+    "PacGuidance",
+    "SwappedPacConv2d",
+    "load_official_state_dict",
+    "pac_from_conv",
+    "swap_conv_for_pac",
 ]

@@ -170,8 +170,7 @@ class FCN8s(nn.Module):
                 layer = getattr(self, name)
                 if isinstance(layer, PacConv2d):
                     assert guide is not None
-                    # not in place: the PAC output is a view made inside a custom autograd Function
-                    h = F.relu(layer(h, self.guidance(guide, h.shape[-2:])))
+                    h = F.relu(layer(h, self.guidance(guide, h.shape[-2:])), inplace=True)
                 else:
                     h = F.relu(layer(h), inplace=True)
                 if name == "conv2_2" and self.pac:
