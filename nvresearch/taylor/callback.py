@@ -65,6 +65,7 @@ class TaylorPruning(pl.Callback):
         self.pruner: Pruner | None = None
         self._pending: dict[str, Any] | None = None
         self.curve: list[dict[str, float]] = []
+        self._last: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ set-up
     def _net(self, pl_module: pl.LightningModule) -> torch.nn.Module:
@@ -127,11 +128,17 @@ class TaylorPruning(pl.Callback):
         return pl_module.example_input_array[:1].to(next(self._net(pl_module).parameters()).device)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if not trainer.sanity_checking:
+            self._last = self._log(pl_module, "val")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after every epoch-end hook, so the module's val/acc of this epoch is in callback_metrics
+        if trainer.sanity_checking or self._last is None:
             return
-        values = self._log(pl_module, "val")
         acc = trainer.callback_metrics.get("val/acc")
-        self.curve.append({"epoch": trainer.current_epoch, **values, "acc": float(acc) if acc is not None else None})
+        entry = {"epoch": trainer.current_epoch, **self._last, "acc": float(acc) if acc is not None else None}
+        self.curve.append(entry)
+        self._last = None
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._log(pl_module, "test")

@@ -1,0 +1,97 @@
+"""Taylor pruning through the training stack, and the paper's claims at CPU scale on the embedded digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nvresearch.core.training.run import train
+from nvresearch.core.utils import instantiate
+
+TAYLOR_FAST = ["paper=taylor", "trainer=fast", "logger=csv"]
+
+
+def test_module_step_logs_loss(compose) -> None:
+    cfg = compose(TAYLOR_FAST)
+    module = instantiate(cfg.model)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (64, 1, 8, 8) and y.shape == (64,)
+    module.log = lambda *a, **k: None
+    loss = module.training_step((x, y), 0)
+    assert loss.ndim == 0 and 1.5 < float(loss) < 3.5  # about log(10) at initialisation
+    loss.backward()
+    assert all(p.grad is not None for p in module.net.parameters())
+
+
+@pytest.mark.slow
+def test_default_run_halves_the_macs_and_writes_the_smaller_network(compose, tmp_path) -> None:
+    """The embedded default (``python -m nvresearch.train paper=taylor``): 5 epochs of training, then Taylor-FO-BN
+    pruning to 50 % of the MACs interleaved with fine-tuning, 10 epochs in all. The pruned network stays accurate on
+    the 397 held-out digits, and the run folder holds the physically smaller network (docs/papers/taylor.md).
+    """
+    cfg = compose(["paper=taylor", "trainer.enable_progress_bar=false", "logger=csv"])
+    metrics = train(cfg)
+    assert 0.45 <= metrics["test/macs_ratio"] <= 0.5
+    assert metrics["test/acc"] >= 0.95, metrics
+    run = tmp_path / "run"
+    report = json.loads((run / "pruning.json").read_text())
+    assert report["steps"] and report["macs"] == metrics["test/macs"] < report["full_macs"]
+    assert report["curve"][0]["macs_ratio"] == 1.0 and report["curve"][-1]["macs_ratio"] <= 0.5
+    assert report["curve"][-1]["acc"] == pytest.approx(metrics["val/acc"])
+    pruned = torch.load(run / "pruned_model.pt", weights_only=False).eval()
+    n_full = sum(p.numel() for p in instantiate(cfg.model).net.parameters())
+    assert sum(p.numel() for p in pruned.parameters()) == report["params"] < n_full
+    # the smaller network computes what the trained (masked) one does
+    from nvresearch.core.training import load_checkpoint
+    from nvresearch.taylor.data import Digits
+
+    module = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    x = Digits("test").images[:32]
+    from nvresearch.core.pruning import DependencyGraph
+
+    graph = DependencyGraph(module.net, x[:1])
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    state = next(v for k, v in ckpt["callbacks"].items() if "TaylorPruning" in k)["pruner"]
+    graph.set_keep(state["keep"])
+    with torch.no_grad(), graph.masked():
+        torch.testing.assert_close(pruned(x), module.net(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_claims_on_digits() -> None:
+    """Claims (a) and (b) of the issue on the embedded digits, with one trained DigitsCNN (15 epochs, seed 0).
+
+    (a) Taylor-FO-BN ranks channels like the oracle (paper: > 0.93 on ImageNet): Spearman >= 0.9 over all 288
+    channels pooled, and better than weight magnitude and random.
+    (b) Pruned to the same MACs (5 %, 16 channels every 2 minibatches, then 10 fine-tuning minibatches and BN
+    re-estimation, identical for every criterion), Taylor-FO-BN keeps clearly more accuracy than weight magnitude and
+    random (measured 0.909 / 0.496 / 0.254; seeds 1 and 2 give 0.947 / 0.139 / 0.577 and 0.897 / 0.370 / 0.463,
+    docs/papers/taylor.md).
+    """
+    from nvresearch.taylor.experiments import correlation_study, evaluate, pruning_comparison, train_digits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: one thread is faster and immune to oversubscription on shared cores
+    try:
+        _claims(correlation_study, evaluate, pruning_comparison, train_digits)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _claims(correlation_study, evaluate, pruning_comparison, train_digits) -> None:  # noqa: ANN001
+    model = train_digits("cnn", epochs=15, seed=0)
+    assert evaluate(model) > 0.97
+    corr = correlation_study(model, criteria=("taylor_fo_bn", "weight_magnitude", "random"), n_batches=4)
+    assert corr["taylor_fo_bn"]["spearman"] >= 0.9, corr
+    assert corr["taylor_fo_bn/alive"]["spearman"] >= 0.9, corr
+    assert corr["taylor_fo_bn"]["spearman"] > corr["weight_magnitude"]["spearman"] + 0.2, corr
+    assert abs(corr["random"]["spearman"]) < 0.3, corr
+    res = pruning_comparison(model, macs_ratio=0.05, prune_per_step=16, frequency=2, finetune_steps=10, lr=0.01)
+    for r in res.values():
+        assert 0.03 < r["macs_ratio"] <= 0.05
+    assert res["taylor_fo_bn"]["acc"] >= res["weight_magnitude"]["acc"] + 0.2, res
+    assert res["taylor_fo_bn"]["acc"] >= res["random"]["acc"] + 0.2, res
