@@ -95,3 +95,24 @@ def _claims(correlation_study, evaluate, pruning_comparison, train_digits) -> No
         assert 0.03 < r["macs_ratio"] <= 0.05
     assert res["taylor_fo_bn"]["acc"] >= res["weight_magnitude"]["acc"] + 0.2, res
     assert res["taylor_fo_bn"]["acc"] >= res["random"]["acc"] + 0.2, res
+
+
+def test_callback_state_round_trip_keeps_removed_channels(compose) -> None:
+    from nvresearch.taylor.callback import TaylorPruning
+
+    cfg = compose(TAYLOR_FAST)
+    module = instantiate(cfg.model)
+    cb = TaylorPruning(criterion="random", prune_per_step=20, frequency=1, target_channels=40)
+    cb._build(module)
+    cb.pruner.prune_step()
+    assert cb.pruner.removed == 20
+    state = cb.state_dict()
+    cb.pruner.detach()
+    again = TaylorPruning(criterion="random", prune_per_step=20, frequency=1, target_channels=40)
+    again.load_state_dict(state)  # as when a checkpoint is restored before training resumes
+    again._build(instantiate(cfg.model))
+    assert again.pruner.removed == 20
+    for a, b in zip(again.pruner.graph.keep_masks(), cb.pruner.graph.keep_masks(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(AttributeError, match="no network attribute"):
+        TaylorPruning(net_attr="nosuch", target_channels=1)._build(module)
