@@ -56,6 +56,8 @@ class TaylorPruning(pl.Callback):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if criterion == "taylor_so":
+            raise ValueError("taylor_so needs the loss graph at accumulate time; use nvresearch.core.pruning.prune()")
         self.criterion_name = criterion
         self.target = PruneTarget(target_channels, target_macs_ratio, target_params_ratio, max_steps)
         self.prune_per_step, self.frequency = int(prune_per_step), int(frequency)

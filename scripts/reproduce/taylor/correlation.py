@@ -39,7 +39,7 @@ def small(n_batches: int) -> None:
         (
             "cnn",
             8,
-            ("taylor_fo_bn", "taylor_fo_fg", "taylor_so", "taylor_fo_weight", "weight_magnitude", "bn_scale", "random"),
+            ("taylor_fo_bn", "taylor_fo_fg", "taylor_so", "taylor_fo_weight", "weight_magnitude", "random"),
         ),
         ("lenet", 28, ("taylor_fo_bn", "taylor_fo_fg", "taylor_fo_weight", "weight_magnitude", "random")),
     ):
