@@ -63,7 +63,7 @@ CONV_CASES = [
 def test_conv_paths_agree(cfg: dict) -> None:
     fast, ref = _pair_of(PacConv2d, **cfg)
     x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
-    _agree(fast, ref, x, f, expect_fused=True)
+    _agree(fast, ref, x, f, expect_fused=False)  # PacConv2d runs the tap loop (as fast on CPU, see the bench)
 
 
 TRANSPOSED_CASES = [
@@ -113,23 +113,22 @@ def test_pool_paths_agree() -> None:
 
 
 def test_fused_path_gradcheck() -> None:
-    conv = PacConv2d(2, 3, 3, padding=1, dilation=1).to(DT)
-    x, f = torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True), torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda x, f, w, b: _with(conv, w, b)(x, f), (x, f, conv.weight, conv.bias), fast_mode=True
-    )
     tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
+    x = torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True)
     g = torch.randn(1, 2, 8, 8, dtype=DT, requires_grad=True)
+    fn = _with(tconv, tconv.weight, tconv.bias)
+    assert "PacGaussianCorrelate" in fn(x, g).grad_fn.name()
     assert torch.autograd.gradcheck(
         lambda x, f, w, b: _with(tconv, w, b)(x, f), (x, g, tconv.weight, tconv.bias), fast_mode=True
     )
 
 
 def test_fused_path_gradgradcheck() -> None:
-    conv = PacConv2d(2, 2, 3, padding=1).to(DT)
-    x, f = torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True), torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True)
+    tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
+    x = torch.randn(1, 2, 3, 3, dtype=DT, requires_grad=True)
+    g = torch.randn(1, 2, 6, 6, dtype=DT, requires_grad=True)
     assert torch.autograd.gradgradcheck(
-        lambda x, f, w: _with(conv, w, conv.bias)(x, f), (x, f, conv.weight), fast_mode=True
+        lambda x, f, w: _with(tconv, w, tconv.bias)(x, f), (x, g, tconv.weight), fast_mode=True
     )
 
 
@@ -143,18 +142,21 @@ def _with(mod: nn.Module, weight: Tensor, bias: Tensor | None) -> nn.Module:
 
 
 def test_fused_path_saves_only_its_inputs() -> None:
-    """Nothing beyond the caller's input, guidance and weight is kept for backward (no kernel, no padded copies)."""
-    mod = PacConv2d(8, 8, 5, padding=2)
-    x, f = torch.randn(2, 8, 16, 16, requires_grad=True), torch.randn(2, 3, 16, 16, requires_grad=True)
-    saved: set[int] = set()
+    """Nothing beyond the caller's input and guidance and one weight-sized tensor (the flipped weight) is kept."""
+    mod = PacConvTranspose2d(8, 8, 5, stride=2, padding=2, output_padding=1)
+    x, f = torch.randn(2, 8, 8, 8, requires_grad=True), torch.randn(2, 3, 16, 16, requires_grad=True)
+    saved: dict[int, int] = {}
 
     def pack(t: Tensor) -> Tensor:
-        saved.add(t.untyped_storage().data_ptr())
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = mod(x, f)
-    assert saved <= {t.untyped_storage().data_ptr() for t in (x, f, mod.weight)}
+    extra = {
+        p: n for p, n in saved.items() if p not in {x.untyped_storage().data_ptr(), f.untyped_storage().data_ptr()}
+    }
+    assert sum(extra.values()) <= mod.weight.untyped_storage().nbytes()
     out.sum().backward()
     assert x.grad is not None and f.grad is not None
 

@@ -123,6 +123,7 @@ def test_fast_run_end_to_end(compose, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ~10 minutes on 2 cores: run with `pytest -m long` (README, docs/papers/funit.md)
 def test_translations_take_the_unseen_class_and_keep_the_pose(compose):
     """Claim (Liu et al. 2019, Sec. 4, Table 1): few-shot translations into classes never seen in training are
     recognised as the target class, more shots do not hurt, and the content's pose is kept.

@@ -16,12 +16,13 @@ changing the import. Behaviour that differs from the official code, on purpose:
   normaliser is 0 the kernel is divided by 1 instead.
 - Three implementation paths, one answer (tests compare them in float64, outputs and all gradients):
 
-  * **fused Gaussian** (what the modules run for the common configuration: Gaussian kernel, no smoothing, no
-    normalisation, no mask, float32/float64): one autograd ``Function`` computes ``K`` tap by tap inside the
-    convolution and never stores it; autograd keeps only the caller's input, guidance and weight. Transposed
-    layers are decomposed into ``stride**2`` phases, so no multiplication touches an inserted zero and only the
+  * **fused Gaussian** (what ``PacConvTranspose2d`` runs for the common configuration: Gaussian kernel, no
+    smoothing, no normalisation, no mask, float32/float64): one autograd ``Function`` computes ``K`` tap by tap
+    inside the convolution and never stores it; autograd keeps only the caller's input, guidance and weight. The
+    layer is decomposed into ``stride**2`` phases, so no multiplication touches an inserted zero and only the
     kernel entries that meet real samples are computed. Taps of one phase are stacked into one matrix product.
-  * **tap loop** (every other option, explicit ``kernel=`` arguments, the functional forms, half precision): the
+  * **tap loop** (``PacConv2d``, where it measured as fast as the fused form on CPU; every other option; explicit
+    ``kernel=`` arguments; the functional forms; half precision; transposed layers use the same polyphase plan): the
     kernel comes from :func:`packernel2d`, and the correlation loops over taps with strided slices, recomputing
     them in backward (no im2col is kept; autograd saves the padded input, the kernel and the weight).
   * **reference** (``native_impl=True``, as the official native path): plain autograd on ``F.unfold`` and
@@ -755,20 +756,6 @@ class _GuidePlan(NamedTuple):
     centers: tuple[tuple[slice, slice], ...]  # per phase
 
 
-def _conv_guide_plan(
-    kernel_size: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    out_hw: tuple[int, int],
-) -> _GuidePlan:
-    taps = tuple(
-        _tap_slices(u, v, dilation, stride, out_hw) for u in range(kernel_size[0]) for v in range(kernel_size[1])
-    )
-    center = _tap_slices(kernel_size[0] // 2, kernel_size[1] // 2, dilation, stride, out_hw)
-    return _GuidePlan((padding[1], padding[1], padding[0], padding[0]), taps, (center,))
-
-
 def _transposed_guide_plan(
     plan: _TapPlan, kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
 ) -> _GuidePlan:
@@ -789,7 +776,7 @@ def _transposed_guide_plan(
     return _GuidePlan((pw, pw, ph, ph), tuple(taps), centers)
 
 
-_GROUP_BYTES = 8 * 2**20  # transient K*x buffer of one tap group (larger ones page-fault on every call)
+_GROUP_BYTES = 4 * 2**20  # transient K*x buffer of one tap group (larger ones page-fault on every call)
 
 
 def _tap_groups(plan: _TapPlan, bytes_per_tap: int) -> list[list[int]]:
@@ -805,12 +792,12 @@ def _tap_groups(plan: _TapPlan, bytes_per_tap: int) -> list[list[int]]:
 class _PacGaussianCorrelate(torch.autograd.Function):
     """PAC with the Gaussian kernel fused in: ``K = exp(-0.5 |f_j - f_i|^2)`` is computed per tap and never stored.
 
-    The fast path of the modules for the common configuration (Gaussian kernel, no smoothing, no normalisation, no
-    mask). Only the caller's ``x``, ``f`` and ``weight`` are saved for backward (padding happens inside), so the
-    layer keeps nothing beyond its inputs alive; backward recomputes the taps. Only the kernel entries that meet real
-    input samples are computed (a quarter of them for a stride-2 transposed layer). Taps that write the same outputs
-    are stacked into one ``(C_out, n*C_in) x (n*C_in, HW)`` matrix product (bounded transient buffer), which keeps
-    the matrix unit busier than one small product per tap.
+    The fast path of ``PacConvTranspose2d`` for the common configuration (Gaussian kernel, no smoothing, no
+    normalisation, no mask). Only the caller's ``x``, ``f`` and ``weight`` are saved for backward (padding happens
+    inside), so the layer keeps nothing beyond its inputs alive; backward recomputes the taps. Only the kernel
+    entries that meet real input samples are computed (a quarter of them for a stride-2 transposed layer). Taps that
+    write the same outputs are stacked into one ``(C_out, n*C_in) x (n*C_in, HW)`` matrix product (bounded
+    transient buffer).
     """
 
     @staticmethod
@@ -1530,7 +1517,7 @@ class _PacConvNd(nn.Module):
             kernel is not None
             or mask is not None
             or self.native_impl
-            or self.pool_only
+            or not self.transposed  # measured: for plain PAC the tap loop is as fast or faster on CPU
             or self.kernel_type != "gaussian"
             or self.smooth_kernel_type != "none"
             or self.normalize_kernel
@@ -1541,7 +1528,7 @@ class _PacConvNd(nn.Module):
         ):
             return None
         _check_float(input_2d, "input_2d")
-        if not self.pool_only and input_2d.shape[1] != self.in_channels:
+        if input_2d.shape[1] != self.in_channels:
             raise ValueError(
                 f"input_2d must have in_channels={self.in_channels} channels, got shape {tuple(input_2d.shape)}"
             )
@@ -1550,21 +1537,12 @@ class _PacConvNd(nn.Module):
         _check_same_dtype(params, input_2d.device.type)
         h, w = input_2d.shape[2:]
         k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
-        if self.transposed:
-            out_hw = self._expected_guidance_size((h, w))
-            if out_hw[0] < 1 or out_hw[1] < 1:
-                return None  # let the general path raise its error
-            plan, x_pad = _transposed_plan((h, w), k, s, p, d, out_hw)
-            gplan = _transposed_guide_plan(plan, k, s, d)
-            weight = self.weight.flip(-2, -1) if self.shared_filters else self.weight.transpose(0, 1).flip(-2, -1)
-        else:
-            out_hw = tuple(_conv_out(n, ki, si, pi, di) for n, ki, si, pi, di in zip((h, w), k, s, p, d))
-            if out_hw[0] < 1 or out_hw[1] < 1:
-                return None
-            plan = _conv_plan(k, s, d, out_hw)
-            x_pad = (p[1], p[1], p[0], p[0])
-            gplan = _conv_guide_plan(k, s, p, d, out_hw)
-            weight = self.weight
+        out_hw = self._expected_guidance_size((h, w))
+        if out_hw[0] < 1 or out_hw[1] < 1:
+            return None  # let the general path raise its error
+        plan, x_pad = _transposed_plan((h, w), k, s, p, d, out_hw)
+        gplan = _transposed_guide_plan(plan, k, s, d)
+        weight = self.weight.flip(-2, -1) if self.shared_filters else self.weight.transpose(0, 1).flip(-2, -1)
         return _PacGaussianCorrelate.apply(
             input_2d, input_for_kernel, weight, self.bias, plan, x_pad, gplan, self.shared_filters
         )
@@ -1673,9 +1651,6 @@ class PacConv2d(_PacConvNd):
         Returns:
             ``output``, or ``(output, output_mask)`` when ``mask`` is given.
         """
-        fused = self._fused_forward(input_2d, input_for_kernel, kernel, mask)
-        if fused is not None:
-            return fused
         kernel, output_mask = self._kernel_for_forward(input_2d, input_for_kernel, kernel, mask)
         output = pacconv2d(
             input_2d,
