@@ -591,6 +591,31 @@ class _TapPlan(NamedTuple):
     def single_phase(self) -> bool:
         return len(self.phases) == 1
 
+    def output_buffers(self, like: Tensor, channels: int) -> tuple[list[Tensor], list[Tensor]]:
+        """Zeroed per-phase accumulators: 4-D bases ``(B, C, mh, mw)`` and their flat views ``(B, C, mh*mw)``.
+
+        The single-phase base is the output itself: returning a view would forbid in-place ops (e.g.
+        ``ReLU(inplace=True)``) on the output.
+        """
+        bases = [like.new_zeros(like.shape[0], channels, mh, mw) for mh, mw in self.phase_hw]
+        return bases, [t.view(like.shape[0], channels, -1) for t in bases]
+
+    def assemble(self, bases: list[Tensor], bias: Tensor | None) -> Tensor:
+        """Interleaves the phase results into the output ``(B, C, H_out, W_out)`` and adds the bias."""
+        if self.single_phase:
+            out = bases[0]
+        else:
+            out = bases[0].new_empty(*bases[0].shape[:2], *self.out_hw)
+            for (ry, rx), base in zip(self.phases, bases):
+                out[:, :, ry, rx] = base
+        if bias is not None:
+            out.add_(bias.view(1, -1, 1, 1))
+        return out
+
+    def split(self, grad: Tensor) -> list[Tensor]:
+        """The output gradient per phase, each contiguous ``(B, C, mh, mw)``."""
+        return [grad] if self.single_phase else [grad[:, :, ry, rx].contiguous() for ry, rx in self.phases]
+
 
 def _conv_plan(
     kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], out_hw: tuple[int, int]
@@ -662,12 +687,8 @@ class _PacCorrelate(torch.autograd.Function):
         shared: bool,
     ) -> Tensor:
         b, c = x.shape[:2]
-        out_h, out_w = plan.out_hw
         n_out = c if shared else weight.shape[0]
-        # The single-phase buffer is the output itself (4-D base, flat view for the products): returning a view
-        # would forbid in-place ops (e.g. ReLU(inplace=True)) on the output.
-        bases = [x.new_zeros(b, n_out, mh, mw) for mh, mw in plan.phase_hw]
-        bufs = [t.view(b, n_out, -1) for t in bases]
+        bases, bufs = plan.output_buffers(x, n_out)
         for u, v, ph, sh, sw in plan.taps:
             if bufs[ph].shape[-1] == 0:
                 continue
@@ -677,14 +698,7 @@ class _PacCorrelate(torch.autograd.Function):
                 bufs[ph].add_(prod * weight[0, 0, u, v])
             else:
                 bufs[ph].baddbmm_(weight[:, :, u, v].expand(b, -1, -1), prod)
-        if plan.single_phase:
-            out = bases[0]
-        else:
-            out = x.new_empty(b, n_out, out_h, out_w)
-            for (ry, rx), (mh, mw), buf in zip(plan.phases, plan.phase_hw, bufs):
-                out[:, :, ry, rx] = buf.view(b, n_out, mh, mw)
-        if bias is not None:
-            out.add_(bias.view(1, -1, 1, 1))
+        out = plan.assemble(bases, bias)
         ctx.save_for_backward(x, kernel, weight)
         ctx.plan = plan
         ctx.geometry = (shared, bias is not None)
@@ -700,10 +714,7 @@ class _PacCorrelate(torch.autograd.Function):
         kh, kw = kernel.shape[2:4]
         g = grad_out.contiguous()  # the gradient of a sum() arrives expanded (stride 0)
         n_out = g.shape[1]
-        if plan.single_phase:
-            g_ph = [g]
-        else:
-            g_ph = [g[:, :, ry, rx].contiguous() for ry, rx in plan.phases]
+        g_ph = plan.split(g)
         g3_ph = [t.view(b, n_out, -1) for t in g_ph]
         grad_x = torch.zeros_like(x) if need_x else None
         grad_k = torch.zeros_like(kernel) if (need_k and not plan.single_phase) else None
@@ -826,13 +837,9 @@ class _PacGaussianCorrelate(torch.autograd.Function):
         xp = F.pad(x, x_pad) if any(x_pad) else x
         fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
         b, c = x.shape[:2]
-        out_h, out_w = plan.out_hw
         n_out = c if shared else weight.shape[0]
         refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
-        # The single-phase buffer is the output itself (4-D base, flat view for the products): returning a view
-        # would forbid in-place ops (e.g. ReLU(inplace=True)) on the output.
-        bases = [x.new_zeros(b, n_out, mh, mw) for mh, mw in plan.phase_hw]
-        bufs = [t.view(b, n_out, -1) for t in bases]
+        bases, bufs = plan.output_buffers(x, n_out)
         max_hw = max(mh * mw for mh, mw in plan.phase_hw)
         for group in _tap_groups(plan, b * c * max_hw * x.element_size()):
             ph = plan.taps[group[0]][2]
@@ -853,14 +860,7 @@ class _PacGaussianCorrelate(torch.autograd.Function):
                     torch.mul(xs, kt, out=stacked[:, j * c : (j + 1) * c].view(b, c, mh, mw))
             w_group = torch.cat([weight[:, :, plan.taps[i][0], plan.taps[i][1]] for i in group], dim=1)
             bufs[ph].baddbmm_(w_group.expand(b, -1, -1), stacked)
-        if plan.single_phase:
-            out = bases[0]
-        else:
-            out = x.new_empty(b, n_out, out_h, out_w)
-            for (ry, rx), (mh, mw), buf in zip(plan.phases, plan.phase_hw, bufs):
-                out[:, :, ry, rx] = buf.view(b, n_out, mh, mw)
-        if bias is not None:
-            out.add_(bias.view(1, -1, 1, 1))
+        out = plan.assemble(bases, bias)
         ctx.save_for_backward(x, f, weight)
         ctx.plans = (plan, x_pad, gplan)
         ctx.geometry = (shared, bias is not None)
@@ -877,7 +877,7 @@ class _PacGaussianCorrelate(torch.autograd.Function):
         b, c = x.shape[:2]
         g = grad_out.contiguous()
         n_out = g.shape[1]
-        g_ph = [g] if plan.single_phase else [g[:, :, ry, rx].contiguous() for ry, rx in plan.phases]
+        g_ph = plan.split(g)
         refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
         grad_xp = torch.zeros_like(xp) if need_x else None
         grad_fp = torch.zeros_like(fp) if need_f else None
@@ -1462,13 +1462,8 @@ class _PacConvNd(nn.Module):
     def _kernel_for_forward(
         self, input_2d: Tensor, input_for_kernel: Tensor | None, kernel: Tensor | None, mask: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
-        _check_tensor(input_2d, "input_2d", 4, "(B, C, H, W)")
-        _check_float(input_2d, "input_2d")
+        self._check_input(input_2d)
         b, c, h, w = input_2d.shape
-        if not self.pool_only and c != self.in_channels:
-            raise ValueError(
-                f"input_2d must have in_channels={self.in_channels} channels, got shape {tuple(input_2d.shape)}"
-            )
         if mask is not None:
             _check_tensor(mask, "mask", 4, f"(B, 1, H, W) = {(b, 1, h, w)}")
             if tuple(mask.shape) != (b, 1, h, w):
@@ -1489,6 +1484,14 @@ class _PacConvNd(nn.Module):
             return kernel, output_mask
         self._check_guidance(input_2d, input_for_kernel)
         return self.compute_kernel(input_for_kernel, mask)
+
+    def _check_input(self, input_2d: Tensor) -> None:
+        _check_tensor(input_2d, "input_2d", 4, "(B, C, H, W)")
+        _check_float(input_2d, "input_2d")
+        if not self.pool_only and input_2d.shape[1] != self.in_channels:
+            raise ValueError(
+                f"input_2d must have in_channels={self.in_channels} channels, got shape {tuple(input_2d.shape)}"
+            )
 
     def _check_guidance(self, input_2d: Tensor, input_for_kernel: Tensor | None) -> None:
         b, _, h, w = input_2d.shape
@@ -1527,11 +1530,7 @@ class _PacConvNd(nn.Module):
             or _autocast_on(input_2d.device.type)
         ):
             return None
-        _check_float(input_2d, "input_2d")
-        if input_2d.shape[1] != self.in_channels:
-            raise ValueError(
-                f"input_2d must have in_channels={self.in_channels} channels, got shape {tuple(input_2d.shape)}"
-            )
+        self._check_input(input_2d)
         self._check_guidance(input_2d, input_for_kernel)
         params = (("input_2d", input_2d), ("weight", self.weight), ("bias", self.bias))
         _check_same_dtype(params, input_2d.device.type)
