@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nvresearch.core.layers.pac import PacConv2d
+from nvresearch.core.layers.pac_swap import PacGuidance, swap_conv_for_pac
 from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose
 
 __all__ = [
@@ -81,7 +82,9 @@ class FCN8s(nn.Module):
         pac: PAC-FCN hot-swap (``FCN8sPac``, needs ``padding="alt"``): ``conv3_3``, ``conv4_3`` and ``conv5_3`` are
             ``PacConv2d(…, 3, padding=1)`` whose guidance is the ``conv2_2`` output (after ReLU) bilinearly resized
             to each layer's resolution and multiplied by ``1e-4``; the final 8x upsampling is bilinear
-            interpolation (``upscore8`` is still built, so reference weights load, but unused).
+            interpolation (``upscore8`` is still built, so reference weights load, but unused). The swap is
+            :func:`nvresearch.core.layers.swap_conv_for_pac` on the freshly built convs, so the PAC layers start
+            with ``nn.Conv2d``'s initialisation and the same parameter names.
         widths: Channels of the five VGG stages (``VGG16_WIDTHS`` at full scale).
         fc_channels: Channels of ``fc6`` / ``fc7`` (4096 at full scale).
         fc6_kernel: Kernel size of ``fc6`` (7 at full scale).
@@ -123,12 +126,7 @@ class FCN8s(nn.Module):
             for i in range(1, depth + 1):
                 name = f"conv{stage}_{i}"
                 pad = 100 if (name == "conv1_1" and padding == "caffe") else 1
-                if pac and name in _PAC_LAYERS:
-                    layer: nn.Module = PacConv2d(in_ch, width, 3, padding=1)
-                    _init_like_conv(layer, in_ch * 9)
-                else:
-                    layer = nn.Conv2d(in_ch, width, 3, padding=pad)
-                setattr(self, name, layer)
+                setattr(self, name, nn.Conv2d(in_ch, width, 3, padding=pad))
                 in_ch = width
         fc6_pad = 0 if padding == "caffe" else fc6_kernel // 2
         self.fc6 = nn.Conv2d(in_ch, fc_channels, fc6_kernel, padding=fc6_pad)
@@ -142,6 +140,11 @@ class FCN8s(nn.Module):
         self.upscore_pool4 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=up_pad[1], bias=False)
         self.upscore8 = nn.ConvTranspose2d(num_classes, num_classes, 16, stride=8, padding=up_pad[2], bias=False)
         self.reset_parameters()
+        # PAC-FCN: the core hot-swap turns the three convs into PAC layers with the same (initial) weights, reading
+        # the conv2_2 guidance that forward() sets, resized to each layer's input and multiplied by 1e-4.
+        self.hot_swap_guidance: PacGuidance | None = (
+            swap_conv_for_pac(self, _PAC_LAYERS, guidance_scale=HOT_SWAP_GUIDANCE_SCALE) if pac else None
+        )
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -152,29 +155,21 @@ class FCN8s(nn.Module):
         for up in (self.upscore2, self.upscore_pool4, self.upscore8):
             up.weight.copy_(bilinear_upsampling_weight(self.num_classes, up.kernel_size[0]))
 
-    def guidance(self, conv2_2: Tensor, size: Sequence[int]) -> Tensor:
-        """Hot-swap guidance: ``conv2_2`` features resized to ``size`` and multiplied by ``1e-4`` (spec A.11)."""
-        if tuple(conv2_2.shape[-2:]) != tuple(size):
-            conv2_2 = F.interpolate(conv2_2, size=tuple(size), mode="bilinear", align_corners=False)
-        return conv2_2 * HOT_SWAP_GUIDANCE_SCALE
-
     def forward(self, image: Tensor) -> Tensor:
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"expected an image batch (B, 3, H, W), got {tuple(image.shape)}")
+        with ExitStack() as hot_swap:
+            return self._forward(image, hot_swap)
+
+    def _forward(self, image: Tensor, hot_swap: ExitStack) -> Tensor:
         h = image
-        guide = None
         skips: dict[int, Tensor] = {}
         for stage, depth in enumerate(_STAGE_DEPTHS, start=1):
             for i in range(1, depth + 1):
                 name = f"conv{stage}_{i}"
-                layer = getattr(self, name)
-                if isinstance(layer, PacConv2d):
-                    assert guide is not None
-                    h = F.relu(layer(h, self.guidance(guide, h.shape[-2:])), inplace=True)
-                else:
-                    h = F.relu(layer(h), inplace=True)
-                if name == "conv2_2" and self.pac:
-                    guide = h
+                h = F.relu(getattr(self, name)(h), inplace=True)
+                if name == "conv2_2" and self.hot_swap_guidance is not None:
+                    hot_swap.enter_context(self.hot_swap_guidance(h))  # the swapped layers read it until the end
             h = F.max_pool2d(h, 2, 2, ceil_mode=True)
             skips[stage] = h
         h = self.drop(F.relu(self.fc6(h), inplace=True))
@@ -199,15 +194,6 @@ class FCN8s(nn.Module):
             return F.interpolate(h, scale_factor=8, mode="bilinear", align_corners=False)[..., : size[0], : size[1]]
         h = self.upscore8(h)
         return _crop_to(h, size, 31 if caffe else 0)
-
-
-@torch.no_grad()
-def _init_like_conv(layer: PacConv2d, fan_in: int) -> None:
-    """Initialise a swapped-in PacConv2d like ``nn.Conv2d`` (kaiming-uniform a=sqrt(5), i.e. U(+-1/sqrt(fan_in)))."""
-    bound = 1.0 / fan_in**0.5
-    layer.weight.uniform_(-bound, bound)
-    if layer.bias is not None:
-        layer.bias.uniform_(-bound, bound)
 
 
 class FCNWithCRF(nn.Module):

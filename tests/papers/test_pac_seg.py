@@ -110,6 +110,17 @@ def test_hot_swap_starts_as_the_plain_fcn() -> None:
         a, b = plain(x), pac(x)
     inner = (..., slice(8, -8), slice(8, -8))  # bilinear x8 vs the bilinear-initialised deconv differ at the border
     torch.testing.assert_close(b[inner], a[inner], rtol=1e-3, atol=1e-3 * float(a.abs().max()))
+    # built with the core hot-swap: the three layers share one guidance, which forward() sets only while it runs
+    from nvresearch.core.layers.pac_swap import SwappedPacConv2d
+
+    swapped = [n for n, m in pac.named_modules() if isinstance(m, SwappedPacConv2d)]
+    assert swapped == ["conv3_3", "conv4_3", "conv5_3"]
+    assert all(getattr(pac, n).guidance is pac.hot_swap_guidance for n in swapped)
+    assert list(pac.state_dict()) == list(plain.state_dict()) and pac.hot_swap_guidance.value is None
+    for n in swapped:  # a larger guidance scale makes the kernels edge-aware: the output moves away from the FCN's
+        getattr(pac, n).guidance_scale = 0.05
+    with torch.no_grad():
+        assert not torch.allclose(pac(x)[inner], a[inner], rtol=1e-3, atol=1e-3 * float(a.abs().max()))
 
 
 def test_load_weights_vgg_layout_reference_names_and_loose_expansion(tmp_path: Path) -> None:
