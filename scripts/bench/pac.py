@@ -1,6 +1,6 @@
 """Time and memory of the PAC implementation paths beside the torch convolution of the same shape.
 
-    python scripts/bench/pac.py [--threads 2] [--repeats 9] [--device cpu|cuda] [--no-peak]
+    python scripts/bench/pac.py [--threads 2] [--repeats 9] [--device cpu|cuda] [--no-peak] [--compile] [--shapes k5]
 
 For each case: forward+backward time (median and minimum over ``--repeats`` runs after two warm-ups, ms), the ratio
 to the torch layer of the same shape, the bytes autograd saves for backward (unique storages, counted with
@@ -10,7 +10,8 @@ each case in a fresh subprocess with large buffers returned to the system when f
 
 Paths: ``fused`` is what the modules run by default (Gaussian kernel computed inside the convolution), ``taps`` the
 general path (kernel from ``compute_kernel``, then the tap-loop correlation), ``reference`` is ``native_impl=True``
-(plain autograd on ``F.unfold``; what the tests compare against).
+(plain autograd on ``F.unfold``; what the tests compare against); ``compiled`` (with ``--compile``) is the default
+path under ``torch.compile``. On CUDA two larger cases are added (a GPU is idle at the issue's CPU shapes).
 """
 
 from __future__ import annotations
@@ -38,11 +39,15 @@ SHAPES = {
     "k5 B1 32->32 256x256 guide8": ("conv", 1, 32, 32, 5, 1, 256, 8),
     "T k5 s2 B4 32->32 32->64 guide16": ("transposed", 4, 32, 32, 5, 2, 32, 16),
 }
+CUDA_SHAPES = {
+    "k5 B16 64->64 128x128 guide8": ("conv", 16, 64, 64, 5, 1, 128, 8),
+    "T k5 s2 B16 64->64 64->128 guide8": ("transposed", 16, 64, 64, 5, 2, 64, 8),
+}
 PATHS = ("torch", "fused", "taps", "reference")
 
 
 def build(shape: str, path: str, device: str) -> Callable[[], torch.Tensor]:
-    kind, b, cin, cout, k, s, n, nf = SHAPES[shape]
+    kind, b, cin, cout, k, s, n, nf = {**SHAPES, **CUDA_SHAPES}[shape]
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(b, cin, n, n, generator=gen).to(device).requires_grad_()
     if kind == "conv":
@@ -57,6 +62,9 @@ def build(shape: str, path: str, device: str) -> Callable[[], torch.Tensor]:
         layer = torch_layer.to(device)
         return lambda: layer(x)
     layer = pac_cls(cin, cout, k, native_impl=path == "reference", **args).to(device)
+    if path == "compiled":
+        compiled = torch.compile(layer)
+        return lambda: compiled(x, f)
     if path == "taps":
         return lambda: layer(x, None, kernel=layer.compute_kernel(f)[0])
     return lambda: layer(x, f)
@@ -133,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-peak", action="store_true", help="skip the peak-memory column (one subprocess per row)")
     parser.add_argument("--skip-reference", action="store_true", help="skip the slow reference path")
+    parser.add_argument("--compile", action="store_true", help="add the default path under torch.compile")
+    parser.add_argument("--shapes", nargs="*", default=None, help="only the cases whose name contains one of these")
     parser.add_argument("--peak-of", nargs=2, metavar=("SHAPE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -144,9 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {name}, forward+backward, {args.repeats} repeats")
     header = ("case", "path", "median ms", "min ms", "x torch", "saved MB", "peak MB")
     print(f"{header[0]:34s} {header[1]:10s} " + " ".join(f"{h:>9s}" for h in header[2:]))
-    for shape in SHAPES:
+    shapes = [*SHAPES, *(CUDA_SHAPES if args.device == "cuda" else ())]
+    if args.shapes:
+        shapes = [s for s in shapes if any(part in s for part in args.shapes)]
+    for shape in shapes:
         base = None
-        for path in PATHS:
+        for path in (*PATHS, *(("compiled",) if args.compile else ())):
             if path == "reference" and args.skip_reference:
                 continue
             fn = build(shape, path, args.device)
@@ -154,14 +167,20 @@ def main(argv: list[str] | None = None) -> None:
             base = med if path == "torch" else base
             saved = saved_bytes(fn) / 2**20
             peak = "-"
-            if not args.no_peak:
+            if args.no_peak or path == "compiled":
+                pass
+            elif args.device == "cuda":  # the CUDA allocator counts exactly in-process
+                del fn
+                peak = f"{peak_bytes(shape, path, args.device) / 2**20:.1f}"
+            else:
                 cmd = [sys.executable, __file__, "--threads", str(args.threads), "--device", args.device]
                 env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
                 out = subprocess.run(
                     [*cmd, "--peak-of", shape, path], capture_output=True, text=True, check=True, env=env
                 )
                 peak = f"{json.loads(out.stdout.strip().splitlines()[-1]) / 2**20:.1f}"
-            cols = f"{med:9.1f} {best:9.1f} {med / base:9.2f} {saved:9.1f} {peak:>9s}"
+            digits = 3 if args.device == "cuda" else 1
+            cols = f"{med:9.{digits}f} {best:9.{digits}f} {med / base:9.2f} {saved:9.1f} {peak:>9s}"
             print(f"{shape:34s} {path:10s} {cols}", flush=True)
 
 

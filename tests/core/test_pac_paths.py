@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from nvresearch.core.layers import PacConv2d, PacConvTranspose2d, PacPool2d
+from nvresearch.core.layers import pac as pac_module
 from nvresearch.core.layers.pac import _tap_groups, _transposed_plan
 
 DT = torch.float64
@@ -19,6 +20,16 @@ DT = torch.float64
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(params=["cpu-default", "unfold"])
+def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the CPU default forms, and again with the unfold forms that CUDA picks (forced here, with
+    a tiny chunk budget so that the batch is split)."""
+    if request.param == "unfold":
+        monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
+        monkeypatch.setattr(pac_module, "_UNFOLD_BYTES", 1)
+    return request.param
 
 
 def _pair_of(cls: type, *args: object, **kwargs: object) -> tuple[nn.Module, nn.Module]:
@@ -40,9 +51,14 @@ def _grads(mod: nn.Module, x: Tensor, f: Tensor, how: str) -> list[Tensor]:
     return grads + ([mod.bias.grad] if mod.bias is not None else [])
 
 
-def _agree(fast: nn.Module, ref: nn.Module, x: Tensor, f: Tensor, expect_fused: bool) -> None:
+def _agree(
+    fast: nn.Module, ref: nn.Module, x: Tensor, f: Tensor, expect_fused: bool, form: str = "cpu-default"
+) -> None:
     out = fast(x, f)
-    assert ("PacGaussianCorrelate" in out.grad_fn.name()) == expect_fused, out.grad_fn.name()
+    if form == "unfold":
+        assert "PacUnfoldCorrelate" in out.grad_fn.name(), out.grad_fn.name()
+    else:
+        assert ("PacGaussianCorrelate" in out.grad_fn.name()) == expect_fused, out.grad_fn.name()
     want = _grads(ref, x, f, "guide")
     for how in ("guide", "kernel"):
         got = _grads(fast, x, f, how)
@@ -60,10 +76,12 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("cfg", CONV_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_conv_paths_agree(cfg: dict) -> None:
+def test_conv_paths_agree(cfg: dict, form: str) -> None:
     fast, ref = _pair_of(PacConv2d, **cfg)
     x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
-    _agree(fast, ref, x, f, expect_fused=False)  # PacConv2d runs the tap loop (as fast on CPU, see the bench)
+    _agree(
+        fast, ref, x, f, expect_fused=False, form=form
+    )  # PacConv2d runs the tap loop (as fast on CPU, see the bench)
 
 
 TRANSPOSED_CASES = [
@@ -78,11 +96,11 @@ TRANSPOSED_CASES = [
 
 
 @pytest.mark.parametrize("cfg", TRANSPOSED_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_transposed_paths_agree(cfg: dict) -> None:
+def test_transposed_paths_agree(cfg: dict, form: str) -> None:
     fast, ref = _pair_of(PacConvTranspose2d, **cfg)
     x = torch.randn(2, cfg["in_channels"], 5, 6, dtype=DT)
     h, w = fast._expected_guidance_size((5, 6))  # the guidance lives at the output size
-    _agree(fast, ref, x, torch.randn(2, 3, h, w, dtype=DT), expect_fused=True)
+    _agree(fast, ref, x, torch.randn(2, 3, h, w, dtype=DT), expect_fused=True, form=form)
 
 
 GENERAL_CASES = [
@@ -95,17 +113,17 @@ GENERAL_CASES = [
 
 @pytest.mark.parametrize("cfg", GENERAL_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 @pytest.mark.parametrize("transposed", [False, True])
-def test_general_kernels_tap_loop_agrees_with_reference(cfg: dict, transposed: bool) -> None:
+def test_general_kernels_tap_loop_agrees_with_reference(cfg: dict, transposed: bool, form: str) -> None:
     if transposed:
         fast, ref = _pair_of(PacConvTranspose2d, 2, 3, 5, stride=2, padding=2, output_padding=1, **cfg)
         x, f = torch.randn(2, 2, 5, 6, dtype=DT), torch.randn(2, 3, 10, 12, dtype=DT)
     else:
         fast, ref = _pair_of(PacConv2d, 2, 3, 3, padding=1, **cfg)
         x, f = torch.randn(2, 2, 7, 6, dtype=DT), torch.randn(2, 3, 7, 6, dtype=DT)
-    _agree(fast, ref, x, f, expect_fused=False)
+    _agree(fast, ref, x, f, expect_fused=False, form=form)
 
 
-def test_pool_paths_agree() -> None:
+def test_pool_paths_agree(form: str) -> None:
     fast = PacPool2d(3, stride=2, padding=1, channel_wise=True, normalize_kernel=True)
     ref = PacPool2d(3, stride=2, padding=1, channel_wise=True, normalize_kernel=True, native_impl=True)
     x, f = torch.randn(2, 3, 9, 8, dtype=DT, requires_grad=True), torch.randn(2, 3, 9, 8, dtype=DT)
@@ -130,6 +148,56 @@ def test_fused_path_gradgradcheck() -> None:
     assert torch.autograd.gradgradcheck(
         lambda x, f, w: _with(tconv, w, tconv.bias)(x, f), (x, g, tconv.weight), fast_mode=True
     )
+
+
+def test_unfold_form_gradcheck_and_gradgradcheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
+    monkeypatch.setattr(pac_module, "_UNFOLD_BYTES", 1)  # one sample per chunk
+    for mod, x, g in (
+        (
+            PacConv2d(2, 3, 3, padding=1, stride=2).to(DT),
+            torch.randn(2, 2, 5, 5, dtype=DT),
+            torch.randn(2, 2, 5, 5, dtype=DT),
+        ),
+        (
+            PacConv2d(2, 2, 3, padding=1, shared_filters=True).to(DT),
+            torch.randn(2, 2, 4, 4, dtype=DT),
+            torch.randn(2, 2, 4, 4, dtype=DT),
+        ),
+        (
+            PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT),
+            torch.randn(2, 2, 3, 3, dtype=DT),
+            torch.randn(2, 2, 6, 6, dtype=DT),
+        ),
+    ):
+        x.requires_grad_()
+        g.requires_grad_()
+        fn = _with(mod, mod.weight, mod.bias)
+        assert "PacUnfoldCorrelate" in fn(x, g).grad_fn.name()
+        args = (x, g, mod.weight, mod.bias)
+        assert torch.autograd.gradcheck(lambda x, f, w, b, m=mod: _with(m, w, b)(x, f), args, fast_mode=True)
+        assert torch.autograd.gradgradcheck(lambda x, f, w, b, m=mod: _with(m, w, b)(x, f), args, fast_mode=True)
+
+
+def test_unfold_form_saves_only_its_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unfold form keeps the (padded) input, the guidance and the kernel; never an im2col."""
+    monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
+    mod = PacConv2d(8, 8, 5, padding=2)
+    x, f = torch.randn(2, 8, 16, 16, requires_grad=True), torch.randn(2, 3, 16, 16, requires_grad=True)
+    saved: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = mod(x, f)
+    assert "PacUnfoldCorrelate" in out.grad_fn.name()
+    im2col = x.numel() * 25 * x.element_size()
+    padded_x = 2 * 8 * 20 * 20 * 4
+    kernel = 2 * 25 * 16 * 16 * 4
+    assert sum(saved.values()) <= padded_x + f.numel() * 4 * 3 + 2 * kernel + mod.weight.numel() * 4
+    assert sum(saved.values()) < im2col / 2
 
 
 def _with(mod: nn.Module, weight: Tensor, bias: Tensor | None) -> nn.Module:

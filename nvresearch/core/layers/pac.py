@@ -425,7 +425,8 @@ def packernel2d(
                 diff = diff.clamp_min(0)
             dist2 = diff * diff if channel_wise else (diff * diff).sum(dim=1, keepdim=True)
         else:  # (B, 1 or F, kh, kw, H_out, W_out), without materialising the guidance windows for backward
-            dist2 = _PacSquaredDistance.apply(f_pad, ref, k, k_stride, d, spec.asym, channel_wise)
+            form = _PacSquaredDistanceUnfold if _use_unfold(f_pad) else _PacSquaredDistance
+            dist2 = form.apply(f_pad, ref, k, k_stride, d, spec.asym, channel_wise)
         if spec.family == "gaussian":
             kernel = torch.exp(-0.5 * dist2)
         else:
@@ -672,9 +673,34 @@ class _PacCorrelate(torch.autograd.Function):
     """``out[b,o,y,x] = sum_{c,u,w} W[o,c,u,w] K[b,0,u,w,y,x] x[b,c,rows_u(y),cols_w(x)]`` for a :class:`_TapPlan`.
 
     Loops over taps with strided slices; the backward recomputes each tap's product instead of saving an im2col.
-    ``shared`` means a depthwise ``(1, 1, kh, kw)`` filter used for every channel. ``weight`` is in correlation
-    layout ``(C_out, C_in, kh, kw)``.
+    Taps that write the same outputs are stacked in groups (bounded transient buffer, :func:`_tap_groups`), so each
+    group is one ``(C_out, n*C_in) x (n*C_in, HW)`` matrix product instead of ``n`` thin ones. ``shared`` means a
+    depthwise ``(1, 1, kh, kw)`` filter used for every channel. ``weight`` is in correlation layout
+    ``(C_out, C_in, kh, kw)``.
     """
+
+    @staticmethod
+    def _stack(x: Tensor, kernel: Tensor, plan: _TapPlan, group: list[int]) -> Tensor:
+        """``K*x`` of the group's taps stacked along channels: ``(B, n*C_in, mh*mw)``."""
+        b, c = x.shape[:2]
+        ph = plan.taps[group[0]][2]
+        ry, rx = plan.phases[ph]
+        mh, mw = plan.phase_hw[ph]
+        if torch.compiler.is_compiling() or torch.is_grad_enabled():  # Dynamo and double backward refuse out=
+            return torch.cat(
+                [
+                    (x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).reshape(b, c, -1)
+                    for u, v, _, sh, sw in (plan.taps[i] for i in group)
+                ],
+                dim=1,
+            )
+        stacked = x.new_empty(b, len(group) * c, mh * mw)
+        for j, i in enumerate(group):
+            u, v, _, sh, sw = plan.taps[i]
+            torch.mul(
+                x[:, :, sh, sw], kernel[:, :, u, v, ry, rx], out=stacked[:, j * c : (j + 1) * c].view(b, c, mh, mw)
+            )
+        return stacked
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -689,15 +715,18 @@ class _PacCorrelate(torch.autograd.Function):
         b, c = x.shape[:2]
         n_out = c if shared else weight.shape[0]
         bases, bufs = plan.output_buffers(x, n_out)
-        for u, v, ph, sh, sw in plan.taps:
-            if bufs[ph].shape[-1] == 0:
-                continue
-            ry, rx = plan.phases[ph]
-            prod = (x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).reshape(b, c, -1)
-            if shared:
-                bufs[ph].add_(prod * weight[0, 0, u, v])
-            else:
-                bufs[ph].baddbmm_(weight[:, :, u, v].expand(b, -1, -1), prod)
+        if shared:
+            for u, v, ph, sh, sw in plan.taps:
+                if bufs[ph].shape[-1] == 0:
+                    continue
+                ry, rx = plan.phases[ph]
+                bufs[ph].add_((x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).reshape(b, c, -1) * weight[0, 0, u, v])
+        else:
+            max_hw = max(mh * mw for mh, mw in plan.phase_hw)
+            for group in _tap_groups(plan, b * c * max_hw * x.element_size()):
+                stacked = _PacCorrelate._stack(x, kernel, plan, group)
+                w_group = torch.cat([weight[:, :, plan.taps[i][0], plan.taps[i][1]] for i in group], dim=1)
+                bufs[plan.taps[group[0]][2]].baddbmm_(w_group.expand(b, -1, -1), stacked)
         out = plan.assemble(bases, bias)
         ctx.save_for_backward(x, kernel, weight)
         ctx.plan = plan
@@ -711,52 +740,52 @@ class _PacCorrelate(torch.autograd.Function):
         shared, has_bias = ctx.geometry
         need_x, need_k, need_w, need_b = ctx.needs_input_grad[:4]
         b, c = x.shape[:2]
-        kh, kw = kernel.shape[2:4]
         g = grad_out.contiguous()  # the gradient of a sum() arrives expanded (stride 0)
         n_out = g.shape[1]
         g_ph = plan.split(g)
-        g3_ph = [t.view(b, n_out, -1) for t in g_ph]
         grad_x = torch.zeros_like(x) if need_x else None
-        grad_k = torch.zeros_like(kernel) if (need_k and not plan.single_phase) else None
-        grad_k_taps: list[Tensor] = []
-        grad_w: list[Tensor] = []
-        for u, v, ph, sh, sw in plan.taps:
+        grad_k = torch.zeros_like(kernel) if need_k else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        max_hw = max(mh * mw for mh, mw in plan.phase_hw)
+        for group in _tap_groups(plan, b * c * max_hw * x.element_size()):
+            ph = plan.taps[group[0]][2]
             ry, rx = plan.phases[ph]
             mh, mw = plan.phase_hw[ph]
-            if mh * mw == 0:
-                if need_w:
-                    grad_w.append(weight.new_zeros(()) if shared else weight.new_zeros(n_out, c))
-                if need_k and plan.single_phase:
-                    grad_k_taps.append(kernel.new_zeros(b, 1, mh, mw))
-                continue
-            g4, g3 = g_ph[ph], g3_ph[ph]
-            xs = x[:, :, sh, sw]  # (B, C, mh, mw) strided view; reshaping it would copy
-            kt = kernel[:, :, u, v, ry, rx]  # (B, 1, mh, mw)
+            g4 = g_ph[ph]
+            g3 = g4.view(b, n_out, -1)
+            uvs = [plan.taps[i][:2] for i in group]
             if need_x or need_k:
-                # gradient w.r.t. the tap product K*x: W^T g
+                # gradient w.r.t. each tap product K*x: W^T g
                 if shared:
-                    g_prod = g4 * weight[0, 0, u, v]
+                    g_prods = [g4 * weight[0, 0, u, v] for u, v in uvs]
                 else:
-                    g_prod = torch.bmm(weight[:, :, u, v].t().expand(b, -1, -1), g3).view(b, c, mh, mw)
-                if need_x:
-                    grad_x[:, :, sh, sw] += g_prod * kt
-                if need_k:
-                    gk = (g_prod * xs).sum(dim=1, keepdim=True)
-                    if plan.single_phase:
-                        grad_k_taps.append(gk)
-                    else:
-                        grad_k[:, :, u, v, ry, rx] = gk
+                    w_group = torch.cat([weight[:, :, u, v] for u, v in uvs], dim=1)  # (C_out, n*C_in)
+                    g_all = torch.matmul(w_group.t(), g3)  # (B, n*C_in, HW)
+                    g_prods = [g_all[:, j * c : (j + 1) * c].view(b, c, mh, mw) for j in range(len(group))]
+                plain = not (torch.compiler.is_compiling() or torch.is_grad_enabled())  # out= is allowed
+                tmp = x.new_empty(b, c, mh, mw) if (plain and need_k) else None
+                for i, g_prod in zip(group, g_prods):
+                    u, v, _, sh, sw = plan.taps[i]
+                    kt = kernel[:, :, u, v, ry, rx]  # (B, 1, mh, mw)
+                    if need_x:
+                        grad_x[:, :, sh, sw].addcmul_(g_prod, kt)
+                    if need_k:
+                        if tmp is None:
+                            grad_k[:, :, u, v, ry, rx] = (g_prod * x[:, :, sh, sw]).sum(dim=1, keepdim=True)
+                        else:  # one reused buffer for the products: no fresh allocation per tap
+                            torch.mul(g_prod, x[:, :, sh, sw], out=tmp)
+                            torch.sum(tmp, dim=1, keepdim=True, out=grad_k[:, :, u, v, ry, rx])
             if need_w:
-                prod = xs * kt
                 if shared:
-                    grad_w.append((prod * g4).sum())
+                    for u, v, _, sh, sw in (plan.taps[i] for i in group):
+                        grad_w[0, 0, u, v] = (x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx] * g4).sum()
                 else:
-                    grad_w.append(torch.bmm(g3, prod.reshape(b, c, -1).transpose(1, 2)).sum(dim=0))
-        if need_k and plan.single_phase:
-            grad_k = torch.stack(grad_k_taps, dim=2).view_as(kernel)
-        gw = torch.stack(grad_w, dim=-1).view(weight.shape[0], weight.shape[1], kh, kw) if need_w else None
+                    stacked = _PacCorrelate._stack(x, kernel, plan, group)
+                    gw_group = torch.bmm(g3, stacked.transpose(1, 2)).sum(dim=0)  # (C_out, n*C_in)
+                    for j, (u, v) in enumerate(uvs):
+                        grad_w[:, :, u, v] = gw_group[:, j * c : (j + 1) * c]
         gb = g.sum(dim=(0, 2, 3)) if (need_b and has_bias) else None
-        return grad_x, grad_k, gw, gb, None, None
+        return grad_x, grad_k, grad_w, gb, None, None
 
 
 class _GuidePlan(NamedTuple):
@@ -929,6 +958,166 @@ class _PacGaussianCorrelate(torch.autograd.Function):
         return grad_x, grad_f, grad_w, gb, None, None, None, None
 
 
+_UNFOLD_BYTES = 256 * 2**20  # im2col of one batch chunk on the unfold path (CUDA)
+
+
+def _batch_chunks(per_sample_bytes: int, batch: int) -> list[slice]:
+    """Batch slices whose im2col stays within :data:`_UNFOLD_BYTES` (at least one sample each)."""
+    step = max(1, min(batch, _UNFOLD_BYTES // max(per_sample_bytes, 1)))
+    return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+
+
+class _PacSquaredDistanceUnfold(torch.autograd.Function):
+    """:class:`_PacSquaredDistance` with one ``F.unfold`` instead of a loop over taps (few large kernels: the CUDA
+    form). Saves only ``f`` and ``r``; the backward unfolds again and folds the gradient back."""
+
+    @staticmethod
+    def _diff(
+        f: Tensor,
+        ref: Tensor,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int],
+        dilation: tuple[int, int],
+        asym: bool,
+    ) -> Tensor:
+        b, n = f.shape[:2]
+        cols = F.unfold(f, kernel_size, dilation=dilation, stride=stride)
+        diff = cols.view(b, n, kernel_size[0], kernel_size[1], *ref.shape[-2:]) - ref[:, :, None, None]
+        return diff.clamp_min(0) if asym else diff
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        f: Tensor,
+        ref: Tensor,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int],
+        dilation: tuple[int, int],
+        asym: bool,
+        channel_wise: bool,
+    ) -> Tensor:
+        sq = _PacSquaredDistanceUnfold._diff(f, ref, kernel_size, stride, dilation, asym).square()
+        ctx.save_for_backward(f, ref)
+        ctx.geometry = (kernel_size, stride, dilation, asym)
+        return sq if channel_wise else sq.sum(dim=1, keepdim=True)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        f, ref = ctx.saved_tensors
+        kernel_size, stride, dilation, asym = ctx.geometry
+        need_f, need_ref = ctx.needs_input_grad[:2]
+        grad_f = grad_ref = None
+        if need_f or need_ref:
+            g_diff = 2 * _PacSquaredDistanceUnfold._diff(f, ref, kernel_size, stride, dilation, asym) * grad_out
+            if need_f:
+                b, n = f.shape[:2]
+                grad_f = F.fold(
+                    g_diff.reshape(b, n * kernel_size[0] * kernel_size[1], -1),
+                    f.shape[-2:],
+                    kernel_size,
+                    dilation=dilation,
+                    stride=stride,
+                )
+            if need_ref:
+                grad_ref = -g_diff.sum(dim=(2, 3))
+        return grad_f, grad_ref, None, None, None, None, None
+
+
+class _PacUnfoldCorrelate(torch.autograd.Function):
+    """The PAC correlation as im2col + one matrix product per batch chunk, recomputed in backward.
+
+    The same answer as :class:`_PacCorrelate` with a handful of large kernels instead of several per tap (the CUDA
+    form: a GPU is launch-bound on the tap loop at common sizes). Only ``x``, ``kernel`` and ``weight`` are saved;
+    the im2col exists one batch chunk at a time (:data:`_UNFOLD_BYTES`). ``x`` is already padded (zero-inserted
+    for transposed layers); ``weight`` is in correlation layout.
+    """
+
+    @staticmethod
+    def _cols(x: Tensor, kernel: Tensor, stride: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
+        b, c = x.shape[:2]
+        kh, kw = kernel.shape[2:4]
+        return F.unfold(x, (kh, kw), dilation=dilation, stride=stride).view(b, c, kh * kw, -1)
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: Tensor,
+        kernel: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        stride: tuple[int, int],
+        dilation: tuple[int, int],
+        shared: bool,
+    ) -> Tensor:
+        b, c = x.shape[:2]
+        kh, kw, out_h, out_w = kernel.shape[2:]
+        taps, n = kh * kw, out_h * out_w
+        n_out = c if shared else weight.shape[0]
+        w2 = weight.reshape(1, 1, taps, 1) if shared else weight.reshape(n_out, c * taps)
+        outs = []
+        for sl in _batch_chunks(c * taps * n * x.element_size(), b):
+            cols = _PacUnfoldCorrelate._cols(x[sl], kernel, stride, dilation)
+            cols.mul_(kernel[sl].reshape(-1, 1, taps, n))
+            outs.append((cols * w2).sum(dim=2) if shared else torch.matmul(w2, cols.view(-1, c * taps, n)))
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        if bias is not None:
+            out.add_(bias.view(1, -1, 1))
+        ctx.save_for_backward(x, kernel, weight)
+        ctx.geometry = (stride, dilation, shared, bias is not None)
+        return out.view(b, n_out, out_h, out_w)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, kernel, weight = ctx.saved_tensors
+        stride, dilation, shared, has_bias = ctx.geometry
+        need_x, need_k, need_w, need_b = ctx.needs_input_grad[:4]
+        b, c = x.shape[:2]
+        kh, kw, out_h, out_w = kernel.shape[2:]
+        taps, n = kh * kw, out_h * out_w
+        g = grad_out.reshape(b, -1, n)
+        n_out = g.shape[1]
+        w2 = weight.reshape(1, 1, taps, 1) if shared else weight.reshape(n_out, c * taps)
+        grad_x, grad_k, grad_w = [], [], []
+        for sl in _batch_chunks(c * taps * n * x.element_size(), b):
+            cols = _PacUnfoldCorrelate._cols(x[sl], kernel, stride, dilation)  # (b, C, T, N)
+            k = kernel[sl].reshape(-1, 1, taps, n)
+            gs = g[sl]
+            if need_w:
+                prod = cols * k
+                if shared:
+                    grad_w.append((prod * gs[:, :, None]).sum(dim=(0, 1, 3)))
+                else:
+                    grad_w.append(torch.matmul(gs, prod.view(-1, c * taps, n).transpose(1, 2)).sum(dim=0))
+            if need_x or need_k:
+                if shared:
+                    g_cols = gs[:, :, None] * w2  # (b, C, T, N)
+                else:
+                    g_cols = torch.matmul(w2.t(), gs).view(-1, c, taps, n)
+                if need_k:
+                    grad_k.append((g_cols * cols).sum(dim=1, keepdim=True))
+                if need_x:
+                    grad_x.append(
+                        F.fold(
+                            (g_cols * k).view(-1, c * taps, n), x.shape[-2:], (kh, kw), dilation=dilation, stride=stride
+                        )
+                    )
+        gx = torch.cat(grad_x) if need_x else None
+        gk = torch.cat(grad_k).view_as(kernel) if need_k else None
+        gw = torch.stack(grad_w).sum(dim=0).view_as(weight) if need_w else None
+        gb = g.sum(dim=(0, 2)) if (need_b and has_bias) else None
+        return gx, gk, gw, gb, None, None, None
+
+
+def _use_unfold(x: Tensor, transposed_cols_bytes: int | None = None) -> bool:
+    """Whether the unfold (im2col) forms run: on CUDA, where the tap loop is launch-bound (on an H200 the unfold-based
+    reference ran 3-4x faster than the tap loop at the benchmark's small shapes and on par at B=16, 128x128). A
+    strided transposed layer unfolds its zero-inserted input, ``S**2`` times more work, so it takes the unfold form
+    only while that im2col is small (``transposed_cols_bytes``)."""
+    if not x.is_cuda:
+        return False
+    return transposed_cols_bytes is None or transposed_cols_bytes <= 64 * 2**20
+
+
 def _check_pac_inputs(
     input: Tensor, kernel: Tensor, weight: Tensor, bias: Tensor | None, shared_filters: bool, transposed: bool
 ) -> tuple[int, int, int]:
@@ -1001,22 +1190,22 @@ def _run_correlate(
     plan: _TapPlan,
     shared: bool,
     reference: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    unfold: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> Tensor:
-    """Runs the tap-loop correlation, or the reference (``reference=(stride, dilation)``) on the same ``x``."""
+    """Runs the tap-loop correlation, the reference (``reference=(stride, dilation)``) or the unfold form
+    (``unfold=(stride, dilation)``) on the same ``x``."""
     device_type = x.device.type
-    if reference is not None:
-        if _autocast_on(device_type):
-            dtype = torch.get_autocast_dtype(device_type)
-            x, kernel, weight = x.to(dtype), kernel.to(dtype), weight.to(dtype)
-            bias = bias.to(dtype) if bias is not None else None
-        return _reference_correlate(x, kernel, weight, bias, *reference, shared)
-    if _autocast_on(device_type):  # follow the autocast policy of convolutions: run in the low-precision dtype
+    autocast = _autocast_on(device_type)
+    if autocast:  # follow the autocast policy of convolutions: run in the low-precision dtype
         dtype = torch.get_autocast_dtype(device_type)
         x, kernel, weight = x.to(dtype), kernel.to(dtype), weight.to(dtype)
         bias = bias.to(dtype) if bias is not None else None
-        with torch.autocast(device_type, enabled=False):
-            return _PacCorrelate.apply(x, kernel, weight, bias, plan, shared)
-    return _PacCorrelate.apply(x, kernel, weight, bias, plan, shared)
+    if reference is not None:
+        return _reference_correlate(x, kernel, weight, bias, *reference, shared)
+    with torch.autocast(device_type, enabled=False) if autocast else _NullContext():
+        if unfold is not None:
+            return _PacUnfoldCorrelate.apply(x, kernel, weight, bias, *unfold, shared)
+        return _PacCorrelate.apply(x, kernel, weight, bias, plan, shared)
 
 
 def pacconv2d(
@@ -1067,7 +1256,9 @@ def pacconv2d(
         raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
     x = F.pad(input, (p[1], p[1], p[0], p[0])) if (p[0] or p[1]) else input
     reference = (s, d) if native_impl else None
-    return _run_correlate(x, kernel, weight, bias, _conv_plan((kh, kw), s, d, out_hw), shared_filters, reference)
+    unfold = (s, d) if (not native_impl and _use_unfold(x)) else None
+    plan = _conv_plan((kh, kw), s, d, out_hw)
+    return _run_correlate(x, kernel, weight, bias, plan, shared_filters, reference, unfold)
 
 
 def pacconv_transpose2d(
@@ -1127,12 +1318,21 @@ def pacconv_transpose2d(
     if tuple(kernel.shape) != expected:
         raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
     w_corr = weight.flip(-2, -1) if shared_filters else weight.transpose(0, 1).flip(-2, -1)
-    if native_impl:  # the reference: correlate the zero-inserted, padded input with stride 1
+    cols_bytes = b * input.shape[1] * kh * kw * out_hw[0] * out_hw[1] * input.element_size()
+    if native_impl or _use_unfold(input, cols_bytes):  # correlate the zero-inserted, padded input with stride 1
         before = tuple((ki - 1) * di - pi for ki, di, pi in zip((kh, kw), d, p))
         after = tuple(bi + oi for bi, oi in zip(before, op))
         x = _zero_insert_pad(input, s, before, after)
+        geometry = ((1, 1), d)
         return _run_correlate(
-            x, kernel, w_corr, bias, _conv_plan((kh, kw), (1, 1), d, out_hw), shared_filters, ((1, 1), d)
+            x,
+            kernel,
+            w_corr,
+            bias,
+            _conv_plan((kh, kw), (1, 1), d, out_hw),
+            shared_filters,
+            reference=geometry if native_impl else None,
+            unfold=None if native_impl else geometry,
         )
     plan, pads = _transposed_plan((h, w), (kh, kw), s, p, d, out_hw)
     x = F.pad(input, pads) if any(pads) else input
@@ -1534,11 +1734,13 @@ class _PacConvNd(nn.Module):
         self._check_guidance(input_2d, input_for_kernel)
         params = (("input_2d", input_2d), ("weight", self.weight), ("bias", self.bias))
         _check_same_dtype(params, input_2d.device.type)
-        h, w = input_2d.shape[2:]
+        b, c, h, w = input_2d.shape
         k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
         out_hw = self._expected_guidance_size((h, w))
         if out_hw[0] < 1 or out_hw[1] < 1:
             return None  # let the general path raise its error
+        if _use_unfold(input_2d, b * c * k[0] * k[1] * out_hw[0] * out_hw[1] * input_2d.element_size()):
+            return None  # the general path takes the unfold form
         plan, x_pad = _transposed_plan((h, w), k, s, p, d, out_hw)
         gplan = _transposed_guide_plan(plan, k, s, d)
         weight = self.weight.flip(-2, -1) if self.shared_filters else self.weight.transpose(0, 1).flip(-2, -1)

@@ -40,8 +40,9 @@ def colorize(x: Tensor, vmin: float | Tensor | None = None, vmax: float | Tensor
     if x.shape[1] != 1:
         raise ValueError(f"colorize expects one channel, got shape {tuple(x.shape)}")
     x = x.detach().float().cpu()
-    lo = x.amin() if vmin is None else torch.as_tensor(vmin, dtype=torch.float32)
-    hi = x.amax() if vmax is None else torch.as_tensor(vmax, dtype=torch.float32)
+    # Limits may be tensors on the model's device (e.g. CUDA): bring them to the CPU like x.
+    lo = x.amin() if vmin is None else torch.as_tensor(vmin, dtype=torch.float32).detach().cpu()
+    hi = x.amax() if vmax is None else torch.as_tensor(vmax, dtype=torch.float32).detach().cpu()
     t = ((x - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)[:, 0]  # (B, H, W)
     pos = t * (len(_ANCHORS) - 1)
     i0 = pos.floor().long().clamp(max=len(_ANCHORS) - 2)
