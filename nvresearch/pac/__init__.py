@@ -31,7 +31,14 @@ from nvresearch.pac.metrics import (
     segmentation_scores,
 )
 from nvresearch.pac.models import DJIF, Bicubic, Bilinear, JointBilateral, PacJointUpsample, PacJointUpsampleLite
-from nvresearch.pac.seg_data import SegmentationDataset, SyntheticSegmentation, VOCSegmentation
+from nvresearch.pac.seg_data import (
+    SegmentationDataset,
+    SyntheticSegmentation,
+    VOCSegmentation,
+    export_voc_predictions,
+    read_voc_png,
+    write_voc_png,
+)
 from nvresearch.pac.seg_models import FCN8s, FCNWithCRF, create_model, load_weights
 
 __all__ = [
@@ -51,6 +58,9 @@ __all__ = [
     "segmentation_loss",
     "segmentation_scores",
     "write_flo",
+    "export_voc_predictions",
+    "read_voc_png",
+    "write_voc_png",
     "Bicubic",
     "Bilinear",
     "JointBilateral",

@@ -5,6 +5,8 @@
   ``benchmark_RELEASE/dataset``), with the derived splits of the reference (``train_aug``, ...).
 - :class:`SegmentationDataset`: crops, flips and input normalisation (RGB minus the VOC mean, reversed to BGR).
 - :func:`voc_palette`, :func:`colorize_labels`: the VOC colour palette for pictures.
+- :func:`write_voc_png`, :func:`read_voc_png`, :func:`export_voc_predictions`: predictions as VOC palette PNGs in
+  the folder layout of the VOC evaluation server (``results/VOC2012/Segmentation/comp6_test_cls/<id>.png``).
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ __all__ = [
     "IGNORE_INDEX",
     "VOC_CLASSES",
     "VOC_MEAN_RGB",
+    "VOC_RESULTS_DIR",
     "SegmentationDataset",
     "SyntheticSegmentation",
     "VOCSegmentation",
     "colorize_labels",
+    "export_voc_predictions",
     "from_network_input",
+    "read_voc_png",
     "to_network_input",
     "voc_palette",
+    "write_voc_png",
 ]
 
 IGNORE_INDEX = 255
@@ -92,6 +98,74 @@ def colorize_labels(labels: Tensor) -> Tensor:
     palette[IGNORE_INDEX] = torch.tensor([224.0, 224.0, 192.0]) / 255.0
     rgb = palette[labels.detach().long().cpu().clamp(0, 255)]
     return rgb.movedim(-1, -3).contiguous()
+
+
+VOC_RESULTS_DIR = os.path.join("results", "VOC2012", "Segmentation", "comp6_test_cls")
+"""Where the VOC evaluation server expects segmentation results (``comp6``: trained with data beyond VOC, i.e.
+SBD), relative to the folder that is archived and uploaded; one ``<image id>.png`` per test image."""
+
+
+def write_voc_png(path: str | os.PathLike[str], labels: Tensor) -> None:
+    """Write a label map as a VOC-style palette PNG: mode ``P``, pixel values = class indices, VOC colour map.
+
+    Shape:
+        - labels: :math:`(H, W)` integer class indices in [0, 255] (255 = void).
+    """
+    from PIL import Image
+
+    if labels.dim() != 2:
+        raise ValueError(f"labels must be an (H, W) map of class indices, got shape {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi > 255:
+        raise ValueError(f"class indices must lie in [0, 255] for a palette PNG, got [{lo}, {hi}]")
+    image = Image.fromarray(labels.detach().cpu().numpy().astype(np.uint8))  # mode L
+    image.putpalette(voc_palette().flatten().tolist())  # mode P with the VOC colour map
+    image.save(os.fspath(path), format="PNG")
+
+
+def read_voc_png(path: str | os.PathLike[str]) -> Tensor:
+    """Read a VOC palette (or grey) PNG of class indices, as ``SegmentationClass`` ships them.
+
+    Shape:
+        - output: int64 :math:`(H, W)`.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such label PNG: {path}")
+    return torch.from_numpy(_read_palette_png(path).astype(np.int64))
+
+
+def export_voc_predictions(
+    out_dir: str | os.PathLike[str], ids: list[str] | tuple[str, ...], labels: Tensor
+) -> list[str]:
+    """Write predicted label maps for the VOC evaluation server: ``<out_dir>/`` :data:`VOC_RESULTS_DIR`
+    ``/<id>.png``, one palette PNG per image id (archive ``<out_dir>/results`` and upload it).
+
+    Args:
+        out_dir: Folder that receives ``results/VOC2012/Segmentation/comp6_test_cls/``.
+        ids: Image ids (e.g. ``2008_000006``), one per map.
+        labels: Predicted class indices, each map at its image's original size.
+
+    Returns:
+        The paths written.
+
+    Shape:
+        - labels: :math:`(B, H, W)`, or a list of :math:`(H, W)` maps of different sizes.
+    """
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} ids for {len(labels)} label maps")
+    folder = os.path.join(os.fspath(out_dir), VOC_RESULTS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for image_id, label in zip(ids, labels):
+        if not image_id or os.sep in image_id or (os.altsep and os.altsep in image_id):
+            raise ValueError(f"invalid image id {image_id!r} for a file name")
+        path = os.path.join(folder, f"{image_id}.png")
+        write_voc_png(path, label)
+        paths.append(path)
+    return paths
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -198,7 +272,7 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------------
 VOC_DIR = os.path.join("VOCdevkit", "VOC2012")
 SBD_DIR = os.path.join("benchmark_RELEASE", "dataset")
-_VOC_SPLITS = ("train", "val", "trainval")
+_VOC_SPLITS = ("train", "val", "trainval", "test")
 _SBD_SPLITS = ("sbd_train", "sbd_val")
 _DERIVED_SPLITS = ("train_aug", "trainval_aug")
 _LAYOUT = (
@@ -241,6 +315,8 @@ class VOCSegmentation(Dataset):
     Splits:
 
     - ``train`` (1464), ``val`` (1449), ``trainval`` (2913): VOC's ``ImageSets/Segmentation/<split>.txt``.
+    - ``test`` (1456): the VOC 2012 test images (``VOC2012test.tar`` extracted into the same ``VOCdevkit``), which
+      ship without labels: their ``label`` is all void, for exporting predictions to the evaluation server.
     - ``sbd_train`` (8498), ``sbd_val`` (2857): SBD's ``train.txt`` / ``val.txt``, labels from ``cls_png`` if it
       exists (written by the reference's ``prepare_sbd``) else from ``cls/*.mat``.
     - ``train_aug`` (10582) = VOC train ∪ SBD train ∪ SBD val − VOC val; ``trainval_aug`` (12031) adds VOC val.
@@ -255,6 +331,7 @@ class VOCSegmentation(Dataset):
     Shape:
         - ``image``: float32 :math:`(3, H, W)` RGB in [0, 1].
         - ``label``: int64 :math:`(H, W)`, 0-20 and 255 (void).
+        - ``id``: the image id (a string).
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str = "train") -> None:
@@ -300,6 +377,9 @@ class VOCSegmentation(Dataset):
         png = os.path.join(self.sbd, "cls_png", f"{image_id}.png")
         mat = os.path.join(self.sbd, "cls", f"{image_id}.mat")
         label = png if os.path.isfile(png) else mat
+        test_image = os.path.join(self.voc, "JPEGImages", f"{image_id}.jpg")
+        if self.split == "test" and not os.path.isfile(label) and os.path.isfile(test_image):
+            return test_image, ""  # VOC test images have no public labels
         if not os.path.isfile(label):
             raise DatasetLayoutError(
                 f"no label for image id {image_id!r}: neither {voc_label} nor {png} nor {mat} exists. {_LAYOUT}"
@@ -316,13 +396,19 @@ class VOCSegmentation(Dataset):
         bgr = cv2.imread(image_path, cv2.IMREAD_COLOR) if os.path.isfile(image_path) else None
         if bgr is None:
             raise DatasetLayoutError(f"cannot read image {image_path}. {_LAYOUT}")
-        label = _read_sbd_mat(label_path) if label_path.endswith(".mat") else _read_palette_png(label_path)
+        if not label_path:
+            label = np.full(bgr.shape[:2], IGNORE_INDEX, dtype=np.uint8)
+        elif label_path.endswith(".mat"):
+            label = _read_sbd_mat(label_path)
+        else:
+            label = _read_palette_png(label_path)
         if label.shape != bgr.shape[:2]:
             raise ValueError(f"{label_path}: label {label.shape} and image {bgr.shape[:2]} sizes differ")
         rgb = np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1))
         return {
             "image": torch.from_numpy(rgb).float().div_(255.0),
             "label": torch.from_numpy(label.astype(np.int64)),
+            "id": self.ids[index],
         }
 
 
@@ -354,6 +440,8 @@ class SegmentationDataset(Dataset):
     Shape:
         - ``image``: float32 :math:`(3, h, w)`, the network input (:func:`to_network_input`).
         - ``label``: int64 :math:`(h, w)`.
+        - ``size``: int64 :math:`(2,)`, the image's height and width before padding or cropping.
+        - ``id``: the base sample's ``id``, else the index as six digits.
     """
 
     def __init__(self, base: Dataset, crop: int | None = None, train: bool = False, seed: int = 0) -> None:
@@ -377,6 +465,8 @@ class SegmentationDataset(Dataset):
         image, label = to_network_input(sample["image"].float()), sample["label"].long()
         if image.shape[-2:] != label.shape[-2:]:
             raise ValueError(f"sample {index}: image {tuple(image.shape)} and label {tuple(label.shape)} differ")
+        size = torch.tensor(image.shape[-2:], dtype=torch.int64)
+        image_id = str(sample.get("id", f"{index:06d}"))
         if self.crop is not None:
             c = self.crop
             image = _pad_to(image, c, c, 0.0)
@@ -392,7 +482,7 @@ class SegmentationDataset(Dataset):
             label = label[top : top + c, left : left + c]
             if flip:
                 image, label = image.flip(-1), label.flip(-1)
-        return {"image": image.contiguous(), "label": label.contiguous()}
+        return {"image": image.contiguous(), "label": label.contiguous(), "size": size, "id": image_id}
 
 
 def class_frequencies(dataset: Dataset, num_classes: int, limit: int | None = None) -> Tensor:

@@ -11,7 +11,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import save_grid
 from nvresearch.pac.losses import segmentation_loss
-from nvresearch.pac.seg_data import IGNORE_INDEX, colorize_labels, from_network_input
+from nvresearch.pac.seg_data import IGNORE_INDEX, colorize_labels, export_voc_predictions, from_network_input
 from nvresearch.pac.seg_models import FCNWithCRF, load_weights
 
 
@@ -44,6 +44,9 @@ class SegmentationModule(NVModule):
         weights: File loaded into the whole network afterwards, e.g. the stage-1 checkpoint for stage 2 (a tied CRF
             fills every step of a loose one). Both are read in :meth:`setup`, so building the module touches no file,
             and a resumed run's checkpoint overrides them.
+        export_dir: If set, the test and predict passes write each prediction (cropped back to the image's size) as
+            a VOC palette PNG ``<export_dir>/results/VOC2012/Segmentation/comp6_test_cls/<id>.png``, the layout of
+            the VOC evaluation server (:func:`~nvresearch.pac.seg_data.export_voc_predictions`).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class SegmentationModule(NVModule):
         grad_clip_norm: float | None = None,
         backbone_weights: str | None = None,
         weights: str | None = None,
+        export_dir: str | None = None,
     ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler, grad_clip_norm=grad_clip_norm)
         self.net = net
@@ -71,6 +75,7 @@ class SegmentationModule(NVModule):
         self.num_samples = int(num_samples)
         self.backbone_weights = backbone_weights
         self.weights = weights
+        self.export_dir = export_dir
 
         def jaccard() -> MulticlassJaccardIndex:
             return MulticlassJaccardIndex(self.num_classes, average="macro", ignore_index=IGNORE_INDEX)
@@ -129,11 +134,41 @@ class SegmentationModule(NVModule):
             tag = "test" if stage == "test" else f"val_epoch{self.current_epoch:03d}"
             self._save_samples(image, label, pred_unary, pred, tag)
 
+        if stage == "test" and self.export_dir:
+            self.export_predictions(batch, pred)
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "val")
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+        """Class maps (cropped back to each image's size) with their ids; exported if ``export_dir`` is set."""
+        pred = self.net(batch["image"]).argmax(1)
+        maps = self._uncrop(batch, pred)
+        if self.export_dir:
+            export_voc_predictions(self.export_dir, list(batch["id"]), maps)
+        return {"id": list(batch["id"]), "pred": maps}
+
+    @staticmethod
+    def _uncrop(batch: dict[str, Tensor], pred: Tensor) -> list[Tensor]:
+        """Each prediction cut to its image's original size (evaluation pads small images up to ``test_crop``)."""
+        maps = []
+        for i, (h, w) in enumerate(batch["size"].tolist()):
+            if h > pred.shape[-2] or w > pred.shape[-1]:
+                raise ValueError(
+                    f"image {batch['id'][i]!r} is {h}x{w} but its prediction only {tuple(pred.shape[-2:])}: the "
+                    "evaluation crop cut it; export with data.test_crop=null (whole images) or a larger crop"
+                )
+            maps.append(pred[i, :h, :w].cpu())
+        return maps
+
+    def export_predictions(self, batch: dict[str, Tensor], pred: Tensor) -> list[str]:
+        """Write a batch's predictions as VOC palette PNGs under ``export_dir`` (one ``<id>.png`` per image)."""
+        if not self.export_dir:
+            raise ValueError("export_dir is not set")
+        return export_voc_predictions(self.export_dir, list(batch["id"]), self._uncrop(batch, pred))
 
     def _log_metrics(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics

@@ -13,13 +13,17 @@ from nvresearch.pac.losses import segmentation_loss
 from nvresearch.pac.metrics import confusion_matrix, segmentation_scores
 from nvresearch.pac.seg_data import (
     IGNORE_INDEX,
+    VOC_RESULTS_DIR,
     SegmentationDataset,
     SyntheticSegmentation,
     VOCSegmentation,
     colorize_labels,
+    export_voc_predictions,
     from_network_input,
+    read_voc_png,
     to_network_input,
     voc_palette,
+    write_voc_png,
 )
 from nvresearch.pac.seg_models import FCN8s, FCNWithCRF, create_model, load_weights, parse_model_name
 
@@ -345,6 +349,81 @@ def test_voc_loader_errors_name_the_path_and_layout(tmp_path: Path) -> None:
         VOCSegmentation(tmp_path, "val")
     with pytest.raises(ValueError, match="unknown split"):
         VOCSegmentation(tmp_path, "test2007")
+
+
+# The official VOC colour map (VOCdevkit VOClabelcolormap.m; class index -> RGB).
+VOC_KNOWN_COLOURS = {
+    0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 4: (0, 0, 128), 5: (128, 0, 128),
+    6: (0, 128, 128), 7: (128, 128, 128), 8: (64, 0, 0), 9: (192, 0, 0), 12: (64, 0, 128), 15: (192, 128, 128),
+    19: (128, 192, 0), 20: (0, 64, 128), 255: (224, 224, 192),
+}  # fmt: skip
+
+
+def test_voc_prediction_png_palette_and_roundtrip(tmp_path: Path) -> None:
+    import cv2
+    from PIL import Image
+
+    pal = voc_palette()
+    for index, rgb in VOC_KNOWN_COLOURS.items():
+        assert tuple(pal[index].tolist()) == rgb, index
+    labels = torch.randint(0, 21, (2, 7, 9))
+    labels[0, 0, :] = torch.arange(9) * 2  # 0, 2, ..., 16
+    labels[1, 0, 0] = 20
+    paths = export_voc_predictions(tmp_path, ["2008_000006", "2008_000011"], labels)
+    folder = tmp_path / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
+    assert VOC_RESULTS_DIR == str(Path("results/VOC2012/Segmentation/comp6_test_cls"))
+    assert paths == [str(folder / "2008_000006.png"), str(folder / "2008_000011.png")]
+    for path, label in zip(paths, labels):
+        with Image.open(path) as img:  # a palette PNG whose pixel values are the class indices
+            assert img.mode == "P" and img.size == (9, 7)
+            assert img.getpalette()[: 3 * 21] == pal[:21].flatten().tolist()
+            assert np.array_equal(np.array(img), label.numpy())
+        assert torch.equal(read_voc_png(path), label)
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)  # OpenCV applies the palette: the VOC colours, in BGR
+        assert np.array_equal(bgr[:, :, ::-1], pal[label].numpy())
+    assert tuple(cv2.imread(paths[1])[0, 0, ::-1].tolist()) == VOC_KNOWN_COLOURS[20]
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        write_voc_png(tmp_path / "x.png", labels)
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        write_voc_png(tmp_path / "x.png", torch.tensor([[0, 300]]))
+    with pytest.raises(ValueError, match="2 ids for 1"):
+        export_voc_predictions(tmp_path, ["a", "b"], labels[:1])
+
+
+def test_voc_test_split_without_labels_and_ids(tmp_path: Path) -> None:
+    import cv2
+
+    _write_voc_fixture(tmp_path)
+    voc = tmp_path / "VOCdevkit" / "VOC2012"
+    cv2.imwrite(str(voc / "JPEGImages" / "t1.jpg"), np.zeros((10, 14, 3), dtype=np.uint8))
+    (voc / "ImageSets/Segmentation/test.txt").write_text("t1\n")
+    s = VOCSegmentation(tmp_path, "test")[0]
+    assert s["id"] == "t1" and s["label"].shape == (10, 14) and bool((s["label"] == IGNORE_INDEX).all())
+    padded = SegmentationDataset(VOCSegmentation(tmp_path, "test"), crop=16)[0]
+    assert padded["image"].shape == (3, 16, 16) and padded["size"].tolist() == [10, 14] and padded["id"] == "t1"
+    assert SegmentationDataset([{"image": torch.rand(3, 4, 4), "label": torch.zeros(4, 4)}])[0]["id"] == "000000"
+
+
+def test_module_exports_test_predictions_at_the_image_size(tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    from nvresearch.pac.seg_module import SegmentationModule
+
+    torch.manual_seed(0)
+    net = create_model("fcn8salt", 3, widths=(4, 8, 8, 8, 8), fc_channels=8, fc6_kernel=3, dropout=0.0)
+    with torch.no_grad():
+        net.backbone.score_fr.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))  # predicts class 2 everywhere
+    module = SegmentationModule(net, num_classes=3, export_dir=str(tmp_path / "export")).eval()
+    base = [{"image": torch.rand(3, 10, 13), "label": torch.zeros(10, 13, dtype=torch.long), "id": "img_a"}]
+    batch = next(iter(DataLoader(SegmentationDataset(base, crop=16), batch_size=1)))
+    with torch.no_grad():
+        out = module.predict_step(batch, 0)
+    assert out["id"] == ["img_a"] and out["pred"][0].shape == (10, 13)
+    written = read_voc_png(tmp_path / "export" / VOC_RESULTS_DIR / "img_a.png")
+    assert torch.equal(written, torch.full((10, 13), 2))
+    small = next(iter(DataLoader(SegmentationDataset(base, crop=8), batch_size=1)))
+    with pytest.raises(ValueError, match="evaluation crop cut it"), torch.no_grad():
+        module.predict_step(small, 0)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

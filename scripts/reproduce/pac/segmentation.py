@@ -12,6 +12,11 @@ PAC-CRF raises mIoU over the unary FCN-8s it refines):
     python scripts/reproduce/pac/segmentation.py --small
 
 Prints our mIoU beside the paper's and writes ``table.json`` in the output folder.
+
+``--export DIR`` also writes the final PacCRF network's predictions as VOC palette PNGs, one ``<id>.png`` per image
+under ``DIR/results/VOC2012/Segmentation/comp6_test_cls/`` (the evaluation server's layout: archive
+``DIR/results`` and upload it). Full mode predicts the VOC 2012 test images (``VOC2012test.tar`` extracted into the
+same ``VOCdevkit``; ``--export-split`` picks another split); small mode the embedded test scenes.
 """
 
 from __future__ import annotations
@@ -36,6 +41,27 @@ def _train(overrides: list[str]) -> dict[str, float]:
     from nvresearch.core.training.run import train
 
     return train(compose(overrides))
+
+
+def export_predictions(checkpoint: Path, export_dir: Path, split: str | None = None) -> int:
+    """Predict a split with a trained checkpoint and write VOC palette PNGs under ``export_dir``; returns the count.
+
+    ``split`` replaces the run's ``data.test_split`` (e.g. ``test``, the VOC 2012 test images); None keeps it.
+    """
+    import torch
+
+    from nvresearch.core.training import load_checkpoint
+    from nvresearch.core.utils import instantiate
+
+    module = load_checkpoint(checkpoint)
+    module.export_dir = str(export_dir)
+    data = instantiate(module.config["data"], **({"test_split": split} if split is not None else {}))
+    data.setup("predict")
+    count = 0
+    with torch.no_grad():
+        for i, batch in enumerate(data.test_dataloader()):
+            count += len(module.predict_step(batch, i)["id"])
+    return count
 
 
 def run_small(out: Path, extra: list[str]) -> dict[str, float]:
@@ -68,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="embedded procedural scenes on the CPU")
     parser.add_argument("--data-dir", help="folder holding voc/ and pretrained/ (full mode)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
+    parser.add_argument("--export", type=Path, default=None, help="write VOC palette PNGs of the PacCRF predictions")
+    parser.add_argument("--export-split", default=None, help="split to export (default: test in full mode)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)
     if not args.small and not args.data_dir:
@@ -83,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:28s}{100 * value:10.2f}" + (f"{paper:10.2f}" if paper is not None else f"{'-':>10s}"))
     base = ours["FCN-8s backbone"]
     print(f"PacCRF gain over the backbone: ours {100 * (ours['PacCRF'] - base):+.2f}, paper +3.39")
+    if args.export is not None:
+        final = out / ("paccrf" if args.small else "stage2") / "checkpoints" / "last.ckpt"
+        split = args.export_split if (args.export_split or args.small) else "test"
+        n = export_predictions(final, args.export, split)
+        print(f"exported {n} predictions to {args.export / 'results' / 'VOC2012' / 'Segmentation' / 'comp6_test_cls'}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps({"data": data, "ours": ours, "paper": PAPER}, indent=2))
     print(f"\nwrote {out / 'table.json'}")
