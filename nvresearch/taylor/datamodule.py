@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from nvresearch.core.data import EpochSampler
+from nvresearch.core.data import make_loader
 from nvresearch.taylor.data import Cifar10, Digits, MnistIdx, image_folder
 
 DATASETS = ("digits", "mnist", "cifar10", "imagenet")
@@ -68,16 +68,8 @@ class ClassificationDataModule(pl.LightningDataModule):
                 self.splits[split] = self._make(split)
 
     def _loader(self, split: str) -> DataLoader:
-        ds = self.splits[split]
-        train = split == "train"
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            sampler=EpochSampler(len(ds), seed=self.seed) if train else None,
-            shuffle=False,
-            drop_last=train and self.drop_last and len(ds) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=False,
+        return make_loader(
+            self.splits[split], self.batch_size, split == "train", self.seed, self.num_workers, self.drop_last
         )
 
     def train_dataloader(self) -> DataLoader:
