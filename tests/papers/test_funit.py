@@ -147,3 +147,49 @@ def test_translations_take_the_unseen_class_and_keep_the_pose(compose):
     assert m["test/top1_k5"] >= m["test/top1_k1"] - 0.02, m
     assert m["test/pose_center_err"] < 3.0, m
     assert m["test/pose_center_err"] < 0.6 * m["test/pose_center_err_copy"], m
+
+
+@pytest.mark.slow
+def test_resume_under_manual_optimisation_matches_uninterrupted_run(compose, tmp_path):
+    """Stop after 2 of 3 epochs, resume from last.ckpt: the weights (G, D, EMA generator), both RMSprop states and
+    the step count equal those of an uninterrupted 3-epoch run bit for bit (same data order: keys are seeded by
+    (seed, epoch, index))."""
+    from nvresearch.core.training import read_checkpoint
+
+    common = [*FUNIT_FAST, "trainer.deterministic=true", "trainer.limit_train_batches=3", "test=false", "seed=3"]
+    common += ["trainer.max_epochs=3", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"]
+    common += ["model.ema_decay=0.5"]  # a short EMA memory: stale EMA weights would show
+    full, part, resumed = tmp_path / "full", tmp_path / "part", tmp_path / "resumed"
+    stop = ["+callbacks.stop._target_=conftest.StopAfterEpochs", "+callbacks.stop.epochs=2"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: a second thread only spin-waits on a loaded host
+    try:
+        train(compose(common, out=full))
+        train(compose([*common, *stop], out=part))
+        stopped = read_checkpoint(part / "checkpoints" / "last.ckpt")
+        assert stopped["epoch"] == 1 and stopped["global_step"] == 2 * 2 * 3  # two optimiser steps per batch
+        train(compose([*common, f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}"], out=resumed))
+    finally:
+        torch.set_num_threads(threads)
+
+    a = read_checkpoint(full / "checkpoints" / "last.ckpt")
+    b = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 2 * 3 * 3 and a["epoch"] == b["epoch"] == 2
+    assert any(k.startswith("generator_ema.") for k in a["state_dict"])
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert len(a["optimizer_states"]) == len(b["optimizer_states"]) == 2  # RMSprop of G, then of D
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        assert opt_a["state"].keys() == opt_b["state"].keys() and opt_a["state"]
+        for idx in opt_a["state"]:
+            for name, value in opt_a["state"][idx].items():
+                other = opt_b["state"][idx][name]
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(other)), (idx, name)
+    # resuming really continued: the stopped run's generator, EMA and optimiser state differ from the final ones
+    for prefix in ("generator.", "generator_ema.", "discriminator."):
+        assert any(
+            not torch.equal(stopped["state_dict"][k], a["state_dict"][k])
+            for k in a["state_dict"]
+            if k.startswith(prefix)
+        ), prefix

@@ -24,23 +24,27 @@ def _as_list(x: Outputs) -> list[Tensor]:
 def d_loss_real(real: Outputs, mode: str = "hinge") -> Tensor:
     """Discriminator loss on real samples. hinge: ``mean relu(1 - D)``; lsgan: ``mean (D - 1)^2``;
     nonsaturating: ``mean softplus(-D)`` (= -log sigmoid D)."""
-    return sum((_real_term(o, mode) for o in _as_list(real)), torch.zeros(()))  # type: ignore[return-value]
+    return _total([_real_term(o, mode) for o in _as_list(real)])
 
 
 def d_loss_fake(fake: Outputs, mode: str = "hinge") -> Tensor:
     """Discriminator loss on generated samples. hinge: ``mean relu(1 + D)``; lsgan: ``mean D^2``;
     nonsaturating: ``mean softplus(D)`` (= -log(1 - sigmoid D))."""
-    return sum((_fake_term(o, mode) for o in _as_list(fake)), torch.zeros(()))  # type: ignore[return-value]
+    return _total([_fake_term(o, mode) for o in _as_list(fake)])
 
 
 def g_loss(fake: Outputs, mode: str = "hinge") -> Tensor:
     """Generator loss. hinge: ``-mean D``; lsgan: ``mean (D - 1)^2``; nonsaturating: ``mean softplus(-D)``."""
-    total = torch.zeros(())
-    for o in _as_list(fake):
-        if mode == "hinge":
-            total = total + (-o.mean())
-        else:
-            total = total + _real_term(o, mode)
+    return _total([-o.mean() if mode == "hinge" else _real_term(o, mode) for o in _as_list(fake)])
+
+
+def _total(terms: list[Tensor]) -> Tensor:
+    """Sum of the per-output terms, on their device (a CPU zero would not do on CUDA under every torch)."""
+    if not terms:
+        raise ValueError("got no discriminator outputs")
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
     return total
 
 
@@ -110,12 +114,12 @@ def feature_matching_loss(fake_features: Outputs, real_features: Outputs, distan
     fakes, reals = _as_list(fake_features), _as_list(real_features)
     if len(fakes) != len(reals):
         raise ValueError(f"got {len(fakes)} fake and {len(reals)} real feature sets")
-    total = torch.zeros(())
+    if distance not in ("l1", "l2"):
+        raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
+    terms = []
     for f, r in zip(fakes, reals, strict=True):
         if f.shape != r.shape:
             raise ValueError(f"feature shapes differ: {tuple(f.shape)} vs {tuple(r.shape)}")
         d = f - r
-        total = total + (d.abs().mean() if distance == "l1" else d.pow(2).mean())
-    if distance not in ("l1", "l2"):
-        raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
-    return total
+        terms.append(d.abs().mean() if distance == "l1" else d.pow(2).mean())
+    return _total(terms)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from nvresearch.core.gan.ema import ema_copy, ema_update
@@ -29,7 +30,10 @@ class GANModule(NVModule):
       gradient scaler (``precision=16-mixed``) scales, unscales and skips overflowing steps; :meth:`amp_scale` gives
       the current scale for penalties that differentiate inside the loss (R1). ``32-true`` and ``bf16-mixed``
       (CPU) need no scaler;
-    * the non-finite-loss guard and ``train/d_*`` / ``train/g_*`` logging of :meth:`NVModule.log_losses`;
+    * the non-finite-loss guard and ``train/d_*`` / ``train/g_*`` logging of :meth:`NVModule.log_losses`. Under a
+      gradient scaler (``16-mixed``) a non-finite loss is first treated as a scale overflow, as AMP does: the step
+      goes ahead, the scaler skips it and lowers its scale (counted in ``train/amp_skipped``); only
+      ``amp_overflow_patience`` consecutive non-finite steps stop the run;
     * an exponential moving average of the generator (:attr:`generator_ema`) updated after each generator step
       when ``ema_decay`` is set;
     * optional gradient-norm clipping (``grad_clip_norm``) of each network before its step.
@@ -46,6 +50,7 @@ class GANModule(NVModule):
         ema_decay: float | None = None,
         d_steps: int = 1,
         grad_clip_norm: float | None = None,
+        amp_overflow_patience: int = 8,
     ) -> None:
         super().__init__(optimizer=None, scheduler=None, grad_clip_norm=None)
         self.automatic_optimization = False
@@ -55,6 +60,8 @@ class GANModule(NVModule):
         self.d_steps = int(d_steps)
         self.gan_grad_clip_norm = grad_clip_norm
         self.generator_ema: nn.Module | None = None
+        self.amp_overflow_patience = int(amp_overflow_patience)
+        self._amp_overflows: dict[str, int] = {}  # consecutive skipped steps per network
 
     # ------------------------------------------------------------------ to implement
     def discriminator_losses(self, batch: Any) -> dict[str, Tensor]:
@@ -87,12 +94,29 @@ class GANModule(NVModule):
         return [opt_g, opt_d], scheds
 
     # ------------------------------------------------------------------ training
+    def grad_scaler(self) -> Any:
+        """The trainer's enabled AMP gradient scaler (``16-mixed``), or None."""
+        if self._trainer is None:
+            return None
+        scaler = getattr(getattr(self.trainer, "precision_plugin", None), "scaler", None)
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
     def amp_scale(self) -> float:
         """The AMP gradient-scaler's current scale (1 without a scaler)."""
-        if self._trainer is None:
-            return 1.0
-        scaler = getattr(getattr(self.trainer, "precision_plugin", None), "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        scaler = self.grad_scaler()
+        return float(scaler.get_scale()) if scaler is not None else 1.0
+
+    def _log_terms(self, terms: dict[str, Tensor], prefix: str, batch_size: int | None) -> None:
+        """Log the terms (raising on non-finite ones), except for a scale overflow under a gradient scaler."""
+        finite = all(bool(torch.isfinite(v.detach()).all()) for v in terms.values())
+        if finite:
+            self._amp_overflows[prefix] = 0
+        elif self.grad_scaler() is not None and self._amp_overflows.get(prefix, 0) < self.amp_overflow_patience:
+            # the scaler finds non-finite gradients, skips this step and lowers its scale
+            self._amp_overflows[prefix] = self._amp_overflows.get(prefix, 0) + 1
+            self.log("train/amp_skipped", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=batch_size)
+            return
+        self.log_losses({f"{prefix}_{k}": v for k, v in terms.items()}, "train", batch_size=batch_size)
 
     def _step(self, optimizer: Any, terms: dict[str, Tensor], params: Iterable[nn.Parameter]) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -107,13 +131,13 @@ class GANModule(NVModule):
         for _ in range(self.d_steps):
             self.toggle_optimizer(opt_d)
             d_terms = self.discriminator_losses(batch)
-            self.log_losses({f"d_{k}": v for k, v in d_terms.items()}, "train", batch_size=batch_size)
+            self._log_terms(d_terms, "d", batch_size)
             self._step(opt_d, d_terms, self.discriminator_parameters())
             self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)
         g_terms = self.generator_losses(batch)
-        self.log_losses({f"g_{k}": v for k, v in g_terms.items()}, "train", batch_size=batch_size)
+        self._log_terms(g_terms, "g", batch_size)
         self._step(opt_g, g_terms, self.generator_parameters())
         self.untoggle_optimizer(opt_g)
         if self.generator_ema is not None and self.ema_decay is not None:
