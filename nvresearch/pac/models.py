@@ -101,6 +101,9 @@ class PacJointUpsample(nn.Module):
             (a CPU-scale training aid; the architecture and parameter shapes are unchanged).
         zero_guidance: Ablation: multiply the guide by 0, so the kernels are constant and PAC is a plain transposed
             conv (spec B.2, ``--zero-guidance``).
+        residual: Add the bilinear upsampling of ``target_lr`` to the output, so the network predicts a correction
+            of bilinear upsampling (as DJIF does) instead of the whole map. False is the reference (spec B.1: no skip
+            from bilinear). A CPU-scale training aid for short runs (docs/papers/pac.md); no parameters are added.
         t_filters: Widths of the target-branch convs (overrides ``n_t_layers`` / ``n_t_filters``).
         g_filters: Widths of the guidance-branch convs before the last (overrides ``n_g_layers`` / ``n_g_filters``).
         f_filters: ``log2(factor)`` widths of the transposed PAC layers, then those of the final convs before the
@@ -128,6 +131,7 @@ class PacJointUpsample(nn.Module):
         f_sz_2: int = 5,
         guide_init_gain: float = 1.0,
         zero_guidance: bool = False,
+        residual: bool = False,
         t_filters: Sequence[int] | None = None,
         g_filters: Sequence[int] | None = None,
         f_filters: Sequence[int] | None = None,
@@ -151,6 +155,7 @@ class PacJointUpsample(nn.Module):
         self.guide_channels = guide_channels
         self.k_ch = k_ch
         self.zero_guidance = zero_guidance
+        self.residual = bool(residual)
         self.branch_t = _conv_branch(1, t_widths, f_sz_1)
         self.branch_g = _conv_branch(guide_channels, g_widths + [k_ch * self.num_ups], f_sz_1)
         ins = [t_widths[-1]] + up_widths[:-1]
@@ -199,6 +204,9 @@ class PacJointUpsample(nn.Module):
         for up, f in zip(self.up_convts, feats, strict=True):
             x = F.relu(up(x, f))
         x = self.branch_f(x)
+        if self.residual:
+            size = (h * self.factor, w * self.factor)
+            x = x + F.interpolate(target_lr.reshape(b * c, 1, h, w), size=size, mode="bilinear", align_corners=False)
         return x.reshape(b, c, h * self.factor, w * self.factor)
 
 

@@ -4,10 +4,11 @@ Full (GPU, MPI-Sintel-complete extracted at <data_dir>/sintel, 5000 epochs per f
 
     python scripts/reproduce/pac/flow.py --data-dir /datasets --factors 4 8 16
 
-Small (CPU, the embedded procedural flow scenes, a few minutes; not comparable with Sintel, but shows the same
-ordering: PAC below bilinear and bicubic):
+Small (CPU, the embedded procedural flow scenes at x8, a few minutes; not comparable with Sintel, but shows the same
+ordering: PAC below bicubic and bilinear; ``--ablations`` adds the same network with zero guidance, i.e. plain
+transposed convolutions, and DJIF, trained alike):
 
-    python scripts/reproduce/pac/flow.py --small
+    python scripts/reproduce/pac/flow.py --small [--ablations]
 
 Prints our end-point error beside the paper's and writes ``table.json`` in the output folder.
 """
@@ -26,9 +27,17 @@ PAPER = {
     "PacJointUpsample": {4: 0.1042, 8: 0.2558, 16: 0.5921},
 }
 OURS_KEYS = {"Bilinear": "test/epe_bilinear", "Bicubic": "test/epe_bicubic", "PacJointUpsample": "test/epe"}
+# Small-mode ablations: the same recipe without guidance (constant kernels: plain transposed convolutions), and
+# DJIF (residual, Adam 1e-3 with the paper config's schedule), each reported as its run's test/epe.
+ABLATIONS = {
+    "PAC, zero guidance": ("zero_guidance", ["+model.net.zero_guidance=true"]),
+    "DJIF": ("djif", ["model=pac/djif", "model.net.channels=2", "model.optimizer.lr=1e-3"]),
+}
 
 
-def run_factor(factor: int, small: bool, data_dir: str | None, out_dir: Path, extra: list[str]) -> dict[str, float]:
+def run_factor(
+    factor: int, small: bool, data_dir: str | None, out_dir: Path, extra: list[str], ablations: bool = False
+) -> dict[str, float]:
     from nvresearch._hydra import compose
     from nvresearch.core.training.run import train
 
@@ -36,31 +45,37 @@ def run_factor(factor: int, small: bool, data_dir: str | None, out_dir: Path, ex
         overrides = ["experiment=pac/flow_synthetic", "trainer=cpu", f"data.factor={factor}"]
     else:
         overrides = [f"experiment=pac/sintel_x{factor}", f"paths.data_dir={data_dir}"]
-    overrides += [f"paths.output_dir={out_dir / f'x{factor}'}", *extra]
-    return train(compose(overrides))
+    results = train(compose([*overrides, f"paths.output_dir={out_dir / f'x{factor}'}", *extra]))
+    if small and ablations:
+        for name, (folder, more) in ABLATIONS.items():
+            metrics = train(compose([*overrides, *more, f"paths.output_dir={out_dir / f'x{factor}_{folder}'}", *extra]))
+            results[name] = metrics["test/epe"]
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="embedded procedural flow scenes on the CPU")
     parser.add_argument("--data-dir", help="folder holding sintel/ (full mode)")
-    parser.add_argument("--factors", type=int, nargs="+", default=None, help="default: 4 (small), 4 8 16 (full)")
+    parser.add_argument("--factors", type=int, nargs="+", default=None, help="default: 8 (small), 4 8 16 (full)")
+    parser.add_argument("--ablations", action="store_true", help="small mode: also zero guidance and DJIF")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)
     if not args.small and not args.data_dir:
         parser.error("full mode needs --data-dir (or use --small)")
-    factors = args.factors or ([4] if args.small else [4, 8, 16])
+    factors = args.factors or ([8] if args.small else [4, 8, 16])
     out = args.out or Path("outputs/pac/reproduce_flow") / time.strftime("%Y-%m-%d_%H-%M-%S")
-    results = {f: run_factor(f, args.small, args.data_dir, out, args.overrides) for f in factors}
+    results = {f: run_factor(f, args.small, args.data_dir, out, args.overrides, args.ablations) for f in factors}
 
     data = "embedded procedural flow scenes (CPU)" if args.small else "MPI Sintel val (133 pairs)"
     print(f"\nJoint optical-flow upsampling, EPE in pixels. Ours: {data}. Paper: Sintel val.")
     print(f"{'model':24s}" + "".join(f"{f'x{f} ours':>12s}{f'x{f} paper':>12s}" for f in factors))
-    for name in ("Bilinear", "Bicubic", "PacJointUpsample"):
+    names = ["Bilinear", "Bicubic", "PacJointUpsample", *(ABLATIONS if args.small and args.ablations else ())]
+    for name in names:
         row = f"{name:24s}"
         for f in factors:
-            ours = results[f].get(OURS_KEYS[name], float("nan"))
+            ours = results[f].get(OURS_KEYS.get(name, name), float("nan"))
             paper = PAPER.get(name, {}).get(f)
             row += f"{ours:12.4f}" + (f"{paper:12.4f}" if paper is not None else f"{'-':>12s}")
         print(row)
