@@ -163,7 +163,12 @@ def test_gradient_scaler_path_on_cpu(compose, tmp_path):
     before = _snapshot(module)
     seen = _record_amp_scale(module)
     scaler = torch.amp.GradScaler("cpu")
-    trainer = _fit(module, dm, tmp_path, "16-mixed", "cpu", plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: a second thread only spin-waits on a loaded host
+    try:
+        trainer = _fit(module, dm, tmp_path, "16-mixed", "cpu", plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    finally:
+        torch.set_num_threads(threads)
     _check_training(trainer, module, before)
     assert trainer.precision_plugin.scaler is scaler
     assert len(seen) == STEPS and seen[0] == 2.0**16 and all(s >= 1.0 for s in seen)
