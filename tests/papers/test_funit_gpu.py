@@ -40,18 +40,21 @@ def _build(compose, *overrides: str):
     return module, dm
 
 
-def _record_amp_scale(module) -> list[float]:
-    """Wrap ``module.amp_scale`` (what the R1 penalty is computed with) to record every value it returns."""
+def _record_amp_scale(module) -> tuple[list[float], set[str]]:
+    """Wrap ``module.amp_scale`` (what the R1 penalty is computed with) to record every value it returns, and the
+    device types of all parameters and buffers (EMA copy included) at that moment of training."""
     seen: list[float] = []
+    devices: set[str] = set()
     original = module.amp_scale
 
     def recording() -> float:
         value = original()
         seen.append(value)
+        devices.update(t.device.type for t in (*module.parameters(), *module.buffers()))
         return value
 
     module.amp_scale = recording
-    return seen
+    return seen, devices
 
 
 def _snapshot(module) -> dict[str, torch.Tensor]:
@@ -100,9 +103,9 @@ def _check_training(trainer: pl.Trainer, module, before: dict[str, torch.Tensor]
 def test_cuda_training_and_evaluation(compose, tmp_path, precision):
     module, dm = _build(compose)
     before = _snapshot(module)
-    seen = _record_amp_scale(module)
+    seen, devices = _record_amp_scale(module)
     trainer = _fit(module, dm, tmp_path, precision, "gpu")
-    assert module.device.type == "cuda" and next(module.generator_ema.parameters()).device.type == "cuda"
+    assert devices == {"cuda"}  # during training (Lightning moves the module back to the CPU after fit)
     _check_training(trainer, module, before)
     assert len(seen) == STEPS
     scaler = trainer.precision_plugin.scaler if precision == "16-mixed" else None
@@ -161,7 +164,7 @@ def test_gradient_scaler_path_on_cpu(compose, tmp_path):
 
     module, dm = _build(compose, "model.generator.nf=4", "model.discriminator.nf=4", "data.batch_size=4")
     before = _snapshot(module)
-    seen = _record_amp_scale(module)
+    seen, devices = _record_amp_scale(module)
     scaler = torch.amp.GradScaler("cpu")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convolutions: a second thread only spin-waits on a loaded host
@@ -172,6 +175,7 @@ def test_gradient_scaler_path_on_cpu(compose, tmp_path):
     _check_training(trainer, module, before)
     assert trainer.precision_plugin.scaler is scaler
     assert len(seen) == STEPS and seen[0] == 2.0**16 and all(s >= 1.0 for s in seen)
+    assert devices == {"cpu"}
 
 
 def test_scale_overflow_is_skipped_then_reported(compose):
