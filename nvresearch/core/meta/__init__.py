@@ -1,7 +1,7 @@
 """Meta-learning: MAML-style inner/outer loops on ``torch.func.functional_call`` (:mod:`nvresearch.core.meta.maml`)
 and vectorised test-time adaptation of many tasks at once (:mod:`nvresearch.core.meta.batched`)."""
 
-from nvresearch.core.meta.batched import adapt, batched_adapt, batched_forward, stack_params
+from nvresearch.core.meta.batched import adapt, batched_adapt, batched_forward, batched_meta_loss, stack_params
 from nvresearch.core.meta.maml import MAML, LossFn, StepLR, Task, inner_loop
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "adapt",
     "batched_adapt",
     "batched_forward",
+    "batched_meta_loss",
     "inner_loop",
     "stack_params",
 ]

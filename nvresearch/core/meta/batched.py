@@ -3,7 +3,9 @@
 Few-shot evaluation fine-tunes one copy of a small model per (person, repeat) pair (FAZE: 1000 SGD steps for
 each test person and each of 10 calibration draws, spec A.7). Looping over copies is slow; here the parameters carry
 a leading task dimension and each SGD step is one vectorised ``grad`` call. Each task's update depends only on its
-own support set, so the result equals running :func:`adapt` on every task separately.
+own support set, so the result equals running :func:`adapt` on every task separately. :func:`batched_meta_loss` does
+the same for meta-training: the textbook MAML objective of a meta-batch of equal-size tasks in one vectorised pass,
+equal to :meth:`~nvresearch.core.meta.MAML.meta_loss` (``mode='textbook'``) on those tasks, value and gradient.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch.func import functional_call, vmap
 
 from nvresearch.core.meta.maml import LossFn, _check_lr, _check_steps, inner_loop
 
-__all__ = ["adapt", "batched_adapt", "batched_forward", "stack_params"]
+__all__ = ["adapt", "batched_adapt", "batched_forward", "batched_meta_loss", "stack_params"]
 
 
 def adapt(
@@ -117,3 +119,57 @@ def batched_adapt(
             grads = torch.autograd.grad(total, [leaves[n] for n in names])
         current = {n: (current[n] - lr * g).detach() for n, g in zip(names, grads)}
     return current
+
+
+def batched_meta_loss(
+    model: nn.Module,
+    support_x: Tensor,
+    support_y: Tensor,
+    query_x: Tensor,
+    query_y: Tensor,
+    loss_fn: LossFn,
+    steps: int,
+    lr: float,
+    first_order: bool = False,
+) -> Tensor:
+    """Textbook MAML objective of ``T`` tasks of equal sizes in one vectorised pass (MAML Eq. 1-2).
+
+    Every task starts from the model's own parameters, takes ``steps`` full-batch SGD steps on its support set and
+    is scored on its query set; the result is the mean query loss over the tasks, differentiable w.r.t. the model's
+    parameters (through the inner loop when ``first_order`` is False; FOMAML treats the support gradients as
+    constants). Equal to ``MAML(model, loss_fn, steps, lr, first_order, mode='textbook').meta_loss(tasks)`` for a
+    model without buffers, at a fraction of the cost for small models.
+
+    Args:
+        model: the meta-model (all its parameters are adapted).
+        support_x / support_y / query_x / query_y: task-stacked sets.
+        loss_fn: ``loss_fn(prediction, y) -> scalar`` for one task (vmapped over the tasks).
+        steps: inner SGD steps (>= 0).
+        lr: inner step size (> 0).
+        first_order: FOMAML.
+
+    Shape:
+        support_x: ``(T, K, *)``, support_y: ``(T, K, *)``; query_x: ``(T, Q, *)``, query_y: ``(T, Q, *)``;
+        returns a scalar.
+    """
+    _check_steps(steps)
+    _check_lr(lr)
+    if support_x.shape[:2] != support_y.shape[:2] or query_x.shape[:2] != query_y.shape[:2]:
+        raise ValueError("support and query inputs and targets must agree in their (T, K) / (T, Q) dimensions")
+    if support_x.shape[0] != query_x.shape[0] or support_x.shape[0] == 0:
+        raise ValueError(f"{support_x.shape[0]} support sets but {query_x.shape[0]} query sets (need equal, > 0)")
+    if any(True for _ in model.buffers()):
+        raise ValueError("batched_meta_loss does not handle buffers; use MAML.meta_loss for such models")
+    num_tasks = support_x.shape[0]
+    forward = vmap(lambda p, x: functional_call(model, p, (x,)))
+    per_task_loss = vmap(loss_fn)
+    names = [n for n, _ in model.named_parameters()]
+    theta = dict(model.named_parameters())
+    with torch.enable_grad():
+        # Row t of the gradient of the summed support loss is task t's own gradient (tasks are independent).
+        current = {n: theta[n].unsqueeze(0).expand(num_tasks, *theta[n].shape) for n in names}
+        for _ in range(steps):
+            total = per_task_loss(forward(current, support_x), support_y).sum()
+            grads = torch.autograd.grad(total, [current[n] for n in names], create_graph=not first_order)
+            current = {n: current[n] - lr * (g.detach() if first_order else g) for n, g in zip(names, grads)}
+        return per_task_loss(forward(current, query_x), query_y).mean()
