@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from nvresearch.core.geometry import angular_error
-from nvresearch.core.meta import MAML, Task
+from nvresearch.core.meta import MAML, Task, batched_meta_loss
 from nvresearch.faze.models import GazeMLP
 
 __all__ = ["AdaGENConfig", "PersonCodes", "angular_loss", "joint_train", "meta_train", "sample_task"]
@@ -38,7 +38,8 @@ class AdaGENConfig:
         query_size: query samples per task (100).
         per_k: meta-train one model per k (the reference); otherwise one model with task support sizes drawn from
             ``train_ks``.
-        train_ks: support sizes drawn per task when ``per_k`` is false.
+        train_ks: support sizes drawn when ``per_k`` is false (per task in ``'faithful'`` mode, per outer step in
+            ``'textbook'`` mode).
         joint_steps / joint_lr / joint_batch: the jointly trained baseline MLP (Adam).
         adapt_steps / adapt_lr: test-time personalisation, full-batch SGD (1000 steps at 1e-5).
         repeats: calibration draws per test person (10).
@@ -111,7 +112,10 @@ def meta_train(
     Args:
         persons: meta-training persons.
         cfg: the settings.
-        k: support size of every task (``per_k``); None draws it per task from ``cfg.train_ks``.
+        k: support size of every task (``per_k``); None draws it from ``cfg.train_ks``: per task in
+            ``'faithful'`` mode, per outer step in ``'textbook'`` mode, whose equal-size tasks are then adapted in
+            one vectorised pass (:func:`~nvresearch.core.meta.batched_meta_loss`, the same objective as
+            ``MAML.meta_loss``).
         init: starting MLP (copied); default a fresh :class:`GazeMLP` seeded by ``cfg.seed``.
     """
     if not persons:
@@ -123,16 +127,27 @@ def meta_train(
     g = torch.Generator().manual_seed(cfg.seed % 2**63)
     pick = random.Random(cfg.seed)
     ks = [int(x) for x in cfg.train_ks] if k is None else [int(k)]
+    batched = cfg.mode == "textbook"
     for _ in range(cfg.meta_steps):
         tasks = []
+        kk = pick.choice(ks)
         for _ in range(cfg.tasks_per_step):
-            kk = pick.choice(ks)
+            if not batched:
+                kk = pick.choice(ks)
             eligible = [p for p in persons if len(p) > kk]
             if not eligible:
                 raise ValueError(f"no meta-training person has more than k={kk} samples (too few for k={kk} + query)")
             tasks.append(sample_task(pick.choice(eligible), kk, cfg.query_size, g))
         opt.zero_grad(set_to_none=True)
-        maml.meta_loss(tasks).backward()
+        if batched and len({t.query_y.shape[0] for t in tasks}) == 1:
+            # equal-size tasks: the same objective as maml.meta_loss, vectorised over the tasks
+            stack = [
+                torch.stack(parts) for parts in zip(*((t.support_x, t.support_y, t.query_x, t.query_y) for t in tasks))
+            ]
+            loss = batched_meta_loss(mlp, *stack, angular_loss, cfg.inner_steps, cfg.inner_lr, cfg.first_order)
+        else:
+            loss = maml.meta_loss(tasks)
+        loss.backward()
         opt.step()
     return mlp.eval()
 
