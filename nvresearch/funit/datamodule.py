@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from nvresearch.core.data import EpochSampler
+from nvresearch.core.data import make_loader
 from nvresearch.funit.data import ListFileDataset, SyntheticCreatures, TranslationPairs
 
 DATASETS = ("synthetic", "list")
@@ -161,16 +161,8 @@ class FUNITDataModule(pl.LightningDataModule):
         return self._fewshot
 
     def _loader(self, split: str) -> DataLoader:
-        ds = self.splits[split]
-        train = split == "train"
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            sampler=EpochSampler(len(ds), seed=self.seed) if train else None,  # type: ignore[arg-type]
-            shuffle=False,
-            drop_last=train and len(ds) >= self.batch_size,  # type: ignore[arg-type]
-            num_workers=self.num_workers,
-            collate_fn=_collate,
+        return make_loader(
+            self.splits[split], self.batch_size, split == "train", self.seed, self.num_workers, collate_fn=_collate
         )
 
     def train_dataloader(self) -> DataLoader:

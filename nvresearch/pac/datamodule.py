@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from nvresearch.core.data import EpochSampler
+from nvresearch.core.data import make_loader
 from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD
 from nvresearch.pac.flow_data import SintelFlow, SyntheticFlow
 
@@ -101,17 +101,9 @@ class JointUpsamplingDataModule(pl.LightningDataModule):
             )
 
     def _loader(self, split: str) -> DataLoader:
-        ds = self.splits[split]
         train = split == "train"
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size if train else 1 if self.dataset in ("nyu", "sintel") else self.batch_size,
-            sampler=EpochSampler(len(ds), seed=self.seed) if train else None,
-            shuffle=False,
-            drop_last=train and len(ds) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=False,
-        )
+        batch_size = self.batch_size if train else 1 if self.dataset in ("nyu", "sintel") else self.batch_size
+        return make_loader(self.splits[split], batch_size, train, self.seed, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

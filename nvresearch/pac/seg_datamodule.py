@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from nvresearch.core.data import EpochSampler
+from nvresearch.core.data import make_loader
 from nvresearch.pac.seg_data import SegmentationDataset, SyntheticSegmentation, VOCSegmentation
 
 DATASETS = ("synthetic", "voc")
@@ -77,17 +77,9 @@ class SegmentationDataModule(pl.LightningDataModule):
                 self.splits[split] = SegmentationDataset(self._base(split), crop=crop, train=train, seed=self.seed)
 
     def _loader(self, split: str) -> DataLoader:
-        ds = self.splits[split]
         train = split == "train"
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=EpochSampler(len(ds), seed=self.seed) if train else None,
-            shuffle=False,
-            drop_last=train and len(ds) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=False,
-        )
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return make_loader(self.splits[split], batch_size, train, self.seed, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
