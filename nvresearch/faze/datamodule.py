@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from nvresearch.core.data import DatasetLayoutError, EpochSampler
+from nvresearch.core.data import DatasetLayoutError, make_loader
 from nvresearch.faze.data import FazeH5, PairDataset, SampleDataset, ensure_eye_strip_world, load_split
 
 DATASETS = ("synthetic", "gazecapture", "mpiigaze")
@@ -130,17 +130,10 @@ class FazeDataModule(pl.LightningDataModule):
             self.splits["meta_train"], self.splits["test"] = self._stage2()
 
     def _eval_loader(self, ds: Dataset) -> DataLoader:
-        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+        return make_loader(ds, self.eval_batch_size, False, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        ds = self.splits["train"]
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            sampler=EpochSampler(len(ds), seed=self.seed),
-            drop_last=len(ds) >= self.batch_size,
-            num_workers=self.num_workers,
-        )
+        return make_loader(self.splits["train"], self.batch_size, True, self.seed, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.splits["val"])
