@@ -1,7 +1,7 @@
 """The PAC layers on a CUDA device: every path agrees with the CPU float64 answer, low precision, compile, CRF.
 
-On CUDA the modules pick the unfold forms (``_PacUnfoldCorrelate``, ``_PacSquaredDistanceUnfold``); their agreement
-with the reference is also tested on the CPU (``test_pac_paths.py``, forced).
+On CUDA the modules pick the unfold forms (``_PacUnfoldCorrelate``, ``_PacSquaredDistance(unfold=True)``); their
+agreement with the reference is also tested on the CPU (``test_pac_paths.py``, forced).
 
 All tests are marked ``gpu`` (skipped without a CUDA device). ``scripts/gpu_check.sh`` runs them on a GPU machine.
 """

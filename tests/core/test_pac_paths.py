@@ -150,6 +150,17 @@ def test_fused_path_gradgradcheck() -> None:
     )
 
 
+def test_stacked_tap_groups_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tap loop with every tap of a phase stacked into one matrix product (off by default) is exact too."""
+    monkeypatch.setattr(pac_module, "_CORRELATE_GROUP_BYTES", 2**30)
+    for cfg in CONV_CASES[:3]:
+        fast, ref = _pair_of(PacConv2d, **cfg)
+        x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
+        _agree(fast, ref, x, f, expect_fused=False)
+    fast, ref = _pair_of(PacConvTranspose2d, 3, 4, 5, stride=2, padding=2, output_padding=1, kernel_type="inv_0.5_-1")
+    _agree(fast, ref, torch.randn(2, 3, 5, 6, dtype=DT), torch.randn(2, 3, 10, 12, dtype=DT), expect_fused=False)
+
+
 def test_unfold_form_gradcheck_and_gradgradcheck(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
     monkeypatch.setattr(pac_module, "_UNFOLD_BYTES", 1)  # one sample per chunk
@@ -184,6 +195,17 @@ def test_unfold_form_saves_only_its_inputs(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
     mod = PacConv2d(8, 8, 5, padding=2)
     x, f = torch.randn(2, 8, 16, 16, requires_grad=True), torch.randn(2, 3, 16, 16, requires_grad=True)
+    out, saved = _run_and_record_saved(lambda: mod(x, f))
+    assert "PacUnfoldCorrelate" in out.grad_fn.name()
+    im2col = x.numel() * 25 * x.element_size()
+    padded_x = 2 * 8 * 20 * 20 * 4
+    kernel = 2 * 25 * 16 * 16 * 4
+    assert sum(saved.values()) <= padded_x + f.numel() * 4 * 3 + 2 * kernel + mod.weight.numel() * 4
+    assert sum(saved.values()) < im2col / 2
+
+
+def _run_and_record_saved(fn: object) -> tuple[Tensor, dict[int, int]]:
+    """``fn()`` and the storages autograd saved for its backward: ``{data_ptr: bytes}``."""
     saved: dict[int, int] = {}
 
     def pack(t: Tensor) -> Tensor:
@@ -191,13 +213,8 @@ def test_unfold_form_saves_only_its_inputs(monkeypatch: pytest.MonkeyPatch) -> N
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = mod(x, f)
-    assert "PacUnfoldCorrelate" in out.grad_fn.name()
-    im2col = x.numel() * 25 * x.element_size()
-    padded_x = 2 * 8 * 20 * 20 * 4
-    kernel = 2 * 25 * 16 * 16 * 4
-    assert sum(saved.values()) <= padded_x + f.numel() * 4 * 3 + 2 * kernel + mod.weight.numel() * 4
-    assert sum(saved.values()) < im2col / 2
+        out = fn()  # type: ignore[operator]
+    return out, saved
 
 
 def _with(mod: nn.Module, weight: Tensor, bias: Tensor | None) -> nn.Module:
@@ -213,14 +230,7 @@ def test_fused_path_saves_only_its_inputs() -> None:
     """Nothing beyond the caller's input and guidance and one weight-sized tensor (the flipped weight) is kept."""
     mod = PacConvTranspose2d(8, 8, 5, stride=2, padding=2, output_padding=1)
     x, f = torch.randn(2, 8, 8, 8, requires_grad=True), torch.randn(2, 3, 16, 16, requires_grad=True)
-    saved: dict[int, int] = {}
-
-    def pack(t: Tensor) -> Tensor:
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = mod(x, f)
+    out, saved = _run_and_record_saved(lambda: mod(x, f))
     extra = {
         p: n for p, n in saved.items() if p not in {x.untyped_storage().data_ptr(), f.untyped_storage().data_ptr()}
     }

@@ -425,8 +425,7 @@ def packernel2d(
                 diff = diff.clamp_min(0)
             dist2 = diff * diff if channel_wise else (diff * diff).sum(dim=1, keepdim=True)
         else:  # (B, 1 or F, kh, kw, H_out, W_out), without materialising the guidance windows for backward
-            form = _PacSquaredDistanceUnfold if _use_unfold(f_pad) else _PacSquaredDistance
-            dist2 = form.apply(f_pad, ref, k, k_stride, d, spec.asym, channel_wise)
+            dist2 = _PacSquaredDistance.apply(f_pad, ref, k, k_stride, d, spec.asym, channel_wise, _use_unfold(f_pad))
         if spec.family == "gaussian":
             kernel = torch.exp(-0.5 * dist2)
         else:
@@ -521,9 +520,17 @@ def _tap_slices(
 class _PacSquaredDistance(torch.autograd.Function):
     """``d2[b,c',u,w,y,x] = sum_c (f[b,c,y*S+u*D,x*S+w*D] - r[b,c,y,x])^2`` on an already padded ``f``.
 
-    ``c'`` is 0, or ``c`` (no sum) when ``channel_wise``; ``asym`` clamps the difference at 0 before squaring. The
-    backward recomputes each tap's difference, so only ``f`` and ``r`` are saved.
+    ``c'`` is 0, or ``c`` (no sum) when ``channel_wise``; ``asym`` clamps the difference at 0 before squaring. Only
+    ``f`` and ``r`` are saved; the backward recomputes the differences. ``unfold`` picks the form: one ``F.unfold``
+    (a few large kernels, for CUDA) instead of a loop over taps (the CPU form).
     """
+
+    @staticmethod
+    def _unfolded_diff(f: Tensor, ref: Tensor, geometry: tuple) -> Tensor:
+        kernel_size, stride, dilation, asym = geometry
+        cols = F.unfold(f, kernel_size, dilation=dilation, stride=stride)
+        diff = cols.view(*f.shape[:2], *kernel_size, *ref.shape[-2:]) - ref[:, :, None, None]
+        return diff.clamp_min(0) if asym else diff
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -535,7 +542,14 @@ class _PacSquaredDistance(torch.autograd.Function):
         dilation: tuple[int, int],
         asym: bool,
         channel_wise: bool,
+        unfold: bool = False,
     ) -> Tensor:
+        ctx.save_for_backward(f, ref)
+        ctx.geometry = (kernel_size, stride, dilation, asym)
+        ctx.unfold = unfold
+        if unfold:
+            sq = _PacSquaredDistance._unfolded_diff(f, ref, ctx.geometry).square()
+            return sq if channel_wise else sq.sum(dim=1, keepdim=True)
         out_hw = tuple(ref.shape[-2:])
         taps = []
         for u in range(kernel_size[0]):
@@ -546,8 +560,6 @@ class _PacSquaredDistance(torch.autograd.Function):
                     diff = diff.clamp_min(0)
                 sq = diff * diff
                 taps.append(sq if channel_wise else sq.sum(dim=1, keepdim=True))
-        ctx.save_for_backward(f, ref)
-        ctx.geometry = (kernel_size, stride, dilation, asym)
         b, n = taps[0].shape[:2]
         return torch.stack(taps, dim=2).view(b, n, kernel_size[0], kernel_size[1], *out_hw)
 
@@ -556,22 +568,30 @@ class _PacSquaredDistance(torch.autograd.Function):
         f, ref = ctx.saved_tensors
         kernel_size, stride, dilation, asym = ctx.geometry
         need_f, need_ref = ctx.needs_input_grad[:2]
-        out_hw = tuple(ref.shape[-2:])
-        grad_f = torch.zeros_like(f) if need_f else None
-        grad_ref = torch.zeros_like(ref) if need_ref else None
-        if need_f or need_ref:
+        grad_f = grad_ref = None
+        if ctx.unfold and (need_f or need_ref):  # d/dx clamp(x, 0)^2 = 2 clamp(x, 0)
+            g_diff = 2 * _PacSquaredDistance._unfolded_diff(f, ref, ctx.geometry) * grad_out
+            if need_f:
+                cols = g_diff.reshape(f.shape[0], f.shape[1] * kernel_size[0] * kernel_size[1], -1)
+                grad_f = F.fold(cols, f.shape[-2:], kernel_size, dilation=dilation, stride=stride)
+            if need_ref:
+                grad_ref = -g_diff.sum(dim=(2, 3))
+        elif need_f or need_ref:
+            out_hw = tuple(ref.shape[-2:])
+            grad_f = torch.zeros_like(f) if need_f else None
+            grad_ref = torch.zeros_like(ref) if need_ref else None
             for u in range(kernel_size[0]):
                 for v in range(kernel_size[1]):
                     sh, sw = _tap_slices(u, v, dilation, stride, out_hw)
                     diff = f[:, :, sh, sw] - ref
-                    if asym:  # d/dx clamp(x, 0)^2 = 2 clamp(x, 0)
+                    if asym:
                         diff = diff.clamp_min(0)
                     g_diff = 2 * diff * grad_out[:, :, u, v]
                     if need_f:
                         grad_f[:, :, sh, sw] += g_diff
                     if need_ref:
                         grad_ref -= g_diff
-        return grad_f, grad_ref, None, None, None, None, None
+        return grad_f, grad_ref, None, None, None, None, None, None
 
 
 class _TapPlan(NamedTuple):
@@ -673,8 +693,8 @@ class _PacCorrelate(torch.autograd.Function):
     """``out[b,o,y,x] = sum_{c,u,w} W[o,c,u,w] K[b,0,u,w,y,x] x[b,c,rows_u(y),cols_w(x)]`` for a :class:`_TapPlan`.
 
     Loops over taps with strided slices; the backward recomputes each tap's product instead of saving an im2col.
-    Taps that write the same outputs are stacked in groups (bounded transient buffer, :func:`_tap_groups`), so each
-    group is one ``(C_out, n*C_in) x (n*C_in, HW)`` matrix product instead of ``n`` thin ones. ``shared`` means a
+    Taps that write the same outputs can be stacked in groups, one ``(C_out, n*C_in) x (n*C_in, HW)`` matrix product
+    per group (:data:`_CORRELATE_GROUP_BYTES`; one tap per group measured fastest on 2 cores). ``shared`` means a
     depthwise ``(1, 1, kh, kw)`` filter used for every channel. ``weight`` is in correlation layout
     ``(C_out, C_in, kh, kw)``.
     """
@@ -723,7 +743,7 @@ class _PacCorrelate(torch.autograd.Function):
                 bufs[ph].add_((x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).reshape(b, c, -1) * weight[0, 0, u, v])
         else:
             max_hw = max(mh * mw for mh, mw in plan.phase_hw)
-            for group in _tap_groups(plan, b * c * max_hw * x.element_size()):
+            for group in _tap_groups(plan, b * c * max_hw * x.element_size(), _CORRELATE_GROUP_BYTES):
                 stacked = _PacCorrelate._stack(x, kernel, plan, group)
                 w_group = torch.cat([weight[:, :, plan.taps[i][0], plan.taps[i][1]] for i in group], dim=1)
                 bufs[plan.taps[group[0]][2]].baddbmm_(w_group.expand(b, -1, -1), stacked)
@@ -747,7 +767,7 @@ class _PacCorrelate(torch.autograd.Function):
         grad_k = torch.zeros_like(kernel) if need_k else None
         grad_w = torch.zeros_like(weight) if need_w else None
         max_hw = max(mh * mw for mh, mw in plan.phase_hw)
-        for group in _tap_groups(plan, b * c * max_hw * x.element_size()):
+        for group in _tap_groups(plan, b * c * max_hw * x.element_size(), _CORRELATE_GROUP_BYTES):
             ph = plan.taps[group[0]][2]
             ry, rx = plan.phases[ph]
             mh, mw = plan.phase_hw[ph]
@@ -819,9 +839,15 @@ def _transposed_guide_plan(
 _GROUP_BYTES = 4 * 2**20  # transient K*x buffer of one tap group (larger ones page-fault on every call)
 
 
-def _tap_groups(plan: _TapPlan, bytes_per_tap: int) -> list[list[int]]:
-    """Indices of taps that share an output phase, in groups whose stacked ``K*x`` fits :data:`_GROUP_BYTES`."""
-    cap = max(1, _GROUP_BYTES // max(bytes_per_tap, 1))
+# The tap loop with a precomputed kernel stacks no taps: on 2 cores one thin matrix product per tap measured as fast
+# or faster (k5 B4 16 or 32 channels at 64x64, k3 B8 64 channels at 32x32; 4 MB groups were 5-10 % slower).
+_CORRELATE_GROUP_BYTES = 0
+
+
+def _tap_groups(plan: _TapPlan, bytes_per_tap: int, budget: int | None = None) -> list[list[int]]:
+    """Indices of taps that share an output phase, in groups whose stacked ``K*x`` fits ``budget`` bytes
+    (:data:`_GROUP_BYTES` by default; at least one tap per group)."""
+    cap = max(1, (_GROUP_BYTES if budget is None else budget) // max(bytes_per_tap, 1))
     by_phase: dict[int, list[int]] = {}
     for i, tap in enumerate(plan.taps):
         if plan.phase_hw[tap[2]][0] * plan.phase_hw[tap[2]][1]:
@@ -965,62 +991,6 @@ def _batch_chunks(per_sample_bytes: int, batch: int) -> list[slice]:
     """Batch slices whose im2col stays within :data:`_UNFOLD_BYTES` (at least one sample each)."""
     step = max(1, min(batch, _UNFOLD_BYTES // max(per_sample_bytes, 1)))
     return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
-
-
-class _PacSquaredDistanceUnfold(torch.autograd.Function):
-    """:class:`_PacSquaredDistance` with one ``F.unfold`` instead of a loop over taps (few large kernels: the CUDA
-    form). Saves only ``f`` and ``r``; the backward unfolds again and folds the gradient back."""
-
-    @staticmethod
-    def _diff(
-        f: Tensor,
-        ref: Tensor,
-        kernel_size: tuple[int, int],
-        stride: tuple[int, int],
-        dilation: tuple[int, int],
-        asym: bool,
-    ) -> Tensor:
-        b, n = f.shape[:2]
-        cols = F.unfold(f, kernel_size, dilation=dilation, stride=stride)
-        diff = cols.view(b, n, kernel_size[0], kernel_size[1], *ref.shape[-2:]) - ref[:, :, None, None]
-        return diff.clamp_min(0) if asym else diff
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
-        f: Tensor,
-        ref: Tensor,
-        kernel_size: tuple[int, int],
-        stride: tuple[int, int],
-        dilation: tuple[int, int],
-        asym: bool,
-        channel_wise: bool,
-    ) -> Tensor:
-        sq = _PacSquaredDistanceUnfold._diff(f, ref, kernel_size, stride, dilation, asym).square()
-        ctx.save_for_backward(f, ref)
-        ctx.geometry = (kernel_size, stride, dilation, asym)
-        return sq if channel_wise else sq.sum(dim=1, keepdim=True)
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        f, ref = ctx.saved_tensors
-        kernel_size, stride, dilation, asym = ctx.geometry
-        need_f, need_ref = ctx.needs_input_grad[:2]
-        grad_f = grad_ref = None
-        if need_f or need_ref:
-            g_diff = 2 * _PacSquaredDistanceUnfold._diff(f, ref, kernel_size, stride, dilation, asym) * grad_out
-            if need_f:
-                b, n = f.shape[:2]
-                grad_f = F.fold(
-                    g_diff.reshape(b, n * kernel_size[0] * kernel_size[1], -1),
-                    f.shape[-2:],
-                    kernel_size,
-                    dilation=dilation,
-                    stride=stride,
-                )
-            if need_ref:
-                grad_ref = -g_diff.sum(dim=(2, 3))
-        return grad_f, grad_ref, None, None, None, None, None
 
 
 class _PacUnfoldCorrelate(torch.autograd.Function):
