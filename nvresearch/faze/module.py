@@ -24,6 +24,7 @@ from torchmetrics import MeanMetric
 
 from nvresearch.core.geometry import pitchyaw_to_rotation, pitchyaw_to_vector
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
+from nvresearch.core.utils.threads import torch_threads
 from nvresearch.core.utils.visual import save_grid
 from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train
 from nvresearch.faze.inference import FazeGazeEstimator
@@ -186,13 +187,8 @@ class FazeModule(NVModule):
     def on_test_epoch_end(self) -> None:
         # Stage 2 works on a 643-parameter MLP: intra-op threads cost more than they save (measured 4x the CPU time
         # with 2 threads on a loaded 2-core machine), so it runs on one thread.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.inference_mode(False), torch.enable_grad():  # stage 2 trains while Lightning is testing
-                self._run_stage2()
-        finally:
-            torch.set_num_threads(threads)
+        with torch_threads(1), torch.inference_mode(False), torch.enable_grad():  # stage 2 trains while testing
+            self._run_stage2()
 
     def _run_stage2(self) -> None:
         dm = self.trainer.datamodule

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from nvresearch.core.data import DatasetLayoutError
 from nvresearch.core.geometry import pitchyaw_to_rotation, pitchyaw_to_vector, rotation_x
+from nvresearch.core.utils import torch_threads
 from nvresearch.faze import (
     DTED,
     AdaGENConfig,
@@ -341,13 +342,9 @@ def test_personalization_curve_protocol_on_a_known_toy() -> None:
     """Persons differ only by a constant offset: k = 0 error ~ |kappa|; adaptation with k >= 3 removes most of it."""
     train, test = _toy_persons(20, 64, 0), _toy_persons(8, 80, 1)
     cfg = AdaGENConfig(joint_steps=600, joint_batch=256, seed=1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny-tensor work: a second thread only adds overhead (4x the CPU time under load)
-    try:
+    with torch_threads(1):  # tiny-tensor work: a second thread only adds overhead (4x the CPU time under load)
         joint = joint_train(train, cfg)
         curve = personalization_curve(joint, test, [0, 3, 9, 200], test_last=40, repeats=2, steps=150, lr=3e-4, seed=0)
-    finally:
-        torch.set_num_threads(threads)
     by_k = {c.k: c for c in curve}
     assert set(by_k) == {0, 3, 9}  # k = 200 exceeds every calibration pool (80 - 40) and is left out
     assert by_k[0].std == 0.0 and by_k[0].persons == 8

@@ -9,7 +9,7 @@ import torch
 
 from nvresearch.core.training import load_checkpoint
 from nvresearch.core.training.run import train
-from nvresearch.core.utils import instantiate
+from nvresearch.core.utils import instantiate, torch_threads
 from nvresearch.funit.datamodule import FUNITDataModule, unseen_split
 
 # The quickest configuration: a few tiny batches, small evaluation, CSV logging only.
@@ -35,10 +35,8 @@ FUNIT_FAST = [
 def one_thread():
     """One torch thread: the tiny convolutions gain nothing from a second, which only spin-waits on a loaded host
     (up to ~15x the CPU time per iteration on the shared 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def test_unseen_species_are_spread_and_disjoint():

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from nvresearch.core.training.module import NonFiniteLossError
-from nvresearch.core.utils import instantiate
+from nvresearch.core.utils import instantiate, torch_threads
 from nvresearch.funit.losses import discriminator_losses
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -166,12 +166,8 @@ def test_gradient_scaler_path_on_cpu(compose, tmp_path):
     before = _snapshot(module)
     seen, devices = _record_amp_scale(module)
     scaler = torch.amp.GradScaler("cpu")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: a second thread only spin-waits on a loaded host
-    try:
+    with torch_threads(1):  # tiny convolutions: a second thread only spin-waits on a loaded host
         trainer = _fit(module, dm, tmp_path, "16-mixed", "cpu", plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
-    finally:
-        torch.set_num_threads(threads)
     _check_training(trainer, module, before)
     assert trainer.precision_plugin.scaler is scaler
     assert len(seen) == STEPS and seen[0] == 2.0**16 and all(s >= 1.0 for s in seen)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nvresearch.core.training.run import train
-from nvresearch.core.utils import instantiate
+from nvresearch.core.utils import instantiate, torch_threads
 
 TAYLOR_FAST = ["paper=taylor", "trainer=fast", "logger=csv"]
 
@@ -74,12 +74,8 @@ def test_claims_on_digits() -> None:
     """
     from nvresearch.taylor.experiments import correlation_study, evaluate, pruning_comparison, train_digits
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: one thread is faster and immune to oversubscription on shared cores
-    try:
+    with torch_threads(1):  # tiny networks: one thread is faster and immune to oversubscription on shared cores
         _claims(correlation_study, evaluate, pruning_comparison, train_digits)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _claims(correlation_study, evaluate, pruning_comparison, train_digits) -> None:  # noqa: ANN001

@@ -108,14 +108,14 @@ class GANModule(NVModule):
 
     def _log_terms(self, terms: dict[str, Tensor], prefix: str, batch_size: int | None) -> None:
         """Log the terms (raising on non-finite ones), except for a scale overflow under a gradient scaler."""
-        finite = all(bool(torch.isfinite(v.detach()).all()) for v in terms.values())
-        if finite:
-            self._amp_overflows[prefix] = 0
-        elif self.grad_scaler() is not None and self._amp_overflows.get(prefix, 0) < self.amp_overflow_patience:
-            # the scaler finds non-finite gradients, skips this step and lowers its scale
-            self._amp_overflows[prefix] = self._amp_overflows.get(prefix, 0) + 1
-            self.log("train/amp_skipped", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=batch_size)
-            return
+        if self.grad_scaler() is not None:  # without a scaler, log_losses alone checks the terms
+            if all(bool(torch.isfinite(v.detach()).all()) for v in terms.values()):
+                self._amp_overflows[prefix] = 0
+            elif self._amp_overflows.get(prefix, 0) < self.amp_overflow_patience:
+                # the scaler finds non-finite gradients, skips this step and lowers its scale
+                self._amp_overflows[prefix] = self._amp_overflows.get(prefix, 0) + 1
+                self.log("train/amp_skipped", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=batch_size)
+                return
         self.log_losses({f"{prefix}_{k}": v for k, v in terms.items()}, "train", batch_size=batch_size)
 
     def _step(self, optimizer: Any, terms: dict[str, Tensor], params: Iterable[nn.Parameter]) -> None:

@@ -1078,6 +1078,12 @@ class _PacUnfoldCorrelate(torch.autograd.Function):
         return gx, gk, gw, gb, None, None, None
 
 
+def _transposed_cols_bytes(input: Tensor, kernel_size: tuple[int, int], out_hw: tuple[int, int]) -> int:
+    """Size of the im2col of a transposed layer's zero-inserted input (what its unfold form would build)."""
+    b, c = input.shape[:2]
+    return b * c * kernel_size[0] * kernel_size[1] * out_hw[0] * out_hw[1] * input.element_size()
+
+
 def _use_unfold(x: Tensor, transposed_cols_bytes: int | None = None) -> bool:
     """Whether the unfold (im2col) forms run: on CUDA, where the tap loop is launch-bound (on an H200 the unfold-based
     reference ran 3-4x faster than the tap loop at the benchmark's small shapes and on par at B=16, 128x128). A
@@ -1288,8 +1294,8 @@ def pacconv_transpose2d(
     if tuple(kernel.shape) != expected:
         raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
     w_corr = weight.flip(-2, -1) if shared_filters else weight.transpose(0, 1).flip(-2, -1)
-    cols_bytes = b * input.shape[1] * kh * kw * out_hw[0] * out_hw[1] * input.element_size()
-    if native_impl or _use_unfold(input, cols_bytes):  # correlate the zero-inserted, padded input with stride 1
+    # The reference and the unfold form correlate the zero-inserted, padded input with stride 1.
+    if native_impl or _use_unfold(input, _transposed_cols_bytes(input, (kh, kw), out_hw)):
         before = tuple((ki - 1) * di - pi for ki, di, pi in zip((kh, kw), d, p))
         after = tuple(bi + oi for bi, oi in zip(before, op))
         x = _zero_insert_pad(input, s, before, after)
@@ -1704,12 +1710,12 @@ class _PacConvNd(nn.Module):
         self._check_guidance(input_2d, input_for_kernel)
         params = (("input_2d", input_2d), ("weight", self.weight), ("bias", self.bias))
         _check_same_dtype(params, input_2d.device.type)
-        b, c, h, w = input_2d.shape
+        h, w = input_2d.shape[2:]
         k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
         out_hw = self._expected_guidance_size((h, w))
         if out_hw[0] < 1 or out_hw[1] < 1:
             return None  # let the general path raise its error
-        if _use_unfold(input_2d, b * c * k[0] * k[1] * out_hw[0] * out_hw[1] * input_2d.element_size()):
+        if _use_unfold(input_2d, _transposed_cols_bytes(input_2d, k, out_hw)):
             return None  # the general path takes the unfold form
         plan, x_pad = _transposed_plan((h, w), k, s, p, d, out_hw)
         gplan = _transposed_guide_plan(plan, k, s, d)
