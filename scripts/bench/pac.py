@@ -8,8 +8,10 @@ to the torch layer of the same shape, the bytes autograd saves for backward (uni
 forward+backward (CUDA: ``max_memory_allocated`` above the start; CPU: resident-set growth sampled every 0.2 ms,
 each case in a fresh subprocess with large buffers returned to the system when freed; an estimate).
 
-Paths: ``fused`` is what the modules run by default (Gaussian kernel computed inside the convolution), ``taps`` the
-general path (kernel from ``compute_kernel``, then the tap-loop correlation), ``reference`` is ``native_impl=True``
+Paths: ``default`` is what the modules run (CPU: the rows form, with the Gaussian kernel computed inside the
+convolution for ``PacConvTranspose2d``), ``kernel`` the general path (kernel from ``compute_kernel``, then the
+correlation of the device: rows form on the CPU), ``taploop`` the same with the earlier tap-loop correlation forced
+(what a strided ``PacConv2d`` still runs), ``reference`` is ``native_impl=True``
 (plain autograd on ``F.unfold``; what the tests compare against); ``compiled`` (with ``--compile``) is the default
 path under ``torch.compile``. On CUDA two larger cases are added (a GPU is idle at the issue's CPU shapes).
 """
@@ -30,6 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nvresearch.core.layers import pac
 from nvresearch.core.layers.pac import PacConv2d, PacConvTranspose2d
 
 # name -> (layer kind, batch, C_in, C_out, k, stride, in size, guidance channels)
@@ -43,7 +46,7 @@ CUDA_SHAPES = {
     "k5 B16 64->64 128x128 guide8": ("conv", 16, 64, 64, 5, 1, 128, 8),
     "T k5 s2 B16 64->64 64->128 guide8": ("transposed", 16, 64, 64, 5, 2, 64, 8),
 }
-PATHS = ("torch", "fused", "taps", "reference")
+PATHS = ("torch", "default", "kernel", "taploop", "reference")
 
 
 def build(shape: str, path: str, device: str) -> Callable[[], torch.Tensor]:
@@ -65,8 +68,18 @@ def build(shape: str, path: str, device: str) -> Callable[[], torch.Tensor]:
     if path == "compiled":
         compiled = torch.compile(layer)
         return lambda: compiled(x, f)
-    if path == "taps":
+    if path == "kernel":
         return lambda: layer(x, None, kernel=layer.compute_kernel(f)[0])
+    if path == "taploop":
+
+        def run() -> torch.Tensor:
+            use_rows, pac._use_rows = pac._use_rows, lambda *args: False
+            try:
+                return layer(x, None, kernel=layer.compute_kernel(f)[0])
+            finally:
+                pac._use_rows = use_rows
+
+        return run
     return lambda: layer(x, f)
 
 

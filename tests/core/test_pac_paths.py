@@ -1,4 +1,5 @@
-"""The PAC implementation paths agree: fused Gaussian (module default), tap loop (explicit kernel), reference.
+"""The PAC implementation paths agree: rows form (CPU default; with the Gaussian fused in for transposed modules),
+tap loop (strided PacConv2d; forced here for the others), unfold form (CUDA; forced here), reference.
 
 The reference (``native_impl=True``) is plain autograd on ``F.unfold``: obviously correct, memory-hungry. The tests
 compare the fast paths against it in float64, for outputs and for the gradients of input, guidance, weight, bias.
@@ -22,10 +23,16 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture(params=["cpu-default", "unfold"])
+@pytest.fixture(params=["cpu-default", "taploop", "unfold"])
 def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test with the CPU default forms, and again with the unfold forms that CUDA picks (forced here, with
-    a tiny chunk budget so that the batch is split)."""
+    """Runs a test with the CPU default forms (rows form tiled into uneven tiles of 7 rows), with the tap loop
+    forced, and with the unfold forms that CUDA picks (forced, with a tiny chunk budget so that the batch is
+    split)."""
+    if request.param == "cpu-default":
+        monkeypatch.setattr(pac_module, "_ROWS_TILE_BYTES", 1)
+        monkeypatch.setattr(pac_module, "_ROWS_MIN_TILE", 7)
+    if request.param == "taploop":
+        monkeypatch.setattr(pac_module, "_use_rows", lambda x, stride: False)
     if request.param == "unfold":
         monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
         monkeypatch.setattr(pac_module, "_UNFOLD_BYTES", 1)
@@ -52,13 +59,23 @@ def _grads(mod: nn.Module, x: Tensor, f: Tensor, how: str) -> list[Tensor]:
 
 
 def _agree(
-    fast: nn.Module, ref: nn.Module, x: Tensor, f: Tensor, expect_fused: bool, form: str = "cpu-default"
+    fast: nn.Module,
+    ref: nn.Module,
+    x: Tensor,
+    f: Tensor,
+    expect_fused: bool,
+    form: str = "cpu-default",
+    rows: bool = True,
 ) -> None:
-    out = fast(x, f)
+    """``rows``: the layer reads its input at stride 1 (transposed layers, stride-1 convolutions)."""
     if form == "unfold":
-        assert "PacUnfoldCorrelate" in out.grad_fn.name(), out.grad_fn.name()
+        with_kernel = "PacUnfoldCorrelate"
     else:
-        assert ("PacGaussianCorrelate" in out.grad_fn.name()) == expect_fused, out.grad_fn.name()
+        with_kernel = "PacRowsCorrelate" if (rows and form == "cpu-default") else "PacCorrelateBackward"
+    name = fast(x, f).grad_fn.name()
+    assert ("PacGaussianCorrelate" if (expect_fused and form != "unfold") else with_kernel) in name, name
+    name = fast(x, None, kernel=fast.compute_kernel(f)[0]).grad_fn.name()
+    assert with_kernel in name, name
     want = _grads(ref, x, f, "guide")
     for how in ("guide", "kernel"):
         got = _grads(fast, x, f, how)
@@ -79,9 +96,8 @@ CONV_CASES = [
 def test_conv_paths_agree(cfg: dict, form: str) -> None:
     fast, ref = _pair_of(PacConv2d, **cfg)
     x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
-    _agree(
-        fast, ref, x, f, expect_fused=False, form=form
-    )  # PacConv2d runs the tap loop (as fast on CPU, see the bench)
+    rows = cfg.get("stride", 1) in (1, (1, 1))
+    _agree(fast, ref, x, f, expect_fused=rows, form=form, rows=rows)  # stride 1: the fused Gaussian rows form
 
 
 TRANSPOSED_CASES = [
@@ -153,12 +169,55 @@ def test_fused_path_gradgradcheck() -> None:
 def test_stacked_tap_groups_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tap loop with every tap of a phase stacked into one matrix product (off by default) is exact too."""
     monkeypatch.setattr(pac_module, "_CORRELATE_GROUP_BYTES", 2**30)
+    monkeypatch.setattr(pac_module, "_use_rows", lambda x, stride: False)
     for cfg in CONV_CASES[:3]:
         fast, ref = _pair_of(PacConv2d, **cfg)
         x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
-        _agree(fast, ref, x, f, expect_fused=False)
+        _agree(fast, ref, x, f, expect_fused=cfg.get("stride", 1) == 1, form="taploop")
     fast, ref = _pair_of(PacConvTranspose2d, 3, 4, 5, stride=2, padding=2, output_padding=1, kernel_type="inv_0.5_-1")
-    _agree(fast, ref, torch.randn(2, 3, 5, 6, dtype=DT), torch.randn(2, 3, 10, 12, dtype=DT), expect_fused=False)
+    x, f = torch.randn(2, 3, 5, 6, dtype=DT), torch.randn(2, 3, 10, 12, dtype=DT)
+    _agree(fast, ref, x, f, expect_fused=False, form="taploop")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_rows_form_gradcheck_and_gradgradcheck(shared: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows form with an explicit kernel, split into uneven tiles: first and second derivatives of input,
+    kernel and weight, for a dilated convolution and a strided transposed one."""
+    monkeypatch.setattr(pac_module, "_ROWS_TILE_BYTES", 1)
+    monkeypatch.setattr(pac_module, "_ROWS_MIN_TILE", 5)
+    w_conv = torch.randn(1, 1, 3, 3, dtype=DT) if shared else torch.randn(3, 2, 3, 3, dtype=DT)
+    w_tr = torch.randn(1, 1, 3, 3, dtype=DT) if shared else torch.randn(2, 3, 3, 3, dtype=DT)
+    cases = [
+        (
+            lambda x, k, w: pac_module.pacconv2d(x, k, w, padding=2, dilation=2, shared_filters=shared),
+            torch.randn(2, 2, 4, 5, dtype=DT),
+            torch.rand(2, 1, 3, 3, 4, 5, dtype=DT),
+            w_conv,
+        ),
+        (
+            lambda x, k, w: pac_module.pacconv_transpose2d(
+                x, k, w, stride=2, padding=1, output_padding=1, shared_filters=shared
+            ),
+            torch.randn(1, 2, 3, 3, dtype=DT),
+            torch.rand(1, 1, 3, 3, 6, 6, dtype=DT),
+            w_tr,
+        ),
+    ]
+    for fn, x, k, w in cases:
+        args = tuple(t.clone().requires_grad_() for t in (x, k, w))
+        assert "PacRowsCorrelate" in fn(*args).grad_fn.name()
+        assert torch.autograd.gradcheck(fn, args, fast_mode=True)
+        assert torch.autograd.gradgradcheck(fn, args, fast_mode=True)
+
+
+def test_rows_form_saves_only_its_inputs() -> None:
+    """The correlation keeps its input, kernel and weight; never a channels-last copy or tap products."""
+    x = torch.randn(2, 8, 16, 16, requires_grad=True)
+    k = torch.rand(2, 1, 5, 5, 16, 16, requires_grad=True)
+    w = torch.randn(8, 8, 5, 5, requires_grad=True)
+    out, saved = _run_and_record_saved(lambda: pac_module.pacconv2d(x, k, w, padding=2))
+    assert "PacRowsCorrelate" in out.grad_fn.name()
+    assert set(saved) <= {t.untyped_storage().data_ptr() for t in (x, k, w)}
 
 
 def test_unfold_form_gradcheck_and_gradgradcheck(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -272,10 +331,10 @@ def test_low_precision_close_to_float32(dtype: torch.dtype, transposed: bool) ->
 
 def test_tap_groups_cover_each_tap_once_and_share_a_phase() -> None:
     plan, _ = _transposed_plan((6, 7), (5, 5), (2, 2), (2, 2), (1, 1), (12, 14))
-    groups = _tap_groups(plan, bytes_per_tap=1)
+    groups = _tap_groups(plan, bytes_per_tap=1, budget=4 * 2**20)
     assert sorted(i for g in groups for i in g) == list(range(25))
     assert all(len({plan.taps[i][2] for i in g}) == 1 for g in groups)
-    assert len(_tap_groups(plan, bytes_per_tap=2**40)) == 25  # huge taps: one per group
+    assert len(_tap_groups(plan, bytes_per_tap=2**40, budget=4 * 2**20)) == 25  # huge taps: one per group
 
 
 @pytest.mark.slow
