@@ -18,9 +18,11 @@ from nvresearch.funit.data import (
 from nvresearch.funit.losses import discriminator_losses, generator_losses, gradient_penalty
 from nvresearch.funit.metrics import (
     SmallClassifier,
+    cluster_mean_se,
     estimate_pose,
     foreground_weights,
     kshot_sets,
+    nested_kshot_sets,
     pose_error,
     topk_hits,
     train_classifier,
@@ -38,6 +40,7 @@ __all__ = [
     "SmallClassifier",
     "SyntheticCreatures",
     "TranslationPairs",
+    "cluster_mean_se",
     "creature_species",
     "discriminator_losses",
     "estimate_pose",
@@ -46,6 +49,7 @@ __all__ = [
     "generator_losses",
     "gradient_penalty",
     "kshot_sets",
+    "nested_kshot_sets",
     "pose_error",
     "read_list_file",
     "render_creatures",

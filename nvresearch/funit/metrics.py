@@ -144,6 +144,50 @@ def kshot_sets(num_pool: Sequence[int], k: int, generator: torch.Generator, repe
     return out
 
 
+def nested_kshot_sets(
+    num_pool: Sequence[int], ks: Sequence[int], generator: torch.Generator, repeats: int = 1
+) -> dict[int, list[list[Tensor]]]:
+    """K-shot index sets for several K that are *paired*: for each target class and repeat one random order of the
+    pool is drawn, and the K-set is its first K entries, so every smaller set is a subset of every larger one (each
+    set is still a uniform random K-subset). Comparing K then measures the effect of the extra shots, not of
+    different draws. Returns ``{K: [class][repeat] -> (K,) indices}``."""
+    if not ks:
+        raise ValueError("nested_kshot_sets needs at least one K")
+    k_max = max(ks)
+    out: dict[int, list[list[Tensor]]] = {k: [] for k in ks}
+    for n in num_pool:
+        if n < k_max:
+            raise ValueError(f"a target class has {n} example images, fewer than K = {k_max}")
+        orders = [torch.randperm(n, generator=generator)[:k_max] for _ in range(repeats)]
+        for k in ks:
+            out[k].append([order[:k] for order in orders])
+    return out
+
+
+def cluster_mean_se(sums: Tensor, counts: Tensor) -> tuple[float, float]:
+    """Mean of per-item values grouped in clusters, and its cluster-robust standard error.
+
+    The mean is ``sum(sums) / sum(counts)``; the standard error treats the cluster means as the independent
+    observations (``std(cluster means) / sqrt(#clusters)``, clusters weighted by their counts), which is the honest
+    error when the items of a cluster share a random draw (e.g. all translations made with one K-shot set).
+    Clusters with no items are ignored; with fewer than two clusters the error is ``nan``.
+
+    Shape:
+        sums, counts: ``(C,)`` per-cluster sums of the values and item counts.
+    """
+    keep = counts > 0
+    s, c = sums[keep].double(), counts[keep].double()
+    mean = float(s.sum() / c.sum()) if c.numel() else float("nan")
+    n = c.numel()
+    if n < 2:
+        return mean, float("nan")
+    w = c / c.sum()
+    m = s / c
+    # variance of a ratio estimator over clusters (equal counts: the plain variance of the cluster means / n)
+    var = float((w**2 * (m - mean) ** 2).sum() * n / (n - 1))
+    return mean, math.sqrt(var)
+
+
 @torch.no_grad()
 def translate_to_classes(translate: Callable[[Tensor, Tensor], Tensor], content: Tensor, shots: Tensor) -> Tensor:
     """Translate every content image into each target class given by K shots.

@@ -7,13 +7,20 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from nvresearch.core.gan.module import GANModule
 from nvresearch.core.training.module import OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import save_grid
 from nvresearch.funit.losses import discriminator_losses, generator_losses
-from nvresearch.funit.metrics import estimate_pose, kshot_sets, pose_error, topk_hits, train_classifier
+from nvresearch.funit.metrics import (
+    cluster_mean_se,
+    estimate_pose,
+    nested_kshot_sets,
+    pose_error,
+    topk_hits,
+    train_classifier,
+)
 from nvresearch.funit.models import FewShotGenerator, MultiTaskDiscriminator
 
 
@@ -24,8 +31,11 @@ class FUNITModule(GANModule):
     poses, ``val/pose_angle_err`` of the translations; a grid (content | class image | translation | reconstruction)
     in ``samples/``. Test (Sec. 4 protocol): a classifier is trained on real images of the unseen target classes,
     every content image is translated into every target class from K random shots, and ``test/top1_k{K}`` /
-    ``test/top5_k{K}`` report how often the classifier names the intended class; ``test/chance`` is 1 / |T|. With
-    poses, ``test/pose_center_err`` (px) and ``test/pose_angle_err`` (deg) compare the translation's pose with the
+    ``test/top5_k{K}`` report how often the classifier names the intended class; ``test/chance`` is 1 / |T|. The
+    K-shot sets are nested (for each class and repeat, the K = 1 shot is among the K = 5 shots, and so on), so the
+    K are compared on paired draws: ``test/top1_gain_k{K}`` is top-1 at K minus top-1 at the smallest K, and
+    ``test/top1_gain_se_k{K}`` its standard error over the (class, repeat) shot draws. With poses,
+    ``test/pose_center_err`` (px) and ``test/pose_angle_err`` (deg) compare the translation's pose with the
     content image's, beside the same errors of a baseline that returns the class image (``..._copy``).
 
     Args:
@@ -36,7 +46,7 @@ class FUNITModule(GANModule):
         ema_decay: weight of the old average in the generator EMA (0.999); None disables it.
         eval_with_ema: evaluate the EMA generator (the reference's ``gen_test``).
         eval_ks: shot counts evaluated. eval_repeats: K-shot sets drawn per class and K.
-        classifier_steps: Adam steps of the evaluation classifier.
+        classifier_steps / classifier_width: Adam steps and first-layer width of the evaluation classifier.
         num_samples: rows in the sample grids.
     """
 
@@ -59,6 +69,7 @@ class FUNITModule(GANModule):
         eval_ks: Sequence[int] = (1, 5, 10, 15, 20),
         eval_repeats: int = 1,
         classifier_steps: int = 300,
+        classifier_width: int = 32,
         num_samples: int = 6,
         grad_clip_norm: float | None = None,
     ) -> None:
@@ -70,12 +81,14 @@ class FUNITModule(GANModule):
         self.eval_with_ema = eval_with_ema
         self.eval_ks = [int(k) for k in eval_ks]
         self.eval_repeats, self.classifier_steps = int(eval_repeats), int(classifier_steps)
+        self.classifier_width = int(classifier_width)
         self.num_samples = int(num_samples)
         self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in ("recon_l1", "pose_angle_err")})
         names = [f"top{t}_k{k}" for k in self.eval_ks for t in (1, 5)]
         names += ["pose_center_err", "pose_angle_err", "pose_center_err_copy", "pose_angle_err_copy"]
         names += ["classifier_top1_real"]
         self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
+        self.gain_metrics = nn.ModuleDict()  # paired K comparisons, built at test start (their size needs the data)
         self._eval_state: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ training
@@ -154,16 +167,20 @@ class FUNITModule(GANModule):
                 data["num_classes"],
                 steps=self.classifier_steps,
                 seed=int(getattr(dm, "seed", 0)),
+                width=self.classifier_width,
             )
         g = torch.Generator().manual_seed(int(getattr(dm, "seed", 0)) + 12_345)
         pools = [p.to(device) for p in data["shot_pools"]]
-        shots = {}
-        for k in self.eval_ks:
-            sets = kshot_sets([p.shape[0] for p in pools], k, g, self.eval_repeats)
-            # [repeat] -> (T, K, 3, S, S)
-            shots[k] = [
-                torch.stack([pools[t][sets[t][r]] for t in range(len(pools))]) for r in range(self.eval_repeats)
-            ]
+        sets = nested_kshot_sets([p.shape[0] for p in pools], self.eval_ks, g, self.eval_repeats)
+        # K -> [repeat] -> (T, K, 3, S, S)
+        shots = {
+            k: [torch.stack([pools[t][sets[k][t][r]] for t in range(len(pools))]) for r in range(self.eval_repeats)]
+            for k in self.eval_ks
+        }
+        num_clusters = len(pools) * self.eval_repeats
+        self.gain_metrics = nn.ModuleDict(
+            {f"k{k}": _ClusterSums(num_clusters) for k in self.eval_ks if k != min(self.eval_ks)}
+        ).to(device)
         with torch.no_grad():
             for t, pool in enumerate(pools):
                 logits = classifier(pool)
@@ -178,14 +195,19 @@ class FUNITModule(GANModule):
         b, num_t = content.shape[0], st["T"]
         targets = torch.arange(num_t, device=content.device).repeat_interleave(b)
         grid_rows = None
+        k0 = min(self.eval_ks)
+        top1: dict[tuple[int, int], Tensor] = {}  # (K, repeat) -> top-1 hits, ordered as ``targets``
         with torch.no_grad():
             code = gen.encode_content(content)
             content_pose = estimate_pose(content) if st["has_pose"] else None
-            for k in self.eval_ks:
-                for shots in st["shots"][k]:
+            for k in sorted(self.eval_ks):  # the smallest K first: the others are paired with it
+                for r, shots in enumerate(st["shots"][k]):
                     class_codes = gen.encode_class(shots)  # (T, K, 3, S, S) -> (T, latent)
                     outs = torch.stack([gen.decode(code, class_codes[t].expand(b, -1)) for t in range(num_t)])
                     hits = topk_hits(classifier(outs.flatten(0, 1)), targets, (1, 5))
+                    top1[k, r] = hits[1].float()
+                    if k != k0:  # paired with the same content, class and (nested) shots at the smallest K
+                        self.gain_metrics[f"k{k}"].update(top1[k, r] - top1[k0, r], targets + num_t * r)
                     self.test_metrics[f"top1_k{k}"].update(hits[1].float())
                     self.test_metrics[f"top5_k{k}"].update(hits[5].float())
                     if content_pose is not None:
@@ -216,9 +238,33 @@ class FUNITModule(GANModule):
             if metric.update_count:
                 self.log(f"test/{name}", metric.compute())
             metric.reset()
+        for name, metric in self.gain_metrics.items():
+            gain, se = cluster_mean_se(*metric.compute())
+            self.log(f"test/top1_gain_{name}", gain)
+            self.log(f"test/top1_gain_se_{name}", se)
+            metric.reset()
         if self._eval_state:
             self.log("test/chance", 1.0 / self._eval_state["T"])
         self._eval_state = {}
+
+
+class _ClusterSums(Metric):
+    """Per-cluster sums and counts of per-item values (synchronised over processes), for cluster-robust errors."""
+
+    full_state_update = False
+
+    def __init__(self, num_clusters: int) -> None:
+        super().__init__()
+        # float32 holds the sums of +-1 / 0 hits and the counts exactly at any evaluation size used here
+        self.add_state("sums", torch.zeros(num_clusters), dist_reduce_fx="sum")
+        self.add_state("counts", torch.zeros(num_clusters), dist_reduce_fx="sum")
+
+    def update(self, values: Tensor, clusters: Tensor) -> None:
+        self.sums.index_add_(0, clusters, values.float())
+        self.counts.index_add_(0, clusters, torch.ones_like(values, dtype=torch.float32))
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        return self.sums, self.counts
 
 
 def _img(x: Tensor) -> Tensor:

@@ -14,11 +14,13 @@ from nvresearch.funit import (
     MultiTaskDiscriminator,
     SyntheticCreatures,
     TranslationPairs,
+    cluster_mean_se,
     discriminator_losses,
     estimate_pose,
     extract_animal_faces,
     generator_losses,
     gradient_penalty,
+    nested_kshot_sets,
     pose_error,
     read_list_file,
     topk_hits,
@@ -300,3 +302,29 @@ def test_topk_hits():
     assert hits[1].tolist() == [True, False, False]
     assert hits[2].tolist() == [True, True, False]
     assert hits[5].tolist() == [True, True, True]
+
+
+def test_nested_kshot_sets_pair_the_shot_counts():
+    sets = nested_kshot_sets([12, 7], [5, 1, 3], torch.Generator().manual_seed(0), repeats=3)
+    assert sorted(sets) == [1, 3, 5] and len(sets[1]) == 2 and all(len(r) == 3 for r in sets[5])
+    for t, n in enumerate([12, 7]):
+        for r in range(3):
+            big = sets[5][t][r]
+            assert len(set(big.tolist())) == 5 and 0 <= big.min() and big.max() < n  # without replacement
+            assert torch.equal(sets[1][t][r], big[:1]) and torch.equal(sets[3][t][r], big[:3])  # nested
+    assert not torch.equal(sets[5][0][0], sets[5][0][1])  # repeats are different draws
+    # each K-set is still a uniform draw: every image of a 7-image pool is the K = 1 shot sometimes
+    many = nested_kshot_sets([7], [1, 5], torch.Generator().manual_seed(1), repeats=400)
+    assert torch.stack(many[1][0]).flatten().bincount(minlength=7).min() > 30
+    with pytest.raises(ValueError, match="fewer than K = 5"):
+        nested_kshot_sets([4], [1, 5], torch.Generator())
+
+
+def test_cluster_mean_se_by_hand():
+    # two clusters of 4 items with means 0.5 and 0.0, one of 4 with mean -0.25, one empty (ignored)
+    sums, counts = torch.tensor([2.0, 0.0, -1.0, 0.0]), torch.tensor([4.0, 4.0, 4.0, 0.0])
+    mean, se = cluster_mean_se(sums, counts)
+    m = torch.tensor([0.5, 0.0, -0.25], dtype=torch.float64)
+    assert mean == pytest.approx(0.25 / 3)
+    assert se == pytest.approx(float(m.std() / math.sqrt(3)))  # equal sizes: the plain SE of the cluster means
+    assert cluster_mean_se(torch.tensor([1.0]), torch.tensor([2.0])) == (0.5, pytest.approx(float("nan"), nan_ok=True))
