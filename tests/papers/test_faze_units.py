@@ -359,6 +359,31 @@ def test_personalization_curve_protocol_on_a_known_toy() -> None:
         personalization_curve(joint, test, [0], test_last=100)
 
 
+@pytest.mark.parametrize("first_order", [True, False])
+@pytest.mark.parametrize("activation", ["selu", "relu"])
+def test_mlp_meta_loss_equals_the_generic_batched_meta_loss(first_order: bool, activation: str) -> None:
+    """The GazeMLP-specific meta-objective (stacked matrix products) is core.meta's vmapped one, value and grads."""
+    from nvresearch.core.meta import batched_meta_loss
+    from nvresearch.faze.adagen import angular_loss, mlp_meta_loss
+
+    torch.manual_seed(0)
+    mlp = GazeMLP(activation=activation)
+    sx, qx = torch.randn(4, 3, 6), torch.randn(4, 7, 6)
+    sy, qy = F.normalize(torch.randn(4, 3, 3), dim=-1), F.normalize(torch.randn(4, 7, 3), dim=-1)
+    grads = []
+    for loss in (
+        mlp_meta_loss(mlp, sx, sy, qx, qy, 3, 1e-2, first_order),
+        batched_meta_loss(mlp, sx, sy, qx, qy, angular_loss, 3, 1e-2, first_order),
+    ):
+        grads.append((loss.detach(), torch.autograd.grad(loss, list(mlp.parameters()))))
+    (mine, mine_g), (ref, ref_g) = grads
+    torch.testing.assert_close(mine, ref)
+    for a, b in zip(mine_g, ref_g):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # the inner loop moves the parameters: the adapted query loss differs from the unadapted one
+    assert not torch.allclose(mine, mlp_meta_loss(mlp, sx, sy, qx, qy, 0, 1e-2).detach())
+
+
 def test_meta_train_runs_both_modes_and_changes_the_mlp() -> None:
     train = _toy_persons(6, 40, 2)
     for mode in ("faithful", "textbook"):
