@@ -45,7 +45,7 @@ class FUNITModule(GANModule):
         gp_mode / gp_chunk: the gradient-penalty scaling (see :func:`nvresearch.funit.losses.gradient_penalty`).
         ema_decay: weight of the old average in the generator EMA (0.999); None disables it.
         eval_with_ema: evaluate the EMA generator (the reference's ``gen_test``).
-        eval_ks: shot counts evaluated. eval_repeats: K-shot sets drawn per class and K.
+        eval_ks: shot counts evaluated. eval_repeats: K-shot draws per class (each nested over the K).
         classifier_steps / classifier_width: Adam steps and first-layer width of the evaluation classifier.
         num_samples: rows in the sample grids.
     """

@@ -153,10 +153,11 @@ def test_translations_take_the_unseen_class_and_keep_the_pose(compose):
     species from 12 K-shot draws per species at K = 1 and 5, the K = 1 shot being one of the K = 5 shots (paired),
     judged by a small CNN (80 steps, width 16) trained on real images of the unseen species.
 
-    Measured (docs/papers/funit.md; seeds 1, 2, 3 with 1 thread, then seed 1 with 2 threads): top-1 at K = 5 0.84 /
-    0.72 / 0.74 / 0.77 (chance 0.125); paired gain K = 1 -> 5 +0.049 / +0.042 / +0.038 / +0.053, standard errors
-    over the 96 (species, draw) clusters 0.019 / 0.020 / 0.014 / 0.022; centre error 1.90 / 1.69 / 2.22 / 1.95 px
-    vs 4.96-5.19 px for returning the class image; ~160 CPU-s for the test at 1 thread on the loaded host.
+    Measured (docs/papers/funit.md; seeds 1, 2, 3, 4 with 1 thread, seeds 1, 2 with 2 threads): top-1 at K = 5
+    0.84 / 0.72 / 0.74 / 0.85 / 0.77 / 0.86 (chance 0.125); paired gain K = 1 -> 5 +0.049 / +0.042 / +0.038 /
+    +0.003 / +0.053 / +0.023, standard errors over the 96 (species, draw) clusters 0.019 / 0.020 / 0.014 / 0.016 /
+    0.022 / 0.011; centre error 1.90 / 1.69 / 2.22 / 1.85 / 1.95 / 1.59 px vs 4.96-5.22 px for returning the class
+    image; ~160 CPU-s for the test at 1 thread on the loaded host.
     Asserted: top-1 at K = 5 at least 3x chance; K = 5 not below K = 1 by more than twice
     the run's own paired standard error, which must itself be below 0.04 (so a drop of 0.08 or more always fails);
     centre error below 3 px and below 0.6x the copy baseline.
@@ -166,7 +167,7 @@ def test_translations_take_the_unseen_class_and_keep_the_pose(compose):
     assert m["test/top1_k5"] >= 3 * m["test/chance"], m
     gain, se = m["test/top1_gain_k5"], m["test/top1_gain_se_k5"]
     assert gain == pytest.approx(m["test/top1_k5"] - m["test/top1_k1"], abs=1e-6), m
-    assert 0 < se < 0.04, m
+    assert 0 <= se < 0.04, m  # 0 only if every draw gives the same gain (e.g. both K perfect)
     assert gain >= -2 * se, m
     assert m["test/pose_center_err"] < 3.0, m
     assert m["test/pose_center_err"] < 0.6 * m["test/pose_center_err_copy"], m
