@@ -73,7 +73,7 @@ def _agree(
     else:
         with_kernel = "PacRowsCorrelate" if (rows and form == "cpu-default") else "PacCorrelateBackward"
     name = fast(x, f).grad_fn.name()
-    assert ("PacGaussianCorrelate" if (expect_fused and form != "unfold") else with_kernel) in name, name
+    assert ("PacGaussianCorrelate" if (expect_fused and form == "cpu-default") else with_kernel) in name, name
     name = fast(x, None, kernel=fast.compute_kernel(f)[0]).grad_fn.name()
     assert with_kernel in name, name
     want = _grads(ref, x, f, "guide")
@@ -173,7 +173,7 @@ def test_stacked_tap_groups_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     for cfg in CONV_CASES[:3]:
         fast, ref = _pair_of(PacConv2d, **cfg)
         x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
-        _agree(fast, ref, x, f, expect_fused=cfg.get("stride", 1) == 1, form="taploop")
+        _agree(fast, ref, x, f, expect_fused=False, form="taploop")
     fast, ref = _pair_of(PacConvTranspose2d, 3, 4, 5, stride=2, padding=2, output_padding=1, kernel_type="inv_0.5_-1")
     x, f = torch.randn(2, 3, 5, 6, dtype=DT), torch.randn(2, 3, 10, 12, dtype=DT)
     _agree(fast, ref, x, f, expect_fused=False, form="taploop")

@@ -1986,9 +1986,9 @@ class _PacConvNd(nn.Module):
         out_hw = self._expected_guidance_size((h, w))
         if out_hw[0] < 1 or out_hw[1] < 1:
             return None  # let the general path raise its error
+        if not _use_rows(input_2d, (1, 1)):
+            return None  # CUDA: the general path (unfold forms, or the tap loop for large transposed layers)
         if not self.transposed:
-            if _use_unfold(input_2d):
-                return None  # the general path takes the unfold form
             rplan = _conv_rows_plan(input_2d, k, p, d)
             if rplan.out_hw[0] < 1 or rplan.out_hw[1] < 1:
                 return None  # let the general path raise its error
@@ -1996,8 +1996,6 @@ class _PacConvNd(nn.Module):
             return _PacGaussianCorrelate.apply(
                 input_2d, input_for_kernel, self.weight, self.bias, rplan, gplan, self.shared_filters
             )
-        if _use_unfold(input_2d, _transposed_cols_bytes(input_2d, k, out_hw)):
-            return None  # the general path takes the unfold form
         rplan, plan = _transposed_rows_plan(input_2d, k, s, p, d, out_hw)
         gplan = _transposed_guide_plan(plan, k, s, d)
         weight = self.weight.flip(-2, -1) if self.shared_filters else self.weight.transpose(0, 1).flip(-2, -1)
