@@ -121,7 +121,8 @@ def test_personalisation_beats_person_independent_estimation(compose):
     person-independent error is the better of the DT-ED gaze head and the unadapted jointly trained MLP; the
     personalised error is the meta-learned MLP's after 10 SGD steps on k calibration samples, averaged over the 16
     test persons and 10 draws. Measured (docs/papers/faze.md, OMP_NUM_THREADS=1): k = 3 21.8 % (seed 1, 5.69 vs
-    7.27 deg) and 16.1 % (seed 2, 5.97 vs 7.11 deg) below the person-independent error, k = 9 31.7 % and 26.6 %.
+    7.27 deg) and 16.1 % (seed 2, 5.97 vs 7.11 deg) below the person-independent error, k = 9 31.7 % and 26.6 %;
+    this test with two threads (seed 1) 17.5 % (6.35 vs 7.70 deg) and 28.1 %.
     The full default run (800 steps) measures 30-33 % at k = 3 and 34-39 % at k = 9; after 320 steps the encoder's
     per-sample noise is larger and k = 3 gains less, so the bars are 10 % at k = 3 and 20 % at k = 9.
     About 144 CPU-s on one thread (loaded 2-core machine), about 90-95 s quiet with two threads.
