@@ -99,36 +99,21 @@ def test_fast_run_writes_table_plot_pictures_and_estimator(compose, tmp_path):
     assert not torch.equal(predict(mine, images), predict(model, images))
 
 
-# The claim test's run: the default embedded run (``python -m nvresearch.train paper=faze``) shortened to 4 of its 10
-# stage-1 epochs (320 of 800 DT-ED steps; the test stage uses the best of the 4 by validation error, as the default
-# run does with its 10), 400 of its 1000 stage-2 outer steps, and k = 0, 1, 3, 9 of its 14 calibration sizes.
-FAZE_CLAIM = [
-    "paper=faze",
-    "logger=csv",
-    "trainer.enable_progress_bar=false",
-    "trainer.max_epochs=4",
-    "model.stage2.meta_steps=400",
-    "model.stage2.ks=[0,1,3,9]",
-]
-
-
 @pytest.mark.slow
 def test_personalisation_beats_person_independent_estimation(compose):
     """Claim (FAZE Sec. 5, spec D / H.3): few-shot personalisation lowers the gaze error of a person-independent
     estimator by a clear margin.
 
-    Runs ``FAZE_CLAIM``: the default embedded run shortened to 320 DT-ED steps and 400 stage-2 outer steps. The
-    person-independent error is the better of the DT-ED gaze head and the unadapted jointly trained MLP; the
+    Runs exactly the default embedded run (``python -m nvresearch.train paper=faze``: 800 DT-ED steps, then stage 2).
+    The person-independent error is the better of the DT-ED gaze head and the unadapted jointly trained MLP; the
     personalised error is the meta-learned MLP's after 10 SGD steps on k calibration samples, averaged over the 16
-    test persons and 10 draws. Measured (docs/papers/faze.md, OMP_NUM_THREADS=1): k = 3 21.8 % (seed 1, 5.69 vs
-    7.27 deg) and 16.1 % (seed 2, 5.97 vs 7.11 deg) below the person-independent error, k = 9 31.7 % and 26.6 %;
-    this test with two threads (seed 1) 17.5 % (6.35 vs 7.70 deg) and 28.1 %.
-    The full default run (800 steps) measures 30-33 % at k = 3 and 34-39 % at k = 9; after 320 steps the encoder's
-    per-sample noise is larger and k = 3 gains less, so the bars are 10 % at k = 3 and 20 % at k = 9.
-    About 144 CPU-s on one thread (loaded 2-core machine), about 90-95 s quiet with two threads.
+    test persons and 10 draws. Measured (docs/papers/faze.md, OMP_NUM_THREADS=1): k = 3 32.7 % (seed 1, 4.76 vs
+    7.08 deg) and 31.1 % (seed 2) below the person-independent error, k = 9 37.2 % and 38.6 %; under pytest with two
+    threads (seed 1) 30.6 % and 34.3 %. Asserted: at least 20 % at both, as the issue asks. Shortened stage-1 runs
+    gain less at k = 3 (16-26 % after 240-480 DT-ED steps, docs/papers/faze.md), too close to that bar.
     """
-    metrics = train(compose(FAZE_CLAIM))
+    metrics = train(compose(["paper=faze", "logger=csv", "trainer.enable_progress_bar=false"]))
     base = metrics["test/person_independent_error"]
     print({k: round(v, 3) for k, v in metrics.items()})
-    assert metrics["test/error_k3"] < 0.9 * base, metrics
+    assert metrics["test/error_k3"] < 0.8 * base, metrics
     assert metrics["test/error_k9"] < 0.8 * base, metrics
