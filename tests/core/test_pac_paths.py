@@ -25,18 +25,25 @@ def _seed() -> None:
 
 @pytest.fixture(params=["cpu-default", "taploop", "unfold"])
 def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test with the CPU default forms (rows form tiled into uneven tiles of 7 rows), with the tap loop
-    forced, and with the unfold forms that CUDA picks (forced, with a tiny chunk budget so that the batch is
-    split)."""
+    """Runs a test with the CPU's rows forms (taken for these narrow layers too, in uneven tiles of 7 rows), with
+    the CPU's forms for narrow layers (tap loop, channels-first fused Gaussian), and with the unfold forms that CUDA
+    picks (forced, with a tiny chunk budget so that the batch is split)."""
     if request.param == "cpu-default":
+        _force_rows(monkeypatch)
         monkeypatch.setattr(pac_module, "_ROWS_TILE_BYTES", 1)
         monkeypatch.setattr(pac_module, "_ROWS_MIN_TILE", 7)
     if request.param == "taploop":
-        monkeypatch.setattr(pac_module, "_use_rows", lambda x, stride: False)
+        monkeypatch.setattr(pac_module, "_ROWS_MIN_CHANNELS", 10**9)
     if request.param == "unfold":
         monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
         monkeypatch.setattr(pac_module, "_UNFOLD_BYTES", 1)
     return request.param
+
+
+def _force_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows form for any width and padding (by default only wide, little-padded layers take it)."""
+    monkeypatch.setattr(pac_module, "_ROWS_MIN_CHANNELS", 1)
+    monkeypatch.setattr(pac_module, "_ROWS_MAX_WASTE", 1e9)
 
 
 def _pair_of(cls: type, *args: object, **kwargs: object) -> tuple[nn.Module, nn.Module]:
@@ -69,11 +76,15 @@ def _agree(
 ) -> None:
     """``rows``: the layer reads its input at stride 1 (transposed layers, stride-1 convolutions)."""
     if form == "unfold":
-        with_kernel = "PacUnfoldCorrelate"
+        with_kernel = default = "PacUnfoldCorrelate"
     else:
-        with_kernel = "PacRowsCorrelate" if (rows and form == "cpu-default") else "PacCorrelateBackward"
+        with_kernel = default = "PacRowsCorrelate" if (rows and form == "cpu-default") else "PacCorrelateBackward"
+        if expect_fused and form == "cpu-default":
+            default = "PacGaussianCorrelateBackward"
+        elif expect_fused and fast.transposed:  # too narrow for the rows form: the channels-first fused form
+            default = "PacGaussianCorrelateTaps"
     name = fast(x, f).grad_fn.name()
-    assert ("PacGaussianCorrelate" if (expect_fused and form == "cpu-default") else with_kernel) in name, name
+    assert default in name, name
     name = fast(x, None, kernel=fast.compute_kernel(f)[0]).grad_fn.name()
     assert with_kernel in name, name
     want = _grads(ref, x, f, "guide")
@@ -146,18 +157,25 @@ def test_pool_paths_agree(form: str) -> None:
     torch.testing.assert_close(fast(x, f), ref(x, f), rtol=1e-12, atol=1e-12)
 
 
-def test_fused_path_gradcheck() -> None:
+@pytest.mark.parametrize("rows", [False, True])
+def test_fused_path_gradcheck(rows: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if rows:
+        _force_rows(monkeypatch)
     tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
     x = torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True)
     g = torch.randn(1, 2, 8, 8, dtype=DT, requires_grad=True)
     fn = _with(tconv, tconv.weight, tconv.bias)
-    assert "PacGaussianCorrelate" in fn(x, g).grad_fn.name()
+    name = fn(x, g).grad_fn.name()
+    assert ("PacGaussianCorrelateBackward" if rows else "PacGaussianCorrelateTaps") in name, name
     assert torch.autograd.gradcheck(
         lambda x, f, w, b: _with(tconv, w, b)(x, f), (x, g, tconv.weight, tconv.bias), fast_mode=True
     )
 
 
-def test_fused_path_gradgradcheck() -> None:
+@pytest.mark.parametrize("rows", [False, True])
+def test_fused_path_gradgradcheck(rows: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if rows:
+        _force_rows(monkeypatch)
     tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
     x = torch.randn(1, 2, 3, 3, dtype=DT, requires_grad=True)
     g = torch.randn(1, 2, 6, 6, dtype=DT, requires_grad=True)
@@ -183,6 +201,7 @@ def test_stacked_tap_groups_agree(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rows_form_gradcheck_and_gradgradcheck(shared: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The rows form with an explicit kernel, split into uneven tiles: first and second derivatives of input,
     kernel and weight, for a dilated convolution and a strided transposed one."""
+    _force_rows(monkeypatch)
     monkeypatch.setattr(pac_module, "_ROWS_TILE_BYTES", 1)
     monkeypatch.setattr(pac_module, "_ROWS_MIN_TILE", 5)
     w_conv = torch.randn(1, 1, 3, 3, dtype=DT) if shared else torch.randn(3, 2, 3, 3, dtype=DT)
@@ -210,14 +229,30 @@ def test_rows_form_gradcheck_and_gradgradcheck(shared: bool, monkeypatch: pytest
         assert torch.autograd.gradgradcheck(fn, args, fast_mode=True)
 
 
-def test_rows_form_saves_only_its_inputs() -> None:
+def test_rows_form_saves_only_its_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The correlation keeps its input, kernel and weight; never a channels-last copy or tap products."""
+    _force_rows(monkeypatch)
     x = torch.randn(2, 8, 16, 16, requires_grad=True)
     k = torch.rand(2, 1, 5, 5, 16, 16, requires_grad=True)
     w = torch.randn(8, 8, 5, 5, requires_grad=True)
     out, saved = _run_and_record_saved(lambda: pac_module.pacconv2d(x, k, w, padding=2))
     assert "PacRowsCorrelate" in out.grad_fn.name()
     assert set(saved) <= {t.untyped_storage().data_ptr() for t in (x, k, w)}
+
+
+def test_cpu_picks_the_rows_form_for_wide_little_padded_layers() -> None:
+    """Rows form for the benchmark's shapes; the channels-first loops for narrow layers and for heavy padding (a
+    dilated CRF message), where the rows form measured slower."""
+    x, f = torch.randn(1, 32, 32, 32), torch.randn(1, 8, 32, 32)
+    assert "PacGaussianCorrelateBackward" in PacConv2d(32, 32, 5, padding=2)(x, f).grad_fn.name()
+    assert "PacRowsCorrelate" in PacConv2d(32, 32, 5, padding=2, kernel_type="inv_0.5_-1")(x, f).grad_fn.name()
+    wide_t = PacConvTranspose2d(32, 32, 5, stride=2, padding=2, output_padding=1)
+    assert "PacGaussianCorrelateBackward" in wide_t(x, torch.randn(1, 8, 64, 64)).grad_fn.name()
+    assert "PacCorrelateBackward" in PacConv2d(32, 32, 5, padding=16, dilation=8)(x, f).grad_fn.name()
+    narrow = PacConv2d(8, 8, 5, padding=2)(x[:, :8], f)
+    assert "PacCorrelateBackward" in narrow.grad_fn.name()
+    narrow_t = PacConvTranspose2d(16, 16, 5, stride=2, padding=2, output_padding=1)
+    assert "PacGaussianCorrelateTaps" in narrow_t(x[:, :16], torch.randn(1, 8, 64, 64)).grad_fn.name()
 
 
 def test_unfold_form_gradcheck_and_gradgradcheck(monkeypatch: pytest.MonkeyPatch) -> None:

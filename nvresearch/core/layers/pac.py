@@ -840,6 +840,9 @@ def _transposed_guide_plan(
     return _GuidePlan((pw, pw, ph, ph), tuple(taps), centers)
 
 
+_GROUP_BYTES = 4 * 2**20  # transient K*x buffer of one tap group of the channels-first fused form
+
+
 # The tap loop with a precomputed kernel stacks no taps: on 2 cores one thin matrix product per tap measured as fast
 # or faster (k5 B4 16 or 32 channels at 64x64, k3 B8 64 channels at 32x32; 4 MB groups were 5-10 % slower).
 _CORRELATE_GROUP_BYTES = 0
@@ -872,6 +875,10 @@ def _tap_groups(plan: _TapPlan, bytes_per_tap: int, budget: int) -> list[list[in
 # ----------------------------------------------------------------------------------------------------------------------
 _ROWS_TILE_BYTES = 512 * 2**10  # one tile's (rows x channels) block: about a core's L2 cache
 _ROWS_MIN_TILE = 256  # rows; smaller tiles cost more in per-call overhead than they gain in cache
+# Below these the rows form loses to the channels-first loops (measured: a 5x5 PAC-CRF message at dilation 8 on
+# 64x64 images, 8 channels, padded rows 2.25x the outputs, ran 3x slower; 16-channel transposed layers were slower too)
+_ROWS_MIN_CHANNELS = 32
+_ROWS_MAX_WASTE = 1.5  # padded rows per output pixel (per phase)
 
 
 class _RowsPlan(NamedTuple):
@@ -969,6 +976,14 @@ class _RowsPlan(NamedTuple):
             if self.phase_hw[ph][0] * self.phase_hw[ph][1]:
                 taps.setdefault(ph, []).append(t)
         return sorted(taps.items())
+
+
+def _rows_worth_it(channels: int, plan: _RowsPlan) -> bool:
+    """Whether the rows form pays on the CPU: matrix products wide enough (``channels``, the smaller of C_in and
+    C_out) and few padding rows (those are computed and dropped)."""
+    outputs = sum(plan.batch * mh * mw for mh, mw in plan.phase_hw)
+    waste = plan.rows * len(plan.phases) / max(outputs, 1)
+    return channels >= _ROWS_MIN_CHANNELS and waste <= _ROWS_MAX_WASTE
 
 
 def _conv_rows_plan(
@@ -1238,6 +1253,136 @@ class _PacGaussianCorrelate(torch.autograd.Function):
         return grad_x, grad_f, grad_w, gb, None, None, None
 
 
+class _PacGaussianCorrelateTaps(torch.autograd.Function):
+    """The fused Gaussian PAC of :class:`_PacGaussianCorrelate` with channels first and taps stacked per phase: the
+    CPU form for transposed layers too narrow for the rows form (:func:`_rows_worth_it`).
+
+    The fast path of ``PacConvTranspose2d`` for the common configuration (Gaussian kernel, no smoothing, no
+    normalisation, no mask). Only the caller's ``x``, ``f`` and ``weight`` are saved for backward (padding happens
+    inside), so the layer keeps nothing beyond its inputs alive; backward recomputes the taps. Only the kernel
+    entries that meet real input samples are computed (a quarter of them for a stride-2 transposed layer). Taps that
+    write the same outputs are stacked into one ``(C_out, n*C_in) x (n*C_in, HW)`` matrix product (bounded
+    transient buffer).
+    """
+
+    @staticmethod
+    def _taps(
+        xp: Tensor, fp: Tensor, refs: list[Tensor], plan: _TapPlan, gplan: _GuidePlan, i: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(x window, kernel K, guidance difference) of tap ``i``: shapes (B,C,h,w), (B,1,h,w), (B,F,h,w)."""
+        u, v, ph, sh, sw = plan.taps[i]
+        gy, gx = gplan.taps[i]
+        diff = fp[:, :, gy, gx] - refs[ph]
+        kt = torch.exp(-0.5 * (diff * diff).sum(dim=1, keepdim=True)).to(xp.dtype)
+        return xp[:, :, sh, sw], kt, diff
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: Tensor,
+        f: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        plan: _TapPlan,
+        x_pad: tuple[int, int, int, int],
+        gplan: _GuidePlan,
+        shared: bool,
+    ) -> Tensor:
+        xp = F.pad(x, x_pad) if any(x_pad) else x
+        fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
+        b, c = x.shape[:2]
+        n_out = c if shared else weight.shape[0]
+        refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
+        bases, bufs = plan.output_buffers(x, n_out)
+        max_hw = max(mh * mw for mh, mw in plan.phase_hw)
+        for group in _tap_groups(plan, b * c * max_hw * x.element_size(), _GROUP_BYTES):
+            ph = plan.taps[group[0]][2]
+            mh, mw = plan.phase_hw[ph]
+            if shared:
+                for i in group:
+                    xs, kt, _ = _PacGaussianCorrelateTaps._taps(xp, fp, refs, plan, gplan, i)
+                    u, v = plan.taps[i][:2]
+                    bufs[ph].add_((xs * kt).reshape(b, c, -1) * weight[0, 0, u, v])
+                continue
+            if torch.compiler.is_compiling():  # Dynamo refuses out= into a strided view
+                parts = [_PacGaussianCorrelateTaps._taps(xp, fp, refs, plan, gplan, i) for i in group]
+                stacked = torch.cat([(xs * kt).reshape(b, c, -1) for xs, kt, _ in parts], dim=1)
+            else:  # write each product straight into the stacked buffer (no extra copy)
+                stacked = x.new_empty(b, len(group) * c, mh * mw)
+                for j, i in enumerate(group):
+                    xs, kt, _ = _PacGaussianCorrelateTaps._taps(xp, fp, refs, plan, gplan, i)
+                    torch.mul(xs, kt, out=stacked[:, j * c : (j + 1) * c].view(b, c, mh, mw))
+            w_group = torch.cat([weight[:, :, plan.taps[i][0], plan.taps[i][1]] for i in group], dim=1)
+            bufs[ph].baddbmm_(w_group.expand(b, -1, -1), stacked)
+        out = plan.assemble(bases, bias)
+        ctx.save_for_backward(x, f, weight)
+        ctx.plans = (plan, x_pad, gplan)
+        ctx.geometry = (shared, bias is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, f, weight = ctx.saved_tensors
+        plan, x_pad, gplan = ctx.plans
+        shared, has_bias = ctx.geometry
+        need_x, need_f, need_w, need_b = ctx.needs_input_grad[:4]
+        xp = F.pad(x, x_pad) if any(x_pad) else x
+        fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
+        b, c = x.shape[:2]
+        g = grad_out.contiguous()
+        n_out = g.shape[1]
+        g_ph = plan.split(g)
+        refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
+        grad_xp = torch.zeros_like(xp) if need_x else None
+        grad_fp = torch.zeros_like(fp) if need_f else None
+        grad_refs = [torch.zeros_like(r) for r in refs] if need_f else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        max_hw = max(mh * mw for mh, mw in plan.phase_hw)
+        for group in _tap_groups(plan, b * c * max_hw * x.element_size(), _GROUP_BYTES):
+            ph = plan.taps[group[0]][2]
+            mh, mw = plan.phase_hw[ph]
+            g4 = g_ph[ph]
+            g3 = g4.view(b, n_out, -1)
+            taps = [_PacGaussianCorrelateTaps._taps(xp, fp, refs, plan, gplan, i) for i in group]
+            uvs = [plan.taps[i][:2] for i in group]
+            if need_x or need_f:
+                if shared:
+                    g_prods = [g4 * weight[0, 0, u, v] for u, v in uvs]
+                else:
+                    w_group = torch.cat([weight[:, :, u, v] for u, v in uvs], dim=1)  # (C_out, n*C_in)
+                    g_all = torch.matmul(w_group.t(), g3)  # (B, n*C_in, HW): W^T g for every tap of the group
+                    g_prods = [g_all[:, j * c : (j + 1) * c].view(b, c, mh, mw) for j in range(len(group))]
+                for i, (xs, kt, diff), g_prod in zip(group, taps, g_prods):
+                    _, _, _, sh, sw = plan.taps[i]
+                    if need_x:
+                        grad_xp[:, :, sh, sw] += g_prod * kt
+                    if need_f:  # dK/d(f_j - f_i) = -K (f_j - f_i)
+                        gy, gx = gplan.taps[i]
+                        g_diff = -((g_prod * xs).sum(dim=1, keepdim=True) * kt).to(diff.dtype) * diff
+                        grad_fp[:, :, gy, gx] += g_diff
+                        grad_refs[ph] -= g_diff
+            if need_w:
+                if shared:
+                    for (u, v), (xs, kt, _) in zip(uvs, taps):
+                        grad_w[0, 0, u, v] = (xs * kt * g4).sum()
+                else:
+                    stacked = torch.cat([(xs * kt).reshape(b, c, -1) for xs, kt, _ in taps], dim=1)
+                    gw_group = torch.bmm(g3, stacked.transpose(1, 2)).sum(dim=0)  # (C_out, n*C_in)
+                    for j, (u, v) in enumerate(uvs):
+                        grad_w[:, :, u, v] = gw_group[:, j * c : (j + 1) * c]
+        grad_x = grad_f = None
+        if need_x:
+            left, right, top, bottom = x_pad
+            grad_x = grad_xp[:, :, top : grad_xp.shape[2] - bottom, left : grad_xp.shape[3] - right]
+        if need_f:
+            for (ry, rx), gr in zip(gplan.centers, grad_refs):
+                grad_fp[:, :, ry, rx] += gr
+            left, right, top, bottom = gplan.pad
+            grad_f = grad_fp[:, :, top : grad_fp.shape[2] - bottom, left : grad_fp.shape[3] - right]
+        gb = g.sum(dim=(0, 2, 3)) if (need_b and has_bias) else None
+        return grad_x, grad_f, grad_w, gb, None, None, None, None
+
+
 _UNFOLD_BYTES = 256 * 2**20  # im2col of one batch chunk on the unfold path (CUDA)
 
 
@@ -1497,7 +1642,8 @@ def pacconv2d(
         raise ValueError(f"kernel must have shape (B, 1, kh, kw, H_out, W_out) = {expected}, got {tuple(kernel.shape)}")
     if not native_impl and _use_rows(input, s):
         rplan = _conv_rows_plan(input, (kh, kw), p, d)
-        return _run_correlate(input, kernel, weight, bias, None, shared_filters, rows=rplan)  # type: ignore[arg-type]
+        if _rows_worth_it(min(input.shape[1], out_channels), rplan):
+            return _run_correlate(input, kernel, weight, bias, None, shared_filters, rows=rplan)  # type: ignore[arg-type]
     x = F.pad(input, (p[1], p[1], p[0], p[0])) if (p[0] or p[1]) else input
     reference = (s, d) if native_impl else None
     unfold = (s, d) if (not native_impl and _use_unfold(x)) else None
@@ -1580,7 +1726,8 @@ def pacconv_transpose2d(
         )
     if _use_rows(input, (1, 1)):  # the polyphase plan reads the input at stride 1
         rplan, _ = _transposed_rows_plan(input, (kh, kw), s, p, d, out_hw)
-        return _run_correlate(input, kernel, w_corr, bias, None, shared_filters, rows=rplan)  # type: ignore[arg-type]
+        if _rows_worth_it(min(input.shape[1], out_channels), rplan):
+            return _run_correlate(input, kernel, w_corr, bias, None, shared_filters, rows=rplan)  # type: ignore[arg-type]
     plan, pads = _transposed_plan((h, w), (kh, kw), s, p, d, out_hw)
     x = F.pad(input, pads) if any(pads) else input
     return _run_correlate(x, kernel, w_corr, bias, plan, shared_filters)
@@ -1988,10 +2135,11 @@ class _PacConvNd(nn.Module):
             return None  # let the general path raise its error
         if not _use_rows(input_2d, (1, 1)):
             return None  # CUDA: the general path (unfold forms, or the tap loop for large transposed layers)
+        channels = input_2d.shape[1] if self.shared_filters else min(self.in_channels, self.out_channels)
         if not self.transposed:
             rplan = _conv_rows_plan(input_2d, k, p, d)
-            if rplan.out_hw[0] < 1 or rplan.out_hw[1] < 1:
-                return None  # let the general path raise its error
+            if rplan.out_hw[0] < 1 or rplan.out_hw[1] < 1 or not _rows_worth_it(channels, rplan):
+                return None  # the general path: its error, or the tap loop
             gplan = _conv_guide_plan(k, p, d, rplan.out_hw)
             return _PacGaussianCorrelate.apply(
                 input_2d, input_for_kernel, self.weight, self.bias, rplan, gplan, self.shared_filters
@@ -1999,6 +2147,10 @@ class _PacConvNd(nn.Module):
         rplan, plan = _transposed_rows_plan(input_2d, k, s, p, d, out_hw)
         gplan = _transposed_guide_plan(plan, k, s, d)
         weight = self.weight.flip(-2, -1) if self.shared_filters else self.weight.transpose(0, 1).flip(-2, -1)
+        if not _rows_worth_it(channels, rplan):
+            return _PacGaussianCorrelateTaps.apply(
+                input_2d, input_for_kernel, weight, self.bias, plan, rplan.pad, gplan, self.shared_filters
+            )
         return _PacGaussianCorrelate.apply(
             input_2d, input_for_kernel, weight, self.bias, rplan, gplan, self.shared_filters
         )
