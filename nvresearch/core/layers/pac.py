@@ -17,16 +17,18 @@ changing the import. Behaviour that differs from the official code, on purpose:
 - Several implementation forms, one answer (tests compare them in float64, outputs and all gradients), picked per
   device and layer:
 
-  * **rows form** (the CPU default of stride-1 ``PacConv2d`` and of ``PacConvTranspose2d``): the padded input as
+  * **rows form** (the CPU default of stride-1 ``PacConv2d`` and of ``PacConvTranspose2d`` with at least 32
+    channels and little padding, :func:`_rows_worth_it`): the padded input as
     one channels-last ``(B*H*W, C)`` matrix of pixel rows, where every tap's input is the same matrix shifted by a
     row offset; one thin matrix product per tap on cache-sized tiles of rows, recomputed in backward (autograd keeps
     only the input, the kernel and the weight). Transposed layers are decomposed into ``stride**2`` phases that
     read the original input, so no multiplication touches an inserted zero.
-  * **fused Gaussian** (what stride-1 ``PacConv2d`` and ``PacConvTranspose2d`` run on the CPU for the common
-    configuration: Gaussian kernel, no smoothing, no normalisation, no mask, float32/float64): the rows form
-    with ``K`` computed tap by tap from the guidance inside the same autograd ``Function`` and never stored; only
-    the kernel entries that meet real input samples are computed.
-  * **tap loop** (strided ``PacConv2d``): strided slices per tap with channels first, recomputed in backward.
+  * **fused Gaussian** (what those layers run on the CPU for the common configuration: Gaussian kernel, no
+    smoothing, no normalisation, no mask, float32/float64): the rows form with ``K`` computed tap by tap from the
+    guidance inside the same autograd ``Function`` and never stored; only the kernel entries that meet real input
+    samples are computed. Narrower transposed layers run the same fusion with channels first.
+  * **tap loop** (strided or narrow ``PacConv2d``, narrow transposed layers with a given kernel): strided slices
+    per tap with channels first, recomputed in backward.
   * **unfold form** (CUDA, where the loops above are launch-bound): im2col and one matrix product per batch chunk,
     the im2col recomputed in backward instead of kept.
   * **reference** (``native_impl=True``, as the official native path): plain autograd on ``F.unfold`` and
