@@ -965,8 +965,8 @@ class _RowsPlan(NamedTuple):
 
     def tiles(self, channels: int, like: Tensor) -> list[tuple[int, int]]:
         """Row ranges of about :data:`_ROWS_TILE_BYTES` per ``channels``-wide block of ``like``'s dtype (all rows
-        at once while compiling, or off the CPU, where tiles only add kernel launches)."""
-        if torch.compiler.is_compiling() or like.device.type != "cpu":
+        at once while compiling, where tiles only make the graph longer)."""
+        if torch.compiler.is_compiling():
             return [(0, self.rows)]
         step = max(_ROWS_MIN_TILE, _ROWS_TILE_BYTES // (channels * like.element_size()))
         return [(r, min(r + step, self.rows)) for r in range(0, self.rows, step)]
@@ -1070,8 +1070,9 @@ def _rows_backward(
     o = c if shared else w_taps.shape[1]
     grad_xr = torch.zeros_like(xr) if need_x else None
     grad_kr = kr.new_zeros(len(plan.taps), plan.rows) if need_k else None
-    grad_w = w_taps.new_zeros(w_taps.shape[0], c, o) if (need_w and not shared) else None
-    grad_ws = [None] * len(plan.taps) if (need_w and shared) else None
+    grad_w = None
+    if need_w:  # the forward layout of _rows_weights: (taps, C, O), or (taps,) when shared
+        grad_w = w_taps.new_zeros(w_taps.shape[0]) if shared else w_taps.new_zeros(w_taps.shape[0], c, o)
     # out= and reused buffers only when this backward is not itself differentiated
     plain = not (torch.compiler.is_compiling() or torch.is_grad_enabled())
     tiles = plan.tiles(max(c, o), xr)
@@ -1098,12 +1099,9 @@ def _rows_backward(
                 if need_w:  # W_t gets x_t^T @ (g * K_t)
                     gk = torch.mul(gt, kt, out=g_k[:m]) if plain else gt * kt
                     if shared:
-                        part = (gk * xt).sum()
-                        grad_ws[t] = part if grad_ws[t] is None else grad_ws[t] + part
+                        grad_w[t] += (gk * xt).sum()
                     else:
                         grad_w[t].addmm_(xt.t(), gk)
-    if grad_ws is not None:
-        grad_w = torch.stack([gw if gw is not None else w_taps.new_zeros(()) for gw in grad_ws])
     return grad_xr, grad_kr, grad_w
 
 
@@ -1726,12 +1724,11 @@ def pacconv_transpose2d(
             reference=geometry if native_impl else None,
             unfold=None if native_impl else geometry,
         )
-    if _use_rows(input, (1, 1)):  # the polyphase plan reads the input at stride 1
-        rplan, _ = _transposed_rows_plan(input, (kh, kw), s, p, d, out_hw)
-        if _rows_worth_it(min(input.shape[1], out_channels), rplan):
-            return _run_correlate(input, kernel, w_corr, bias, None, shared_filters, rows=rplan)  # type: ignore[arg-type]
-    plan, pads = _transposed_plan((h, w), (kh, kw), s, p, d, out_hw)
-    x = F.pad(input, pads) if any(pads) else input
+    rplan, plan = _transposed_rows_plan(input, (kh, kw), s, p, d, out_hw)
+    # the polyphase plan reads the input at stride 1
+    if _use_rows(input, (1, 1)) and _rows_worth_it(min(input.shape[1], out_channels), rplan):
+        return _run_correlate(input, kernel, w_corr, bias, None, shared_filters, rows=rplan)  # type: ignore[arg-type]
+    x = F.pad(input, rplan.pad) if any(rplan.pad) else input
     return _run_correlate(x, kernel, w_corr, bias, plan, shared_filters)
 
 
