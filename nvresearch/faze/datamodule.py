@@ -42,6 +42,8 @@ class FazeDataModule(pl.LightningDataModule):
         cache_dir: where the synthetic world is written (default: ``<tempdir>/nvresearch_faze``), once per
             parameter set.
         seed: pair sampling and the training order.
+        in_memory: keep the HDF5 arrays in memory (:class:`~nvresearch.faze.data.FazeH5`); default: for the
+            embedded world only (the real files are tens of GB).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class FazeDataModule(pl.LightningDataModule):
         synthetic: Mapping[str, Any] | None = None,
         cache_dir: str | None = None,
         seed: int = 0,
+        in_memory: bool | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -80,6 +83,7 @@ class FazeDataModule(pl.LightningDataModule):
         self.synthetic = dict(synthetic or {})
         self.cache_dir = cache_dir
         self.seed = int(seed)
+        self.in_memory = dataset == "synthetic" if in_memory is None else bool(in_memory)
         self.splits: dict[str, Dataset] = {}
         self._files: tuple[FazeH5, dict[str, list[str]], FazeH5 | None] | None = None
 
@@ -97,8 +101,10 @@ class FazeDataModule(pl.LightningDataModule):
                         f"no FAZE data folder at '{root}'; expected {self.h5_file} and {self.split_file} in it"
                     )
                 h5_path, split_path = root / self.h5_file, root / self.split_file
-            test_h5 = FazeH5(Path(self.root) / self.test_h5_file) if self.dataset == "mpiigaze" else None
-            self._files = (FazeH5(h5_path), load_split(split_path), test_h5)
+            test_h5 = None
+            if self.dataset == "mpiigaze":
+                test_h5 = FazeH5(Path(self.root) / self.test_h5_file, in_memory=self.in_memory)
+            self._files = (FazeH5(h5_path, in_memory=self.in_memory), load_split(split_path), test_h5)
         return self._files
 
     def image_size(self) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from nvresearch.core.data import make_loader
+from nvresearch.core.data import MemoryCache, make_loader
 from nvresearch.pac.seg_data import SegmentationDataset, SyntheticSegmentation, VOCSegmentation
 
 DATASETS = ("synthetic", "voc")
@@ -25,6 +25,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         test_crop: Evaluation crop (None: whole images, batch size 1 for VOC).
         train_size / val_size / test_size / image_size: Synthetic images per split and their size.
         seed: Seeds the synthetic scenes (disjoint per split) and the training stream.
+        cache_synthetic: Keep the synthetic images in memory once rendered (:class:`MemoryCache`), so that each
+            is rendered once instead of once per epoch.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         test_size: int | None = 64,
         image_size: int | None = 64,
         seed: int = 0,
+        cache_synthetic: bool = True,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -58,15 +61,17 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or (1 if dataset == "voc" and test_crop is None else self.batch_size)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.image_size, self.seed = image_size, int(seed)
+        self.cache_synthetic = bool(cache_synthetic)
         self.splits: dict[str, Dataset] = {}
 
     def _base(self, split: str) -> Dataset:
         if self.dataset == "voc":
             return VOCSegmentation(self.root, self.split_names[split])  # type: ignore[arg-type]
         offset = {"train": 0, "val": 1, "test": 2}[split]
-        return SyntheticSegmentation(
+        base = SyntheticSegmentation(
             int(self.sizes[split]), int(self.image_size), self.num_classes, seed=self.seed * 10 + offset
         )
+        return MemoryCache(base) if self.cache_synthetic else base
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}

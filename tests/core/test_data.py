@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from nvresearch.core.data import make_loader, split_epoch_key
+from nvresearch.core.data import MemoryCache, make_loader, split_epoch_key
 
 
 class Keys(Dataset):
@@ -50,3 +50,39 @@ def test_drop_last_only_when_a_full_batch_exists_and_eval_is_in_order() -> None:
 def test_bad_batch_size() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         make_loader(Keys(5), 0, train=True)
+
+
+class _Counting(Dataset):
+    """Item i is ``{"x": tensor([i])}``; counts how often each item is built."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.builds = n, [0] * n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        self.builds[i] += 1
+        return {"x": torch.tensor([i])}
+
+
+def test_memory_cache_builds_each_item_once_and_returns_the_same_items() -> None:
+    base = _Counting(5)
+    cache = MemoryCache(base)
+    assert len(cache) == 5 and cache.n == 5  # the wrapped dataset's attributes stay reachable
+    for _ in range(3):
+        assert [int(cache[i]["x"]) for i in range(5)] == [0, 1, 2, 3, 4]
+    assert base.builds == [1] * 5
+    assert cache[-1] is cache[4]
+    with pytest.raises(IndexError, match="out of range"):
+        cache[5]
+
+
+def test_memory_cache_keeps_at_most_max_items() -> None:
+    base = _Counting(4)
+    cache = MemoryCache(base, max_items=2)
+    for _ in range(3):
+        assert [int(cache[i]["x"]) for i in range(4)] == [0, 1, 2, 3]
+    assert base.builds == [1, 1, 3, 3]
+    with pytest.raises(ValueError, match="max_items"):
+        MemoryCache(base, max_items=-1)

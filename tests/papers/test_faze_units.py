@@ -236,6 +236,27 @@ def test_h5_loader_reads_the_layout(tmp_path) -> None:
     assert eq.min() >= -1 and eq.max() <= 1 and (eq - ds[0]["image"]).abs().max() > 0
 
 
+def test_h5_in_memory_reads_the_same_samples(tmp_path) -> None:
+    """``in_memory`` changes where samples are read from, not what they are; rotations match the labels."""
+    path = tmp_path / "GazeCapture.h5"
+    _write_fixture(path)
+    on_disk, in_memory = FazeH5(path), FazeH5(path, in_memory=True)
+    for person in on_disk.persons:
+        for i in range(on_disk.sizes[person]):
+            (pa, la), (pb, lb) = on_disk.read(person, i), in_memory.read(person, i)
+            np.testing.assert_array_equal(pa, pb)
+            np.testing.assert_array_equal(la, lb)
+        rot = in_memory.rotations(person)
+        assert rot.shape == (on_disk.sizes[person], 2, 3, 3)
+        lab = torch.from_numpy(on_disk.labels(person)).view(-1, 2, 2)
+        torch.testing.assert_close(rot, pitchyaw_to_rotation(lab))
+    a = SampleDataset(on_disk, None, equalize=False)
+    b = SampleDataset(in_memory, None, equalize=False)
+    for i in (0, 4, len(a) - 1):
+        for key in ("image", "gaze", "head", "R_gaze", "R_head"):
+            torch.testing.assert_close(a[i][key], b[i][key])
+
+
 def test_h5_loader_errors_name_the_file(tmp_path) -> None:
     with pytest.raises(DatasetLayoutError, match=r"no FAZE HDF5 file at '.*missing\.h5'.*one group per person"):
         FazeH5(tmp_path / "missing.h5")

@@ -1,7 +1,8 @@
 """Dataset plumbing shared by the papers (torch-only)."""
 
+from nvresearch.core.data.cache import MemoryCache
 from nvresearch.core.data.errors import DatasetLayoutError
 from nvresearch.core.data.loaders import make_loader
 from nvresearch.core.data.samplers import EpochSampler, split_epoch_key
 
-__all__ = ["DatasetLayoutError", "EpochSampler", "make_loader", "split_epoch_key"]
+__all__ = ["DatasetLayoutError", "EpochSampler", "MemoryCache", "make_loader", "split_epoch_key"]
