@@ -47,7 +47,7 @@ def test_pac_beats_bicubic_on_held_out_scenes(compose, tmp_path):
     """Claim (Su et al. 2019, Table 1): PAC joint upsampling has lower RMSE than interpolation.
 
     Exactly the default embedded run (``python -m nvresearch.train paper=pac``: model=pac/tiny, x4, 1280 Adam steps,
-    about 2.2 minutes on two cores) must beat bicubic by at least 10 % and bilinear by at least 5 % RMSE on the 64
+    about 2 minutes on two cores) must beat bicubic by at least 10 % and bilinear by at least 5 % RMSE on the 64
     held-out test scenes (measured 0.870 and 0.906 of their RMSE; docs/papers/pac.md).
     """
     cfg = compose(["paper=pac", "trainer.enable_progress_bar=false"])
