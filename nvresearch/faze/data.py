@@ -145,7 +145,10 @@ class FazeH5:
 
     def labels(self, person: str) -> np.ndarray:
         """All labels of one person, ``(N, 4)`` float32."""
-        return np.asarray(self._person(person)[1][:], dtype=np.float32)
+        try:
+            return np.asarray(self._person(person)[1][:], dtype=np.float32)
+        except (OSError, ValueError) as err:
+            raise DatasetLayoutError(f"corrupt labels of person '{person}' in '{self.path}': {err}") from err
 
     def rotations(self, person: str) -> Tensor:
         """Gaze and head rotations of every sample of one person, ``(N, 2, 3, 3)`` (:func:`pitchyaw_to_rotation`

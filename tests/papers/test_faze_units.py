@@ -257,6 +257,28 @@ def test_h5_in_memory_reads_the_same_samples(tmp_path) -> None:
             torch.testing.assert_close(a[i][key], b[i][key])
 
 
+def test_corrupt_chunk_names_the_file_and_person(tmp_path) -> None:
+    """A damaged compressed chunk: the sample read (on disk) or the person's read (in memory) raises
+    :class:`DatasetLayoutError` naming the file, the person and (on disk) the sample."""
+    path = tmp_path / "GazeCapture.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("p00")
+        g.create_dataset("pixels", data=np.zeros((3, 32, 64, 3), np.uint8), chunks=(1, 32, 64, 3), compression="lzf")
+        g.create_dataset("labels", data=np.zeros((3, 4), np.float32))
+    with h5py.File(path, "r") as f:
+        chunk = f["p00"]["pixels"].id.get_chunk_info(1)
+        assert chunk.filter_mask == 0  # stored compressed, so damage breaks decompression
+    with open(path, "r+b") as fh:
+        fh.seek(chunk.byte_offset + 4)
+        fh.write(b"\xff" * 32)
+    on_disk = FazeH5(path)
+    assert on_disk.read("p00", 0)[0].shape == (32, 64, 3)
+    with pytest.raises(DatasetLayoutError, match=r"corrupt sample 1 of person 'p00' in '.*GazeCapture\.h5'"):
+        on_disk.read("p00", 1)
+    with pytest.raises(DatasetLayoutError, match=r"corrupt data of person 'p00' in '.*GazeCapture\.h5'"):
+        FazeH5(path, in_memory=True).read("p00", 0)
+
+
 def test_h5_loader_errors_name_the_file(tmp_path) -> None:
     with pytest.raises(DatasetLayoutError, match=r"no FAZE HDF5 file at '.*missing\.h5'.*one group per person"):
         FazeH5(tmp_path / "missing.h5")
