@@ -128,6 +128,7 @@ def test_cuda_crf_matches_cpu() -> None:
 
 @pytest.mark.slow
 def test_cuda_compile_fullgraph() -> None:
+    torch._dynamo.reset()  # no compiled state from other tests
     torch.manual_seed(0)
     mod = PacConv2d(4, 4, 3, padding=1).cuda()
     x, f = torch.randn(2, 4, 12, 12, device="cuda"), torch.randn(2, 3, 12, 12, device="cuda")
