@@ -135,13 +135,8 @@ def train_classifier(
 
 def kshot_sets(num_pool: Sequence[int], k: int, generator: torch.Generator, repeats: int = 1) -> list[list[Tensor]]:
     """Draw ``repeats`` K-image index sets (without replacement) for each target class from pools of the given
-    sizes. Returns ``[class][repeat] -> (k,)`` indices."""
-    out = []
-    for n in num_pool:
-        if n < k:
-            raise ValueError(f"a target class has {n} example images, fewer than K = {k}")
-        out.append([torch.randperm(n, generator=generator)[:k] for _ in range(repeats)])
-    return out
+    sizes. Returns ``[class][repeat] -> (k,)`` indices (:func:`nested_kshot_sets` with one K)."""
+    return nested_kshot_sets(num_pool, [k], generator, repeats)[k]
 
 
 def nested_kshot_sets(

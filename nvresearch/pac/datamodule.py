@@ -81,14 +81,9 @@ class JointUpsamplingDataModule(pl.LightningDataModule):
         if self.dataset == "sintel":  # the reference validates and tests on the same 133 pairs
             return SintelFlow(self.root, "train" if split == "train" else "val", self.sintel_pass, self.split_file)
         h, w = self.scene_hw
-        if self.dataset == "synthetic_flow":
-            offset = {"train": 0, "val": 1, "test": 2}[split]
-            base: Dataset = SyntheticFlow(
-                int(self.sizes[split]), height=int(h), width=int(w), seed=self.seed * 10 + offset
-            )
-        else:
-            offset = {"train": 0, "val": 1, "test": 2}[split]  # disjoint scene seeds per split
-            base = SyntheticRGBD(int(self.sizes[split]), height=int(h), width=int(w), seed=self.seed * 10 + offset)
+        offset = {"train": 0, "val": 1, "test": 2}[split]  # disjoint scene seeds per split
+        scenes = SyntheticFlow if self.dataset == "synthetic_flow" else SyntheticRGBD
+        base = scenes(int(self.sizes[split]), height=int(h), width=int(w), seed=self.seed * 10 + offset)
         return MemoryCache(base) if self.cache_synthetic else base
 
     def setup(self, stage: str | None = None) -> None:

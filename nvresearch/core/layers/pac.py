@@ -821,6 +821,18 @@ class _GuidePlan(NamedTuple):
     taps: tuple[tuple[slice, slice], ...]  # per tap, in the order of _TapPlan.taps
     centers: tuple[tuple[slice, slice], ...]  # per phase
 
+    def padded(self, f: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The padded guidance and each phase's reference (window-centre) samples in it."""
+        fp = F.pad(f, self.pad) if any(self.pad) else f
+        return fp, [fp[:, :, ry, rx] for ry, rx in self.centers]
+
+    def guidance_grad(self, grad_fp: Tensor, grad_refs: list[Tensor]) -> Tensor:
+        """The gradient of :meth:`padded`: the references' gradients added at the centres, the padding cropped."""
+        for (ry, rx), gr in zip(self.centers, grad_refs):
+            grad_fp[:, :, ry, rx] += gr
+        left, right, top, bottom = self.pad
+        return grad_fp[:, :, top : grad_fp.shape[2] - bottom, left : grad_fp.shape[3] - right]
+
 
 def _transposed_guide_plan(
     plan: _TapPlan, kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
@@ -1195,8 +1207,7 @@ class _PacGaussianCorrelate(torch.autograd.Function):
         gplan: _GuidePlan,
         shared: bool,
     ) -> Tensor:
-        fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
-        refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
+        fp, refs = gplan.padded(f)
         kr = _PacGaussianCorrelate._kernel_rows(fp, refs, rplan, gplan, x.dtype)
         y = rplan.outputs(
             _rows_forward(rplan.inputs(x), kr.view(len(rplan.taps), rplan.rows, 1), weight, rplan, shared)
@@ -1216,8 +1227,7 @@ class _PacGaussianCorrelate(torch.autograd.Function):
         need_x, need_f, need_w, need_b = ctx.needs_input_grad[:4]
         grad_x = grad_f = grad_w = gb = None
         if need_x or need_f or need_w:
-            fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
-            refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
+            fp, refs = gplan.padded(f)
             kr = _PacGaussianCorrelate._kernel_rows(fp, refs, rplan, gplan, x.dtype)
             taps = len(rplan.taps)
             grad_xr, grad_kr, grad_wt = _rows_backward(
@@ -1244,10 +1254,7 @@ class _PacGaussianCorrelate(torch.autograd.Function):
                     g_diff = -((grad_kr[t, :, :mh, :mw] * kr[t, :, :mh, :mw]).unsqueeze(1).to(f.dtype)) * diff
                     grad_fp[:, :, gy, gx] += g_diff
                     grad_refs[ph] -= g_diff
-                for (ry, rx), gr in zip(gplan.centers, grad_refs):
-                    grad_fp[:, :, ry, rx] += gr
-                left, right, top, bottom = gplan.pad
-                grad_f = grad_fp[:, :, top : grad_fp.shape[2] - bottom, left : grad_fp.shape[3] - right]
+                grad_f = gplan.guidance_grad(grad_fp, grad_refs)
         if need_b and has_bias:
             gb = grad_out.sum(dim=(0, 2, 3))
         return grad_x, grad_f, grad_w, gb, None, None, None
@@ -1289,10 +1296,9 @@ class _PacGaussianCorrelateTaps(torch.autograd.Function):
         shared: bool,
     ) -> Tensor:
         xp = F.pad(x, x_pad) if any(x_pad) else x
-        fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
+        fp, refs = gplan.padded(f)
         b, c = x.shape[:2]
         n_out = c if shared else weight.shape[0]
-        refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
         bases, bufs = plan.output_buffers(x, n_out)
         max_hw = max(mh * mw for mh, mw in plan.phase_hw)
         for group in _tap_groups(plan, b * c * max_hw * x.element_size(), _GROUP_BYTES):
@@ -1327,12 +1333,11 @@ class _PacGaussianCorrelateTaps(torch.autograd.Function):
         shared, has_bias = ctx.geometry
         need_x, need_f, need_w, need_b = ctx.needs_input_grad[:4]
         xp = F.pad(x, x_pad) if any(x_pad) else x
-        fp = F.pad(f, gplan.pad) if any(gplan.pad) else f
+        fp, refs = gplan.padded(f)
         b, c = x.shape[:2]
         g = grad_out.contiguous()
         n_out = g.shape[1]
         g_ph = plan.split(g)
-        refs = [fp[:, :, ry, rx] for ry, rx in gplan.centers]
         grad_xp = torch.zeros_like(xp) if need_x else None
         grad_fp = torch.zeros_like(fp) if need_f else None
         grad_refs = [torch.zeros_like(r) for r in refs] if need_f else None
@@ -1375,10 +1380,7 @@ class _PacGaussianCorrelateTaps(torch.autograd.Function):
             left, right, top, bottom = x_pad
             grad_x = grad_xp[:, :, top : grad_xp.shape[2] - bottom, left : grad_xp.shape[3] - right]
         if need_f:
-            for (ry, rx), gr in zip(gplan.centers, grad_refs):
-                grad_fp[:, :, ry, rx] += gr
-            left, right, top, bottom = gplan.pad
-            grad_f = grad_fp[:, :, top : grad_fp.shape[2] - bottom, left : grad_fp.shape[3] - right]
+            grad_f = gplan.guidance_grad(grad_fp, grad_refs)
         gb = g.sum(dim=(0, 2, 3)) if (need_b and has_bias) else None
         return grad_x, grad_f, grad_w, gb, None, None, None, None
 
