@@ -31,8 +31,8 @@ import torch
 if __package__ in (None, ""):  # run as a file from a source checkout: make ``nvresearch`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nvresearch.pac.inference import infer_factor, read_depth, read_image, upsample  # noqa: E402
-from nvresearch.pac.models import Bicubic, Bilinear  # noqa: E402
+from nvresearch.pac.upsampling.inference import infer_factor, read_depth, read_image, upsample  # noqa: E402
+from nvresearch.pac.upsampling.models import Bicubic, Bilinear  # noqa: E402
 
 
 def _png_scale(depth_path: str) -> float:

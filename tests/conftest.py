@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,20 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
 
 
+def _asked_for(config: pytest.Config, marker: str) -> bool:
+    """Whether the ``-m`` expression names ``marker`` (``pytest -m claim``, ``-m "claim and not slow"``...)."""
+    return marker in (config.getoption("markexpr") or "")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Two stages: plain `pytest` (and any -m expression that does not name them) leaves out the claim tests and the
+    # `long` ones; `pytest -m claim` runs the claims. A marker expression overrides addopts' -m, so this is done here.
+    leave_out = [m for m in ("claim", "long") if not _asked_for(config, m)]
+    if leave_out:
+        kept = [i for i in items if not any(i.get_closest_marker(m) for m in leave_out)]
+        if len(kept) != len(items):
+            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+            items[:] = kept
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     skip_data = pytest.mark.skip(reason="needs a real dataset: set NVRESEARCH_DATA")
     for item in items:
@@ -23,6 +36,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if item.get_closest_marker("data") and not os.environ.get("NVRESEARCH_DATA"):
             item.add_marker(skip_data)
+
+
+@pytest.fixture(autouse=True)
+def _pin_claim_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A claim test runs with the thread count its marker names (default 1), whatever the caller's environment.
+
+    Its numbers are then those of its docstring on any machine, and two xdist workers share two cores without
+    oversubscription: ``@pytest.mark.claim`` or ``@pytest.mark.claim(threads=2)``.
+    """
+    marker = request.node.get_closest_marker("claim")
+    if marker is None:
+        yield
+        return
+    from nvresearch.core.utils import torch_threads
+
+    with torch_threads(int(marker.kwargs.get("threads", 1))):
+        yield
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
-from nvresearch.core.gan.module import GANModule
+from nvresearch.core.training.gan import GANModule
 from nvresearch.core.training.module import OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import save_grid
 from nvresearch.funit.losses import discriminator_losses, generator_losses

@@ -1,9 +1,10 @@
 """PAC: Pixel-Adaptive Convolutional Neural Networks (Su et al., CVPR 2019).
 
-Torch-only public pieces: the PAC layers (from :mod:`nvresearch.core.layers.pac`); the joint depth / flow upsampling
-networks, losses, metrics, datasets and the inference helper; the segmentation networks (FCN-8s, PAC-FCN, PAC-CRF),
-loss, metrics and datasets. Lightning lives in ``nvresearch.pac.module``, ``datamodule``, ``seg_module`` and
-``seg_datamodule``, which this package does not import.
+Two tasks, each a sub-package of the same shape (``models``, ``losses``, ``data``, ``metrics``, ``module``,
+``datamodule``): :mod:`nvresearch.pac.upsampling` (joint depth and optical-flow upsampling, Sec. 5.1, with the
+``inference`` helper) and :mod:`nvresearch.pac.segmentation` (FCN-8s, PAC-FCN and PAC-CRF, Sec. 5.2-5.3).
+Torch-only public pieces are re-exported here with the PAC layers (from :mod:`nvresearch.core.layers.pac`);
+Lightning lives in the ``module`` and ``datamodule`` files, which this package does not import.
 """
 
 from nvresearch.core.layers.pac import (
@@ -19,19 +20,7 @@ from nvresearch.core.layers.pac import (
 )
 from nvresearch.core.layers.pac_swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
 from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
-from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres
-from nvresearch.pac.flow_data import SintelFlow, SyntheticFlow, read_flo, write_flo
-from nvresearch.pac.inference import upsample
-from nvresearch.pac.losses import normalized_l2_loss, segmentation_loss
-from nvresearch.pac.metrics import (
-    confusion_matrix,
-    denormalize,
-    per_image_epe,
-    per_image_rmse,
-    segmentation_scores,
-)
-from nvresearch.pac.models import DJIF, Bicubic, Bilinear, JointBilateral, PacJointUpsample, PacJointUpsampleLite
-from nvresearch.pac.seg_data import (
+from nvresearch.pac.segmentation.data import (
     SegmentationDataset,
     SyntheticSegmentation,
     VOCSegmentation,
@@ -39,7 +28,30 @@ from nvresearch.pac.seg_data import (
     read_voc_png,
     write_voc_png,
 )
-from nvresearch.pac.seg_models import FCN8s, FCNWithCRF, create_model, load_weights
+from nvresearch.pac.segmentation.losses import segmentation_loss
+from nvresearch.pac.segmentation.metrics import confusion_matrix, segmentation_scores
+from nvresearch.pac.segmentation.models import FCN8s, FCNWithCRF, create_model, load_weights
+from nvresearch.pac.upsampling.data import (
+    JointUpsamplingDataset,
+    NYUDepthV2,
+    SintelFlow,
+    SyntheticFlow,
+    SyntheticRGBD,
+    lowres,
+    read_flo,
+    write_flo,
+)
+from nvresearch.pac.upsampling.inference import upsample
+from nvresearch.pac.upsampling.losses import normalized_l2_loss
+from nvresearch.pac.upsampling.metrics import denormalize, per_image_epe, per_image_rmse
+from nvresearch.pac.upsampling.models import (
+    DJIF,
+    Bicubic,
+    Bilinear,
+    JointBilateral,
+    PacJointUpsample,
+    PacJointUpsampleLite,
+)
 
 __all__ = [
     "DJIF",

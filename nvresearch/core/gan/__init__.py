@@ -2,7 +2,7 @@
 
 Blocks with selectable normalisation / activation / padding, AdaIN driven by an MLP, switchable norms, patch,
 multi-scale and class-conditional discriminators, GAN losses, the R1 penalty, feature matching and weight EMA.
-The Lightning pattern for alternating updates is :class:`nvresearch.core.gan.module.GANModule` (not imported here).
+The Lightning pattern for alternating updates is :class:`nvresearch.core.training.gan.GANModule`.
 """
 
 from nvresearch.core.gan.blocks import (

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from nvresearch import __version__
+from nvresearch._version import __version__
 from nvresearch.core.training.checkpoint import CONFIG_KEY
 
 

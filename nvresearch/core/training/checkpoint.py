@@ -51,14 +51,37 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+MOVED_TARGETS: dict[str, str] = {
+    **{f"nvresearch.pac.{old}.": f"nvresearch.pac.upsampling.{old}." for old in ("models", "module", "datamodule")},
+    "nvresearch.pac.seg_models.": "nvresearch.pac.segmentation.models.",
+    "nvresearch.pac.seg_module.": "nvresearch.pac.segmentation.module.",
+    "nvresearch.pac.seg_datamodule.": "nvresearch.pac.segmentation.datamodule.",
+}
+"""Import paths that moved since a checkpoint may have been written (old prefix -> new prefix)."""
+
+
+def _update_moved_targets(node: Any) -> Any:
+    if isinstance(node, dict):
+        node = {k: _update_moved_targets(v) for k, v in node.items()}
+        target = node.get("_target_")
+        if isinstance(target, str):
+            for old, new in MOVED_TARGETS.items():
+                if target.startswith(old):
+                    node["_target_"] = new + target.removeprefix(old)
+        return node
+    if isinstance(node, list):
+        return [_update_moved_targets(v) for v in node]
+    return node
+
+
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") -> dict[str, Any]:
-    """The resolved run config embedded in a checkpoint dictionary."""
+    """The resolved run config embedded in a checkpoint dictionary (import paths that moved since: updated)."""
     meta = ckpt.get(CONFIG_KEY)
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise CheckpointError(
             f"'{path}' has no embedded nvresearch config (key '{CONFIG_KEY}'); it was not written by nvresearch.train"
         )
-    return meta["config"]
+    return _update_moved_targets(meta["config"])
 
 
 def load_checkpoint(

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nvresearch.pac.data import normalize_lowres
-from nvresearch.pac.metrics import denormalize
+from nvresearch.pac.upsampling.data import normalize_lowres
+from nvresearch.pac.upsampling.metrics import denormalize
 
 __all__ = ["infer_factor", "read_depth", "read_image", "upsample"]
 

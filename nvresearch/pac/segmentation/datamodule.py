@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
 from nvresearch.core.data import MemoryCache, make_loader
-from nvresearch.pac.seg_data import SegmentationDataset, SyntheticSegmentation, VOCSegmentation
+from nvresearch.pac.segmentation.data import SegmentationDataset, SyntheticSegmentation, VOCSegmentation
 
 DATASETS = ("synthetic", "voc")
 
@@ -18,7 +18,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         dataset: ``synthetic`` (embedded, procedural) or ``voc`` (VOC 2012 and SBD under ``root``).
         root: Folder holding ``VOCdevkit/`` and ``benchmark_RELEASE/`` (``voc`` only).
         train_split / val_split / test_split: VOC split names or id files (see
-            :class:`~nvresearch.pac.seg_data.VOCSegmentation`); the reference trains on ``train11`` and reports
+            :class:`~nvresearch.pac.segmentation.data.VOCSegmentation`); the reference trains on ``train11`` and reports
             ``val11_sbd`` (``seg11valid.txt``).
         num_classes: Classes including background (``synthetic`` only; VOC has 21).
         crop: Training crop (449 for VOC).

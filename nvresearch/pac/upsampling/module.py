@@ -11,8 +11,8 @@ from torchmetrics import MeanMetric
 
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import colorize, save_grid
-from nvresearch.pac.losses import normalized_l2_loss
-from nvresearch.pac.metrics import denormalize, per_image_epe, per_image_rmse
+from nvresearch.pac.upsampling.losses import normalized_l2_loss
+from nvresearch.pac.upsampling.metrics import denormalize, per_image_epe, per_image_rmse
 
 _BASELINES = ("bilinear", "bicubic")
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nvresearch.core.gan import d_loss_fake, d_loss_real, g_loss, r1_penalty
-from nvresearch.core.gan.module import GANModule
+from nvresearch.core.training.gan import GANModule
 
 
 class ToyGAN(GANModule):

@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres, normalize_lowres
-from nvresearch.pac.inference import read_depth, read_image, upsample
-from nvresearch.pac.losses import normalized_l2_loss
-from nvresearch.pac.metrics import crop_border, denormalize, per_image_epe, per_image_rmse
-from nvresearch.pac.models import Bicubic, Bilinear, JointBilateral, PacJointUpsample
+from nvresearch.pac.upsampling.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres, normalize_lowres
+from nvresearch.pac.upsampling.inference import read_depth, read_image, upsample
+from nvresearch.pac.upsampling.losses import normalized_l2_loss
+from nvresearch.pac.upsampling.metrics import crop_border, denormalize, per_image_epe, per_image_rmse
+from nvresearch.pac.upsampling.models import Bicubic, Bilinear, JointBilateral, PacJointUpsample
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 TINY = dict(n_t_filters=8, n_g_filters=8, n_f_filters=8, k_ch=2)  # narrower nets can have all-dead ReLUs
 
 

@@ -1,9 +1,9 @@
-"""Evaluation metrics of the PAC paper: joint upsampling (spec B.2, E.15) and segmentation (spec B.3).
+"""Evaluation metrics of the PAC paper: joint depth and flow upsampling (Sec. 5.1).
 
-All functions work in the units of the data: metres for NYU depth and :class:`~nvresearch.pac.data.SyntheticRGBD`,
-pixels for optical flow. The paper's NYU table (spec D.1) is in centimetres, i.e. the RMSE here multiplied by 100.
-The dataset-level number is the mean of the per-image values (not the RMSE of all pooled pixels), with a 6-pixel
-border crop for NYU and none for Sintel.
+All functions work in the units of the data: metres for NYU depth and
+:class:`~nvresearch.pac.upsampling.data.SyntheticRGBD`, pixels for optical flow. The paper's NYU table (Table 1) is in
+centimetres, i.e. the RMSE here multiplied by 100. The dataset-level number is the mean of the per-image values (not
+the RMSE of all pooled pixels), with a 6-pixel border crop for NYU and none for Sintel.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from torch import Tensor
 
 __all__ = [
     "FLOW_UNKNOWN_THRESHOLD",
-    "confusion_matrix",
     "crop_border",
     "denormalize",
     "per_image_epe",
     "per_image_rmse",
-    "segmentation_scores",
 ]
 
 FLOW_UNKNOWN_THRESHOLD = 1e7
@@ -100,41 +98,3 @@ def per_image_epe(pred_flow: Tensor, target_flow: Tensor, border: int = 0) -> Te
     pred = torch.where(unknown, torch.zeros_like(pred), pred)
     target = torch.where(unknown, torch.zeros_like(target), target)
     return (pred - target).square().sum(dim=1).sqrt().mean(dim=(-2, -1)).to(pred_flow.dtype)
-
-
-def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
-    """Confusion matrix of a segmentation, ``[true, predicted]`` (spec B.3); labels outside ``[0, C)`` are skipped.
-
-    Accumulate it over the whole dataset and then call :func:`segmentation_scores` (the VOC protocol).
-
-    Shape:
-        - pred, target: :math:`(*)` integer class maps of equal shape.
-        - output: int64 :math:`(C, C)`.
-    """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
-    pred, target = pred.flatten().long(), target.flatten().long()
-    keep = (target >= 0) & (target < num_classes) & (target != ignore_index)
-    index = target[keep] * num_classes + pred[keep].clamp(0, num_classes - 1)
-    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
-
-
-def segmentation_scores(confusion: Tensor) -> dict[str, Tensor]:
-    """Mean IoU, pixel accuracy and mean class accuracy from a dataset-level confusion matrix (spec B.3).
-
-    ``miou`` averages ``diag / (row + col - diag)`` over all classes, background included; a class absent from both
-    prediction and ground truth has IoU NaN and makes the mean NaN, as in the reference.
-
-    Shape:
-        - confusion: :math:`(C, C)` ``[true, predicted]``.
-        - output values: scalars, plus ``iou`` :math:`(C,)`.
-    """
-    conf = confusion.double()
-    tp = conf.diag()
-    iou = tp / (conf.sum(0) + conf.sum(1) - tp)
-    return {
-        "miou": iou.mean(),
-        "acc": tp.sum() / conf.sum(),
-        "macc": (tp / conf.sum(1)).mean(),
-        "iou": iou,
-    }

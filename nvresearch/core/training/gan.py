@@ -1,6 +1,6 @@
 """Lightning pattern for GANs: alternating discriminator / generator updates with manual optimisation.
 
-This module imports Lightning (the rest of :mod:`nvresearch.core.gan` is torch-only and does not import it).
+It lives in :mod:`nvresearch.core.training` because it imports Lightning; :mod:`nvresearch.core.gan` stays torch-only.
 """
 
 from __future__ import annotations

@@ -10,13 +10,13 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import save_grid
-from nvresearch.pac.losses import segmentation_loss
-from nvresearch.pac.seg_data import IGNORE_INDEX, colorize_labels, export_voc_predictions, from_network_input
-from nvresearch.pac.seg_models import FCNWithCRF, load_weights
+from nvresearch.pac.segmentation.data import IGNORE_INDEX, colorize_labels, export_voc_predictions, from_network_input
+from nvresearch.pac.segmentation.losses import segmentation_loss
+from nvresearch.pac.segmentation.models import FCNWithCRF, load_weights
 
 
 class SegmentationModule(NVModule):
-    """Trains an :class:`~nvresearch.pac.seg_models.FCNWithCRF` with per-pixel cross-entropy on its logits.
+    """Trains an :class:`~nvresearch.pac.segmentation.models.FCNWithCRF` with per-pixel cross-entropy on its logits.
 
     Training can run in phases within one run (the embedded recipe, docs/papers/pac.md):
 
@@ -36,7 +36,8 @@ class SegmentationModule(NVModule):
         num_classes: Classes, background included.
         unary_epochs: Epochs of phase 1.
         freeze_backbone: Do not train the backbone after phase 1.
-        loss_focus: ``fce_{t}`` threshold of :func:`~nvresearch.pac.losses.segmentation_loss` (None: plain CE).
+        loss_focus: ``fce_{t}`` threshold of :func:`~nvresearch.pac.segmentation.losses.segmentation_loss`
+            (None: plain CE).
         crf_lr_scale: Learning-rate multiplier of the CRF parameters.
         num_samples: Images in each picture written to ``samples/``.
         backbone_weights: File loaded into the backbone when fitting starts: ``fcn8s_from_caffe.pth``, a torchvision
@@ -46,7 +47,7 @@ class SegmentationModule(NVModule):
             and a resumed run's checkpoint overrides them.
         export_dir: If set, the test and predict passes write each prediction (cropped back to the image's size) as
             a VOC palette PNG ``<export_dir>/results/VOC2012/Segmentation/comp6_test_cls/<id>.png``, the layout of
-            the VOC evaluation server (:func:`~nvresearch.pac.seg_data.export_voc_predictions`).
+            the VOC evaluation server (:func:`~nvresearch.pac.segmentation.data.export_voc_predictions`).
     """
 
     def __init__(

@@ -6,8 +6,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
 from nvresearch.core.data import MemoryCache, make_loader
-from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD
-from nvresearch.pac.flow_data import SintelFlow, SyntheticFlow
+from nvresearch.pac.upsampling.data import JointUpsamplingDataset, NYUDepthV2, SintelFlow, SyntheticFlow, SyntheticRGBD
 
 DATASETS = ("synthetic", "nyu", "synthetic_flow", "sintel")
 _FLOW = ("synthetic_flow", "sintel")

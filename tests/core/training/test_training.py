@@ -128,3 +128,22 @@ def test_checkpoint_errors_are_clear(tmp_path):
     (tmp_path / "garbage.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         read_checkpoint(tmp_path / "garbage.ckpt")
+
+
+def test_checkpoint_config_follows_moved_import_paths():
+    from nvresearch.core.training.checkpoint import CONFIG_KEY, checkpoint_config
+
+    old = {
+        "model": {
+            "_target_": "nvresearch.pac.module.JointUpsamplingModule",
+            "net": {"_target_": "nvresearch.pac.models.PacJointUpsample", "factor": 4},
+            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True},
+        },
+        "data": {"_target_": "nvresearch.pac.seg_datamodule.SegmentationDataModule", "items": [{"_target_": "x.y"}]},
+    }
+    cfg = checkpoint_config({CONFIG_KEY: {"config": old}})
+    assert cfg["model"]["_target_"] == "nvresearch.pac.upsampling.module.JointUpsamplingModule"
+    assert cfg["model"]["net"]["_target_"] == "nvresearch.pac.upsampling.models.PacJointUpsample"
+    assert cfg["model"]["optimizer"]["_target_"] == "torch.optim.Adam"
+    assert cfg["data"]["_target_"] == "nvresearch.pac.segmentation.datamodule.SegmentationDataModule"
+    assert cfg["data"]["items"] == [{"_target_": "x.y"}]

@@ -52,7 +52,7 @@ def _check_inputs(target_lr: Tensor, guide: Tensor, factor: int, channels: int, 
     if tuple(guide.shape[-2:]) != (h * factor, w * factor):
         raise ValueError(
             f"guide size {tuple(guide.shape[-2:])} must be the low-resolution size {(h, w)} times the factor "
-            f"{factor} = {(h * factor, w * factor)}; use nvresearch.pac.inference.upsample for other sizes"
+            f"{factor} = {(h * factor, w * factor)}; use nvresearch.pac.upsampling.inference.upsample for other sizes"
         )
 
 

@@ -12,7 +12,8 @@
 
 Parameter names follow the reference (``conv1_1``, ``fc6``, ``score_fr``, ``upscore2``, ``crf.messengers.0.weight``,
 ``feat_scales.0``, ...), so its state dicts load unchanged. Inputs are images normalised as in the reference: RGB on
-the 0-255 scale minus :data:`VOC_MEAN_RGB`, channels reversed to BGR (:func:`nvresearch.pac.seg_data.to_network_input`).
+the 0-255 scale minus :data:`VOC_MEAN_RGB`, channels reversed to BGR
+(:func:`nvresearch.pac.segmentation.data.to_network_input`).
 """
 
 from __future__ import annotations
