@@ -43,6 +43,7 @@ def test_translations_take_the_unseen_class_and_keep_the_pose(compose):
     centre error below 3 px and below 0.6x the copy baseline.
     """
     m = train(compose(FUNIT_CLAIM))
+    print({k: round(v, 4) for k, v in m.items()})  # the numbers behind the docstring's table
     assert m["test/classifier_top1_real"] > 0.95, m  # the judge itself recognises real images of the unseen classes
     assert m["test/top1_k5"] >= 3 * m["test/chance"], m
     gain, se = m["test/top1_gain_k5"], m["test/top1_gain_se_k5"]

@@ -21,11 +21,13 @@ def test_claims_on_digits() -> None:
     model = train_digits("cnn", epochs=15, seed=0)
     assert evaluate(model) > 0.97
     corr = correlation_study(model, criteria=("taylor_fo_bn", "weight_magnitude", "random"), n_batches=4)
+    print(corr)
     assert corr["taylor_fo_bn"]["spearman"] >= 0.9, corr
     assert corr["taylor_fo_bn/alive"]["spearman"] >= 0.9, corr
     assert corr["taylor_fo_bn"]["spearman"] > corr["weight_magnitude"]["spearman"] + 0.2, corr
     assert abs(corr["random"]["spearman"]) < 0.3, corr
     res = pruning_comparison(model, macs_ratio=0.05, prune_per_step=16, frequency=2, finetune_steps=10, lr=0.01)
+    print(res)
     for r in res.values():
         assert 0.03 < r["macs_ratio"] <= 0.05
     assert res["taylor_fo_bn"]["acc"] >= res["weight_magnitude"]["acc"] + 0.2, res
