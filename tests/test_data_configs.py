@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 from nvresearch.core.utils.instantiate import instantiate, locate
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-DATA_CONFIGS = sorted(p.relative_to(CONFIGS / "data").with_suffix("").as_posix() for p in (CONFIGS / "data").rglob("*.yaml"))
+DATA_CONFIGS = sorted(
+    p.relative_to(CONFIGS / "data").with_suffix("").as_posix() for p in (CONFIGS / "data").rglob("*.yaml")
+)
 # What the data modules pass when they call the dataset component: the split (or FUNIT's part and count).
 CALL_ARGS = {"split", "part", "count"}
 
@@ -37,7 +39,9 @@ def test_data_config_keys_are_the_datamodule_and_dataset_arguments(compose, name
     factory = locate(dataset._target_)
     own = set(dataset) - {"_target_", "_partial_"}
     expected = {k for k, p in _params(factory).items() if k not in CALL_ARGS and p.kind != p.VAR_KEYWORD}
-    assert own == expected, f"data/{name}: dataset keys {sorted(own)} are not {factory.__qualname__}'s {sorted(expected)}"
+    assert own == expected, (
+        f"data/{name}: dataset keys {sorted(own)} are not {factory.__qualname__}'s {sorted(expected)}"
+    )
     # the builder hands the data module the partial itself, not a mapping
     built = instantiate(data.dataset)
     assert isinstance(built, functools.partial) and built.func == factory
@@ -68,7 +72,9 @@ def test_tiny_is_its_base_plus_the_differences_it_states(compose, tiny, base):
     paper = tiny.split("/")[0]
     composed = compose([f"paper={paper}", f"model={tiny}"]).model
     base_cfg = compose([f"paper={paper}", f"model={base}"]).model
-    assert OmegaConf.to_container(composed) == OmegaConf.to_container(OmegaConf.merge(OmegaConf.to_container(base_cfg), stated))
+    assert OmegaConf.to_container(composed) == OmegaConf.to_container(
+        OmegaConf.merge(OmegaConf.to_container(base_cfg), stated)
+    )
 
     def leaves(node, prefix=""):
         for k, v in node.items():

@@ -38,7 +38,13 @@ def _order(loader) -> list[int]:
 
 @pytest.mark.parametrize(
     ("stage", "splits"),
-    [("fit", ["train", "val"]), ("validate", ["val"]), ("test", ["test"]), ("predict", ["test"]), (None, ["train", "val", "test"])],
+    [
+        ("fit", ["train", "val"]),
+        ("validate", ["val"]),
+        ("test", ["test"]),
+        ("predict", ["test"]),
+        (None, ["train", "val", "test"]),
+    ],
 )
 def test_a_stage_builds_only_its_splits_once(stage, splits):
     dm = _Toy()
