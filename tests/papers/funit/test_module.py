@@ -88,7 +88,7 @@ def test_list_datamodule_on_a_fixture(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch["content"].shape == (2, 3, 16, 16) and batch["class_label"].max() < 3
     data = dm.fewshot_data()
-    assert data["num_classes"] == 2 and not data["has_pose"] and len(dm.splits["test"]) == 3
+    assert data["num_classes"] == 2 and not data["has_pose"] and len(dm.get_split("test")) == 3
     with pytest.raises(TypeError, match="dataset component"):
         FUNITDataModule("list")
 
