@@ -15,9 +15,10 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -30,10 +31,13 @@ from nvresearch.core.geometry import pitchyaw_to_rotation
 __all__ = [
     "H5_LAYOUT",
     "SPLIT_LAYOUT",
+    "FazeFiles",
     "FazeH5",
     "PairDataset",
     "SampleDataset",
     "ensure_eye_strip_world",
+    "eye_strip_files",
+    "faze_files",
     "load_split",
     "preprocess_pixels",
     "render_person",
@@ -449,3 +453,68 @@ def ensure_eye_strip_world(cache_dir: str | os.PathLike, **params: Any) -> tuple
     if not (h5_path.is_file() and split_path.is_file()):
         write_eye_strip_world(root, **params)
     return h5_path, split_path
+
+
+class FazeFiles(NamedTuple):
+    """The opened files of a FAZE data config: the train/val/test file, its person split, and an optional separate
+    test file (MPIIGaze) whose every person is a test person."""
+
+    h5: FazeH5
+    split: dict[str, list[str]]
+    test_h5: FazeH5 | None
+
+
+def faze_files(
+    root: str | os.PathLike,
+    h5_file: str = "GazeCapture.h5",
+    split_file: str = "gazecapture_split.json",
+    test_h5_file: str | None = None,
+    in_memory: bool = False,
+) -> FazeFiles:
+    """Preprocessed FAZE files under ``root`` (a data config's dataset component).
+
+    Args:
+        root: folder holding ``h5_file`` and ``split_file`` (and ``test_h5_file``).
+        h5_file / split_file: the training file and its person split (``GazeCapture.h5``, ``gazecapture_split.json``).
+        test_h5_file: a separate test file (``MPIIGaze.h5``), or None to test on the split's ``test`` persons.
+        in_memory: read the HDF5 arrays whole into memory (the real files are tens of GB: off by default).
+
+    Raises:
+        DatasetLayoutError: if ``root`` is not a folder.
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        raise DatasetLayoutError(f"no FAZE data folder at '{folder}'; expected {h5_file} and {split_file} in it")
+    test_h5 = FazeH5(folder / test_h5_file, in_memory=in_memory) if test_h5_file else None
+    return FazeFiles(FazeH5(folder / h5_file, in_memory=in_memory), load_split(folder / split_file), test_h5)
+
+
+def eye_strip_files(
+    num_persons: Mapping[str, int],
+    samples: Mapping[str, int],
+    height: int = 32,
+    width: int = 64,
+    kappa_std_deg: Sequence[float] = (1.5, 3.0),
+    seed: int = 0,
+    cache_dir: str | None = None,
+    in_memory: bool = True,
+) -> FazeFiles:
+    """The embedded eye-strip world (a data config's dataset component), written once per parameter set.
+
+    Args:
+        num_persons / samples / height / width / kappa_std_deg / seed: see :func:`write_eye_strip_world`.
+        cache_dir: where the world is written (default: ``<tempdir>/nvresearch_faze``), see
+            :func:`ensure_eye_strip_world`.
+        in_memory: read the HDF5 arrays whole into memory (the world is small: on by default).
+    """
+    cache = cache_dir or str(Path(tempfile.gettempdir()) / "nvresearch_faze")
+    h5_path, split_path = ensure_eye_strip_world(
+        cache,
+        num_persons=dict(num_persons),
+        samples=dict(samples),
+        height=height,
+        width=width,
+        kappa_std_deg=kappa_std_deg,
+        seed=seed,
+    )
+    return FazeFiles(FazeH5(h5_path, in_memory=in_memory), load_split(split_path), None)

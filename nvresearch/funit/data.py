@@ -163,6 +163,31 @@ class ListFileDataset(Dataset):
         if self.resize < self.image_size:
             raise ValueError(f"resize ({resize}) must be >= image_size ({image_size})")
 
+    @classmethod
+    def for_part(
+        cls,
+        part: str,
+        count: int | None = None,
+        *,
+        root: str | Path,
+        train_list: str | Path,
+        test_list: str | Path,
+        image_size: int = 128,
+        resize: int | None = None,
+        seed: int = 0,
+    ) -> ListFileDataset:
+        """One part of a list-file dataset (a data config's dataset component; see :func:`creature_part`).
+
+        ``train``: the source classes of ``train_list`` with training augmentation; ``eval``: the same images
+        without it (the data module draws its validation and test subsets from them); ``unseen``: the target classes
+        of ``test_list``, unaugmented. ``count`` is not used (the data module subsets these parts itself);
+        ``resize`` (the shorter side before cropping) defaults to ``image_size``.
+        """
+        _check_part(part)
+        list_file = test_list if part == "unseen" else train_list
+        size = int(image_size)
+        return cls(root, list_file, size, int(resize) if resize else size, train=part == "train", seed=seed)
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -184,6 +209,23 @@ class ListFileDataset(Dataset):
 
 
 # ---------------------------------------------------------------------------------------------------- creatures
+PARTS = ("train", "eval", "unseen")
+
+
+def _check_part(part: str) -> None:
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+
+
+def unseen_split(num_species: int, num_unseen: int) -> tuple[list[int], list[int]]:
+    """Source and unseen species ids: the unseen ones evenly spaced (so their colours are far apart)."""
+    if not 0 < num_unseen < num_species:
+        raise ValueError(f"need 0 < num_unseen < num_species, got {num_unseen} and {num_species}")
+    step = num_species / num_unseen
+    unseen = sorted({int(step * i + step / 2) for i in range(num_unseen)})
+    return [c for c in range(num_species) if c not in unseen], unseen
+
+
 def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], -1)
     return v[..., None] - v[..., None] * s[..., None] * (torch.minimum(k, 4 - k).clamp(0, 1))
@@ -329,6 +371,36 @@ class SyntheticCreatures(Dataset):
         )
         self.images = imgs * 2 - 1
         self.poses = pose
+
+    @classmethod
+    def for_part(
+        cls,
+        part: str,
+        count: int | None = None,
+        *,
+        image_size: int = 32,
+        num_species: int = 32,
+        num_unseen: int = 8,
+        images_per_class: int = 64,
+        seed: int = 0,
+    ) -> SyntheticCreatures:
+        """One part of the embedded creatures (a data config's dataset component).
+
+        ``num_species`` species are drawn (fixed by ``seed``) and ``num_unseen`` of them, evenly spaced, are held
+        out (:func:`unseen_split`). ``train``: ``images_per_class`` images of each source species; ``eval``: fresh
+        images of the source species, at least ``count`` in all (the data module draws its validation and test
+        subsets from them); ``unseen``: ``count`` images of each unseen species (None: ``images_per_class``).
+        Each part draws from its own seed (``seed * 10 + 0/1/3``).
+        """
+        _check_part(part)
+        source, unseen = unseen_split(num_species, num_unseen)
+        if part == "train":
+            classes, per_class, offset = source, int(images_per_class), 0
+        elif part == "eval":
+            classes, per_class, offset = source, max(1, -(-int(count or 0) // len(source))), 1
+        else:
+            classes, per_class, offset = unseen, int(count or images_per_class), 3
+        return cls(classes, per_class, image_size, num_species, species_seed=seed, seed=seed * 10 + offset)
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from nvresearch.core.data import DatasetLayoutError, split_epoch_key
 
-__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "Cifar10", "Digits", "MnistIdx", "image_folder"]
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "Cifar10", "Digits", "MnistIdx", "image_folder", "image_folder_split"]
 
 CIFAR10_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR10_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -69,6 +69,19 @@ class Digits(_Augmented):
     Shape:
         - image: ``(1, size, size)``; label: int in ``[0, 10)``.
     """
+
+    @classmethod
+    def for_split(
+        cls,
+        split: str,
+        size: int = 8,
+        train_size: int = 1200,
+        val_size: int = 200,
+        seed: int = 0,
+        augment: bool = False,
+    ) -> Digits:
+        """One split (a data config's dataset component); ``augment`` applies to ``train`` only."""
+        return cls(split, size, train_size, val_size, seed, augment and split == "train")
 
     def __init__(
         self,
@@ -119,6 +132,13 @@ class Cifar10(_Augmented):
     """
 
     LAYOUT = "<root>/cifar-10-batches-py/{data_batch_1..data_batch_5, test_batch} (python pickles)"
+
+    @classmethod
+    def for_split(cls, split: str, root: str | Path, augment: bool = False, seed: int = 0) -> Cifar10:
+        """One split (a data config's dataset component): ``train`` reads the training batches (augmented when
+        ``augment``), ``val`` and ``test`` the test batch (the reference validates on it)."""
+        _check_split(split)
+        return cls(root, train=split == "train", augment=augment and split == "train", seed=seed)
 
     def __init__(self, root: str | Path, train: bool = True, augment: bool = False, seed: int = 0) -> None:
         super().__init__(augment=augment, pad=4, seed=seed)
@@ -181,6 +201,13 @@ class MnistIdx(_Augmented):
     """
 
     LAYOUT = "<root>/MNIST/raw/{train,t10k}-images-idx3-ubyte[.gz] and {train,t10k}-labels-idx1-ubyte[.gz]"
+
+    @classmethod
+    def for_split(cls, split: str, root: str | Path) -> MnistIdx:
+        """One split (a data config's dataset component): ``train`` the training files, ``val`` and ``test`` the
+        t10k files (the reference validates on them)."""
+        _check_split(split)
+        return cls(root, train=split == "train")
 
     def __init__(self, root: str | Path, train: bool = True) -> None:
         super().__init__()
@@ -256,3 +283,15 @@ def image_folder(root: str | Path, split: str = "train", seed: int = 0, image_si
             ]
         )
     return _KeyedFolder(datasets.ImageFolder(str(folder), transform=tf), seed)
+
+
+def image_folder_split(split: str, root: str | Path, image_size: int = 224, seed: int = 0) -> Dataset:
+    """One split of ImageNet (a data config's dataset component): ``train`` reads ``<root>/train``, ``val`` and
+    ``test`` read ``<root>/val`` (ImageNet's labelled evaluation images); see :func:`image_folder`."""
+    _check_split(split)
+    return image_folder(root, "train" if split == "train" else "val", seed=seed, image_size=image_size)
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nvresearch.core.data import DatasetLayoutError, split_epoch_key
+from nvresearch.core.data import DatasetLayoutError, MemoryCache, split_epoch_key
 
 __all__ = [
     "IGNORE_INDEX",
@@ -211,6 +211,36 @@ class SyntheticSegmentation(Dataset):
         hues = (rng.uniform(0, 1) + np.arange(num_classes - 1) / (num_classes - 1)) % 1.0
         self.class_colours = np.stack([_hsv_to_rgb(h, 0.75, 0.85) for h in hues]).astype(np.float32)
 
+    @classmethod
+    def for_split(
+        cls,
+        split: str,
+        num_classes: int = 5,
+        train_size: int = 256,
+        val_size: int = 32,
+        test_size: int = 64,
+        size: int = 64,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> Dataset:
+        """The images of one split (a data config's dataset component).
+
+        Args:
+            split: ``train``, ``val`` or ``test``; each split draws from its own seed (``seed * 10 + 0/1/2``).
+            num_classes: classes including background.
+            train_size / val_size / test_size: images per split.
+            size: image side in pixels.
+            seed: the data seed.
+            cache: keep the images in memory once rendered (:class:`~nvresearch.core.data.MemoryCache`), so that
+                each is rendered once instead of once per epoch.
+        """
+        offset = {"train": 0, "val": 1, "test": 2}
+        if split not in offset:
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        sizes = {"train": train_size, "val": val_size, "test": test_size}
+        base = cls(int(sizes[split]), int(size), int(num_classes), seed=int(seed) * 10 + offset[split])
+        return MemoryCache(base) if cache else base
+
     def __len__(self) -> int:
         return self.num_images
 
@@ -333,6 +363,22 @@ class VOCSegmentation(Dataset):
         - ``label``: int64 :math:`(H, W)`, 0-20 and 255 (void).
         - ``id``: the image id (a string).
     """
+
+    @classmethod
+    def for_split(
+        cls,
+        split: str,
+        root: str | os.PathLike[str],
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+    ) -> VOCSegmentation:
+        """One split of the data module (a data config's dataset component): ``train``/``val``/``test`` read the
+        VOC split (a name above or an id file) that ``train_split``/``val_split``/``test_split`` name."""
+        names = {"train": train_split, "val": val_split, "test": test_split}
+        if split not in names:
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        return cls(root, names[split])
 
     def __init__(self, root: str | os.PathLike[str], split: str = "train") -> None:
         self.root = os.fspath(root)

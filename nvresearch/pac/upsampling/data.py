@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nvresearch.core.data import DatasetLayoutError, split_epoch_key
+from nvresearch.core.data import DatasetLayoutError, MemoryCache, split_epoch_key
 
 __all__ = [
     "FLO_MAGIC",
@@ -89,6 +89,31 @@ class SyntheticRGBD(Dataset):
         index = index % self.num_scenes
         image, depth = render_scene(np.random.default_rng((self.seed, index)), self.height, self.width)
         return {"image": torch.from_numpy(image), "depth": torch.from_numpy(depth)}
+
+    @classmethod
+    def for_split(
+        cls,
+        split: str,
+        train_size: int = 512,
+        val_size: int = 16,
+        test_size: int = 64,
+        height: int = 128,
+        width: int = 128,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> Dataset:
+        """The scenes of one split (a data config's dataset component).
+
+        Args:
+            split: ``train``, ``val`` or ``test``; each split draws from its own seed (``seed * 10 + 0/1/2``).
+            train_size / val_size / test_size: scenes per split.
+            height / width: scene size in pixels.
+            seed: the data seed.
+            cache: keep the scenes in memory once rendered (:class:`~nvresearch.core.data.MemoryCache`), so that
+                each is rendered once instead of once per epoch.
+        """
+        sizes = {"train": train_size, "val": val_size, "test": test_size}
+        return _synthetic_split(cls, split, sizes, height, width, seed, cache)
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
@@ -283,6 +308,13 @@ class NYUDepthV2(Dataset):
             and download URL).
         ValueError: If the file lacks a dataset, has the wrong shapes, or too few images.
     """
+
+    @classmethod
+    def for_split(cls, split: str, root: str | os.PathLike[str], val_ratio: float = 0.0) -> NYUDepthV2:
+        """One split (a data config's dataset component); ``val`` needs ``val_ratio > 0``."""
+        if split == "val" and val_ratio <= 0:
+            raise ValueError("NYU validation needs val_ratio > 0 (a held-out part of the 1000 training images)")
+        return cls(root, split=split, val_ratio=val_ratio)
 
     def __init__(self, root: str | os.PathLike[str], split: str = "train", val_ratio: float = 0.0) -> None:
         if split not in ("train", "val", "test"):
@@ -639,6 +671,20 @@ class SintelFlow(Dataset):
         - ``flow``: float32 :math:`(2, 436, 1024)` in pixels.
     """
 
+    @classmethod
+    def for_split(
+        cls,
+        split: str,
+        root: str | os.PathLike[str],
+        pass_name: str = "clean",
+        split_file: str | os.PathLike[str] | None = None,
+    ) -> SintelFlow:
+        """One split (a data config's dataset component): the reference validates and tests on the same 133 pairs,
+        so ``val`` and ``test`` both read ``val``."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        return cls(root, "train" if split == "train" else "val", pass_name, split_file)
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -745,6 +791,31 @@ class SyntheticFlow(Dataset):
         image, flow = _render_flow_scene(np.random.default_rng((self.seed, index)), self.height, self.width)
         return {"image": torch.from_numpy(image), "flow": torch.from_numpy(flow)}
 
+    @classmethod
+    def for_split(
+        cls,
+        split: str,
+        train_size: int = 256,
+        val_size: int = 16,
+        test_size: int = 64,
+        height: int = 96,
+        width: int = 128,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> Dataset:
+        """The scenes of one split (a data config's dataset component).
+
+        Args:
+            split: ``train``, ``val`` or ``test``; each split draws from its own seed (``seed * 10 + 0/1/2``).
+            train_size / val_size / test_size: scenes per split.
+            height / width: scene size in pixels.
+            seed: the data seed.
+            cache: keep the scenes in memory once rendered (:class:`~nvresearch.core.data.MemoryCache`), so that
+                each is rendered once instead of once per epoch.
+        """
+        sizes = {"train": train_size, "val": val_size, "test": test_size}
+        return _synthetic_split(cls, split, sizes, height, width, seed, cache)
+
 
 def _affine_flow(
     rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, big: bool
@@ -801,3 +872,22 @@ def _render_flow_scene(rng: np.random.Generator, height: int, width: int) -> tup
         np.copyto(flow, _affine_flow(rng, yy, xx, cy, cx, big=True), where=mask[None])
     image = image + rng.normal(0, 0.01, size=image.shape).astype(np.float32)
     return np.clip(image, 0, 1).astype(np.float32), flow
+
+
+# Scene seeds per split: disjoint, so no scene is both trained on and evaluated.
+_SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+
+
+def _synthetic_split(
+    scenes: type[SyntheticRGBD] | type[SyntheticFlow],
+    split: str,
+    sizes: dict[str, int],
+    height: int,
+    width: int,
+    seed: int,
+    cache: bool,
+) -> Dataset:
+    if split not in _SPLIT_OFFSET:
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    base = scenes(int(sizes[split]), height=int(height), width=int(width), seed=int(seed) * 10 + _SPLIT_OFFSET[split])
+    return MemoryCache(base) if cache else base

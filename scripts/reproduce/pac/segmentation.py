@@ -46,7 +46,7 @@ def _train(overrides: list[str]) -> dict[str, float]:
 def export_predictions(checkpoint: Path, export_dir: Path, split: str | None = None) -> int:
     """Predict a split with a trained checkpoint and write VOC palette PNGs under ``export_dir``; returns the count.
 
-    ``split`` replaces the run's ``data.test_split`` (e.g. ``test``, the VOC 2012 test images); None keeps it.
+    ``split`` replaces the run's ``data.dataset.test_split`` (e.g. ``test``, the VOC 2012 test images); None keeps it.
     """
     import torch
 
@@ -55,7 +55,9 @@ def export_predictions(checkpoint: Path, export_dir: Path, split: str | None = N
 
     module = load_checkpoint(checkpoint)
     module.export_dir = str(export_dir)
-    data = instantiate(module.config["data"], **({"test_split": split} if split is not None else {}))
+    data_cfg = module.config["data"]
+    extra = {"dataset": instantiate(data_cfg["dataset"], test_split=split)} if split is not None else {}
+    data = instantiate(data_cfg, **extra)
     data.setup("predict")
     count = 0
     with torch.no_grad():

@@ -16,8 +16,8 @@ FAZE_FAST = [
     "paper=faze",
     "trainer=fast",
     "logger=csv",
-    "data.synthetic.num_persons={train: 4, val: 2, test: 3}",
-    "data.synthetic.samples={train: 40, val: 8, test: 60}",
+    "data.dataset.num_persons={train: 4, val: 2, test: 3}",
+    "data.dataset.samples={train: 40, val: 8, test: 60}",
     "data.min_samples=8",
     "data.stage2_min_samples=39",
     "data.test_last=30",
@@ -36,7 +36,7 @@ FAZE_FAST = [
 
 
 def _fast(tmp_path, *extra: str) -> list[str]:
-    return [*FAZE_FAST, f"data.cache_dir={tmp_path / 'cache'}", *extra]
+    return [*FAZE_FAST, f"data.dataset.cache_dir={tmp_path / 'cache'}", *extra]
 
 
 def test_module_training_step_and_gradients(compose, tmp_path):

@@ -22,7 +22,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 # The tiny CPU model on a small slice of the embedded creatures (batch 8, so each step is a full-size batch).
 SMALL = [
     "paper=funit",
-    "data.images_per_class=4",
+    "data.dataset.images_per_class=4",
     "data.batch_size=8",
     "data.val_size=8",
     "data.eval_content=8",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from nvresearch.core.training import load_checkpoint
 from nvresearch.core.training.run import train
 from nvresearch.core.utils import instantiate
+from nvresearch.funit.data import ListFileDataset, SyntheticCreatures
 from nvresearch.funit.datamodule import FUNITDataModule, unseen_split
 
 # The quickest configuration: a few tiny batches, small evaluation, CSV logging only.
@@ -18,7 +20,7 @@ FUNIT_FAST = [
     "trainer=fast",
     "trainer.max_epochs=1",  # the paper config sets 5 (it is merged after the trainer group)
     "logger=csv",
-    "data.images_per_class=4",
+    "data.dataset.images_per_class=4",
     "data.val_size=4",
     "data.eval_content=4",
     "data.unseen_per_class=12",
@@ -40,7 +42,8 @@ def test_unseen_species_are_spread_and_disjoint():
 
 
 def test_synthetic_datamodule_batches_and_fewshot_data():
-    dm = FUNITDataModule(images_per_class=4, val_size=4, eval_content=6, unseen_per_class=6, batch_size=4, seed=0)
+    creatures = partial(SyntheticCreatures.for_part, images_per_class=4, seed=0)
+    dm = FUNITDataModule(creatures, val_size=4, eval_content=6, unseen_per_class=6, batch_size=4, seed=0)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["content"].shape == (4, 3, 32, 32) and batch["class_image"].shape == (4, 3, 32, 32)
@@ -50,7 +53,7 @@ def test_synthetic_datamodule_batches_and_fewshot_data():
     assert data["classifier_images"].shape == (24, 3, 32, 32) and len(data["shot_pools"]) == 8
     assert all(p.shape[0] == 3 for p in data["shot_pools"])
     with pytest.raises(ValueError, match="data.num_classes=119 but the training data has 24"):
-        FUNITDataModule(num_classes=119).setup("fit")
+        FUNITDataModule(SyntheticCreatures.for_part, num_classes=119).setup("fit")
 
 
 def test_list_datamodule_on_a_fixture(tmp_path):
@@ -65,13 +68,16 @@ def test_list_datamodule_on_a_fixture(tmp_path):
             (train_lines if ci < 3 else test_lines).append(f"{c}/{c}_{i}.jpg")
     (tmp_path / "train.txt").write_text("\n".join(train_lines) + "\n")
     (tmp_path / "test.txt").write_text("\n".join(test_lines) + "\n")
-    dm = FUNITDataModule(
-        "list",
-        str(root),
-        str(tmp_path / "train.txt"),
-        str(tmp_path / "test.txt"),
+    lists = partial(
+        ListFileDataset.for_part,
+        root=str(root),
+        train_list=str(tmp_path / "train.txt"),
+        test_list=str(tmp_path / "test.txt"),
         image_size=16,
         resize=18,
+    )
+    dm = FUNITDataModule(
+        lists,
         batch_size=2,
         val_size=2,
         eval_content=3,
@@ -82,8 +88,8 @@ def test_list_datamodule_on_a_fixture(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch["content"].shape == (2, 3, 16, 16) and batch["class_label"].max() < 3
     data = dm.fewshot_data()
-    assert data["num_classes"] == 2 and not data["has_pose"] and len(dm.splits["test"]) == 3
-    with pytest.raises(ValueError, match="needs root"):
+    assert data["num_classes"] == 2 and not data["has_pose"] and len(dm.get_split("test")) == 3
+    with pytest.raises(TypeError, match="dataset component"):
         FUNITDataModule("list")
 
 

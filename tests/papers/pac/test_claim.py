@@ -60,7 +60,7 @@ def test_paccrf_raises_miou_over_the_unary_network(compose) -> None:
             "experiment=pac/seg_synthetic",
             "trainer.enable_progress_bar=false",
             "logger=csv",
-            "data.val_size=16",
+            "data.dataset.val_size=16",
             "model.unary_epochs=6",
             "trainer.max_epochs=7",
         ]

@@ -432,7 +432,7 @@ def test_module_exports_test_predictions_at_the_image_size(tmp_path: Path) -> No
 def test_module_phases_route_gradients(compose) -> None:
     from nvresearch.core.utils import instantiate
 
-    cfg = compose(["experiment=pac/seg_synthetic", "data.train_size=8", "data.image_size=32", "data.crop=32"])
+    cfg = compose(["experiment=pac/seg_synthetic", "data.dataset.train_size=8", "data.dataset.size=32", "data.crop=32"])
     module = instantiate(cfg.model)
     dm = instantiate(cfg.data)
     dm.setup("fit")
