@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nvresearch.core.layers.pac_swap import PacGuidance, swap_conv_for_pac
-from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose
+from nvresearch.core.layers.pac.swap import PacGuidance, swap_conv_for_pac
+from nvresearch.core.layers.pac.crf import PacCRF, PacCRFLoose
 
 __all__ = [
     "FCN8s",
