@@ -418,7 +418,8 @@ class _PacSquaredDistance(torch.autograd.Function):
         if ctx.unfold and (need_f or need_ref):  # d/dx clamp(x, 0)^2 = 2 clamp(x, 0)
             g_diff = 2 * _PacSquaredDistance._unfolded_diff(f, ref, ctx.geometry) * grad_out
             if need_f:
-                cols = g_diff.reshape(f.shape[0], f.shape[1] * kernel_size[0] * kernel_size[1], -1)
+                taps, outputs = kernel_size[0] * kernel_size[1], ref.shape[-2] * ref.shape[-1]
+                cols = g_diff.reshape(f.shape[0], f.shape[1] * taps, outputs)
                 grad_f = F.fold(cols, f.shape[-2:], kernel_size, dilation=dilation, stride=stride)
             if need_ref:
                 grad_ref = -g_diff.sum(dim=(2, 3))

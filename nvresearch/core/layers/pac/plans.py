@@ -44,7 +44,7 @@ class _TapPlan(NamedTuple):
         ``ReLU(inplace=True)``) on the output.
         """
         bases = [like.new_zeros(like.shape[0], channels, mh, mw) for mh, mw in self.phase_hw]
-        return bases, [t.view(like.shape[0], channels, -1) for t in bases]
+        return bases, [t.flatten(2) for t in bases]
 
     def assemble(self, bases: list[Tensor], bias: Tensor | None) -> Tensor:
         """Interleaves the phase results into the output ``(B, C, H_out, W_out)`` and adds the bias."""

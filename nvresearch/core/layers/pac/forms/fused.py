@@ -146,11 +146,11 @@ class _PacGaussianCorrelateTaps(torch.autograd.Function):
                 for i in group:
                     xs, kt, _ = _PacGaussianCorrelateTaps._taps(xp, fp, refs, plan, gplan, i)
                     u, v = plan.taps[i][:2]
-                    bufs[ph].add_((xs * kt).reshape(b, c, -1) * weight[0, 0, u, v])
+                    bufs[ph].add_((xs * kt).flatten(2) * weight[0, 0, u, v])
                 continue
             if torch.compiler.is_compiling():  # Dynamo refuses out= into a strided view
                 parts = [_PacGaussianCorrelateTaps._taps(xp, fp, refs, plan, gplan, i) for i in group]
-                stacked = torch.cat([(xs * kt).reshape(b, c, -1) for xs, kt, _ in parts], dim=1)
+                stacked = torch.cat([(xs * kt).flatten(2) for xs, kt, _ in parts], dim=1)
             else:  # write each product straight into the stacked buffer (no extra copy)
                 stacked = x.new_empty(b, len(group) * c, mh * mw)
                 for j, i in enumerate(group):
@@ -186,7 +186,7 @@ class _PacGaussianCorrelateTaps(torch.autograd.Function):
             ph = plan.taps[group[0]][2]
             mh, mw = plan.phase_hw[ph]
             g4 = g_ph[ph]
-            g3 = g4.view(b, n_out, -1)
+            g3 = g4.flatten(2)
             taps = [_PacGaussianCorrelateTaps._taps(xp, fp, refs, plan, gplan, i) for i in group]
             uvs = [plan.taps[i][:2] for i in group]
             if need_x or need_f:
@@ -210,7 +210,7 @@ class _PacGaussianCorrelateTaps(torch.autograd.Function):
                     for (u, v), (xs, kt, _) in zip(uvs, taps):
                         grad_w[0, 0, u, v] = (xs * kt * g4).sum()
                 else:
-                    stacked = torch.cat([(xs * kt).reshape(b, c, -1) for xs, kt, _ in taps], dim=1)
+                    stacked = torch.cat([(xs * kt).flatten(2) for xs, kt, _ in taps], dim=1)
                     gw_group = torch.bmm(g3, stacked.transpose(1, 2)).sum(dim=0)  # (C_out, n*C_in)
                     for j, (u, v) in enumerate(uvs):
                         grad_w[:, :, u, v] = gw_group[:, j * c : (j + 1) * c]

@@ -28,7 +28,7 @@ class _PacCorrelate(torch.autograd.Function):
         if torch.compiler.is_compiling() or torch.is_grad_enabled():  # Dynamo and double backward refuse out=
             return torch.cat(
                 [
-                    (x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).reshape(b, c, -1)
+                    (x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).flatten(2)
                     for u, v, _, sh, sw in (plan.taps[i] for i in group)
                 ],
                 dim=1,
@@ -60,7 +60,7 @@ class _PacCorrelate(torch.autograd.Function):
                 if bufs[ph].shape[-1] == 0:
                     continue
                 ry, rx = plan.phases[ph]
-                bufs[ph].add_((x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).reshape(b, c, -1) * weight[0, 0, u, v])
+                bufs[ph].add_((x[:, :, sh, sw] * kernel[:, :, u, v, ry, rx]).flatten(2) * weight[0, 0, u, v])
         else:
             max_hw = max(mh * mw for mh, mw in plan.phase_hw)
             for group in _tap_groups(plan, b * c * max_hw * x.element_size(), group_bytes):
@@ -93,7 +93,7 @@ class _PacCorrelate(torch.autograd.Function):
             ry, rx = plan.phases[ph]
             mh, mw = plan.phase_hw[ph]
             g4 = g_ph[ph]
-            g3 = g4.view(b, n_out, -1)
+            g3 = g4.flatten(2)
             uvs = [plan.taps[i][:2] for i in group]
             if need_x or need_k:
                 # gradient w.r.t. each tap product K*x: W^T g

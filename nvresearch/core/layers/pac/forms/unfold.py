@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 def _batch_chunks(per_sample_bytes: int, batch: int, chunk_bytes: int) -> list[slice]:
-    """Batch slices whose im2col stays within ``chunk_bytes`` (at least one sample each)."""
+    """Batch slices whose im2col stays within ``chunk_bytes`` (at least one sample each; one empty slice for an
+    empty batch)."""
     step = max(1, min(batch, chunk_bytes // max(per_sample_bytes, 1)))
-    return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+    return [slice(i, min(i + step, batch)) for i in range(0, batch, step)] or [slice(0, 0)]  # empty: one chunk
 
 
 class _PacUnfoldCorrelate(torch.autograd.Function):
@@ -25,7 +26,8 @@ class _PacUnfoldCorrelate(torch.autograd.Function):
     def _cols(x: Tensor, kernel: Tensor, stride: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
         b, c = x.shape[:2]
         kh, kw = kernel.shape[2:4]
-        return F.unfold(x, (kh, kw), dilation=dilation, stride=stride).view(b, c, kh * kw, -1)
+        n = kernel.shape[-2] * kernel.shape[-1]
+        return F.unfold(x, (kh, kw), dilation=dilation, stride=stride).view(b, c, kh * kw, n)
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -65,7 +67,7 @@ class _PacUnfoldCorrelate(torch.autograd.Function):
         b, c = x.shape[:2]
         kh, kw, out_h, out_w = kernel.shape[2:]
         taps, n = kh * kw, out_h * out_w
-        g = grad_out.reshape(b, -1, n)
+        g = grad_out.reshape(b, grad_out.shape[1], n)
         n_out = g.shape[1]
         w2 = weight.reshape(1, 1, taps, 1) if shared else weight.reshape(n_out, c * taps)
         grad_x, grad_k, grad_w = [], [], []
