@@ -17,8 +17,8 @@ from nvresearch.core.layers.pac import (
     packernel2d,
     pacpool2d,
 )
-from nvresearch.core.layers.pac.swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
 from nvresearch.core.layers.pac.crf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
+from nvresearch.core.layers.pac.swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
 from nvresearch.pac.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres
 from nvresearch.pac.flow_data import SintelFlow, SyntheticFlow, read_flo, write_flo
 from nvresearch.pac.inference import upsample

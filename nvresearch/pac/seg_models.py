@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nvresearch.core.layers.pac.swap import PacGuidance, swap_conv_for_pac
 from nvresearch.core.layers.pac.crf import PacCRF, PacCRFLoose
+from nvresearch.core.layers.pac.swap import PacGuidance, swap_conv_for_pac
 
 __all__ = [
     "FCN8s",

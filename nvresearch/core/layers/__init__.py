@@ -10,14 +10,14 @@ from nvresearch.core.layers.pac import (
     load_official_state_dict,
     nd2col,
     official_transposed_weight_to_torch,
+    pac_form,
     pacconv2d,
     pacconv_transpose2d,
-    pac_form,
     packernel2d,
     pacpool2d,
 )
-from nvresearch.core.layers.pac.swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
 from nvresearch.core.layers.pac.crf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
+from nvresearch.core.layers.pac.swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
 
 __all__ = [
     "FORMS",

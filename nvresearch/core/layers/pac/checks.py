@@ -238,7 +238,9 @@ def _check_weight(
     return out_channels, kh, kw
 
 
-def _check_kernel(kernel: object, b: int, channels: tuple[int, ...], k: tuple[int, int], out_hw: tuple[int, int]) -> None:
+def _check_kernel(
+    kernel: object, b: int, channels: tuple[int, ...], k: tuple[int, int], out_hw: tuple[int, int]
+) -> None:
     """A given kernel: 6-D, floating point, ``channels`` allowed in dim 1 (``(1,)`` for convolutions)."""
     doc = "(B, 1, kh, kw, H_out, W_out)" if channels == (1,) else "(B, 1 or C, kh, kw, H_out, W_out)"
     _check_tensor(kernel, "kernel", 6, doc)
@@ -295,8 +297,15 @@ def _check_conv_call(
     if kernel is not None:
         _check_tensor(kernel, "kernel", 6, "(B, 1, kh, kw, H_out, W_out)")
     out_channels, kh, kw = _check_weight(input, weight, bias, shared_filters, transposed)
-    s, p, op, d = (_pair(v, n) for v, n in ((stride, "stride"), (padding, "padding"), (output_padding,
-                   "output_padding"), (dilation, "dilation")))
+    s, p, op, d = (
+        _pair(v, n)
+        for v, n in (
+            (stride, "stride"),
+            (padding, "padding"),
+            (output_padding, "output_padding"),
+            (dilation, "dilation"),
+        )
+    )
     _check_geometry((kh, kw), s, p, d)
     if transposed:
         _check_output_padding(op, s, d)
@@ -320,8 +329,10 @@ def _check_pool_call(
     _check_tensor(input, "input", 4, "(B, C, H, W)")
     _check_tensor(kernel, "kernel", 6, "(B, 1 or C, kh, kw, H_out, W_out)")
     _check_float(input, "input")
-    k, s, p, d = (_pair(v, n) for v, n in ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"),
-                  (dilation, "dilation")))
+    k, s, p, d = (
+        _pair(v, n)
+        for v, n in ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"), (dilation, "dilation"))
+    )
     _check_geometry(k, s, p, d)
     out_hw = _out_size(tuple(input.shape[2:]), k, s, p, (0, 0), d, False)
     _check_kernel(kernel, input.shape[0], (1, input.shape[1]), k, out_hw)
@@ -364,8 +375,9 @@ def _check_layer_call(layer: object, input_2d: object, input_for_kernel: object,
         )
     out_hw = _out_size((h, w), *geometry, layer.transposed)
     where = " (the output size of this transposed layer)" if layer.transposed else " (the size of input_2d)"
-    _check_guidance(input_2d, input_for_kernel, out_hw if layer.transposed else (h, w),
-                    ("input_2d", "input_for_kernel"), where)
+    _check_guidance(
+        input_2d, input_for_kernel, out_hw if layer.transposed else (h, w), ("input_2d", "input_for_kernel"), where
+    )
     named = [("input_2d", input_2d), ("input_for_kernel", input_for_kernel)]
     if not layer.pool_only:
         named += [("weight", layer.weight), ("bias", layer.bias)]

@@ -252,7 +252,9 @@ def pac_layer(
     if layer.pool_only:
         output = _pacpool2d(input_2d, kernel, call, native, "auto")
     elif layer.transposed:
-        output = _pacconv_transpose2d(input_2d, kernel, guidance, layer.weight, layer.bias, call, shared, native, "auto")
+        output = _pacconv_transpose2d(
+            input_2d, kernel, guidance, layer.weight, layer.bias, call, shared, native, "auto"
+        )
     else:
         output = _pacconv2d(input_2d, kernel, guidance, layer.weight, layer.bias, call, shared, native, "auto")
     return output if mask is None else (output, output_mask)
@@ -306,7 +308,14 @@ def _pacconv_transpose2d(
     form: str,
 ) -> Tensor:
     channels = min(input.shape[1], call.out_channels)
-    k, s, p, op, d, out_hw = call.kernel_size, call.stride, call.padding, call.output_padding, call.dilation, call.out_hw
+    k, s, p, op, d, out_hw = (
+        call.kernel_size,
+        call.stride,
+        call.padding,
+        call.output_padding,
+        call.dilation,
+        call.out_hw,
+    )
     route = route_transposed(input, guidance, channels, k, s, p, d, out_hw, native_impl, form)
     w_corr = weight.flip(-2, -1) if shared else weight.transpose(0, 1).flip(-2, -1)
     if route.form == "fused_rows":

@@ -29,6 +29,7 @@ from nvresearch.core.layers.pac.plans import _tap_slices
 
 __all__ = ["nd2col", "packernel2d"]
 
+
 def _zero_insert_pad(
     x: Tensor, stride: tuple[int, int], pad_before: tuple[int, int], pad_after: tuple[int, int]
 ) -> Tensor:
@@ -76,6 +77,12 @@ def nd2col(
         - input: ``(B, C, H, W)``
         - output: ``(B, C, kh, kw, H_out, W_out)`` with ``H_out`` as for ``nn.Conv2d`` (``nn.ConvTranspose2d`` when
           ``transposed``).
+
+    Example:
+        >>> import torch
+        >>> from nvresearch.core.layers.pac import nd2col
+        >>> nd2col(torch.randn(1, 2, 6, 6), 3, padding=1).shape
+        torch.Size([1, 2, 3, 3, 6, 6])
     """
     _check_tensor(input, "input", 4, "(B, C, H, W)")
     k, s, p, op, d = (
@@ -172,6 +179,13 @@ def packernel2d(
         - mask: ``(B, 1, H_in, W_in)`` (``H_in = H_f`` unless ``transposed``)
         - kernel: ``(B, 1, kh, kw, H_out, W_out)``, or ``(B, F, kh, kw, H_out, W_out)`` when ``channel_wise``
         - output_mask: ``(B, 1 or F, H_out, W_out)``
+
+    Example:
+        >>> import torch
+        >>> from nvresearch.core.layers.pac import packernel2d
+        >>> kernel, _ = packernel2d(torch.randn(2, 3, 8, 8), kernel_size=3, padding=1)
+        >>> kernel.shape
+        torch.Size([2, 1, 3, 3, 8, 8])
     """
     _check_tensor(input, "input (guidance)", 4, "(B, F, H, W)")
     _check_float(input, "input (guidance)")

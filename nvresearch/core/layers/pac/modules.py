@@ -1,5 +1,6 @@
 """The PAC modules: :class:`PacConv2d`, :class:`PacConvTranspose2d`, :class:`PacPool2d` (configuration, parameters,
-fillers, kernel computation); each ``forward`` is one call to :func:`~nvresearch.core.layers.pac.functional.pac_layer`."""
+fillers, kernel computation); each ``forward`` is one call to
+:func:`~nvresearch.core.layers.pac.functional.pac_layer`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from nvresearch.core.layers.pac.functional import pac_layer
 from nvresearch.core.layers.pac.kernel import packernel2d
 
 __all__ = ["PacConv2d", "PacConvTranspose2d", "PacPool2d"]
+
 
 def _crf_gaussian(k: int) -> Tensor:
     """Truncated k×k Gaussian (sigma = k/4), normalised to sum k^2, with the centre tap zeroed (DenseCRF: j != i)."""
@@ -299,6 +301,16 @@ class PacConv2d(_PacConvNd):
     Shape:
         - input_2d: ``(B, C_in, H, W)``; input_for_kernel: ``(B, F, H, W)``; mask: ``(B, 1, H, W)``
         - output: ``(B, C_out, H_out, W_out)`` as for ``nn.Conv2d``; output_mask: ``(B, 1, H_out, W_out)``
+
+    Example:
+        >>> import torch
+        >>> from nvresearch.core.layers.pac import PacConv2d
+        >>> layer = PacConv2d(16, 32, 5, padding=2)
+        >>> x, guide = torch.randn(2, 16, 24, 24), torch.randn(2, 3, 24, 24)
+        >>> layer(x, guide).shape
+        torch.Size([2, 32, 24, 24])
+        >>> layer(x, guide, mask=torch.ones(2, 1, 24, 24))[1].shape  # (output, output_mask) with a mask
+        torch.Size([2, 1, 24, 24])
     """
 
     def __init__(
@@ -379,6 +391,14 @@ class PacConvTranspose2d(_PacConvNd):
     Shape:
         - input_2d: ``(B, C_in, H, W)``; input_for_kernel: ``(B, F, H_out, W_out)``; mask: ``(B, 1, H, W)``
         - output: ``(B, C_out, H_out, W_out)`` with ``H_out = (H-1) S - 2P + D(k-1) + output_padding + 1``
+
+    Example:
+        >>> import torch
+        >>> from nvresearch.core.layers.pac import PacConvTranspose2d
+        >>> up = PacConvTranspose2d(8, 8, 5, stride=2, padding=2, output_padding=1, filler="linear")
+        >>> x, guide = torch.randn(1, 8, 16, 16), torch.randn(1, 3, 32, 32)  # guidance at the output size
+        >>> up(x, guide).shape
+        torch.Size([1, 8, 32, 32])
     """
 
     def __init__(
@@ -457,6 +477,13 @@ class PacPool2d(_PacConvNd):
     Shape:
         - input_2d: ``(B, C, H, W)``; input_for_kernel: ``(B, F, H, W)``; mask: ``(B, 1, H, W)``
         - output: ``(B, C, H_out, W_out)`` as for ``nn.AvgPool2d``; output_mask: ``(B, 1 or C, H_out, W_out)``
+
+    Example:
+        >>> import torch
+        >>> from nvresearch.core.layers.pac import PacPool2d
+        >>> pool = PacPool2d(3, stride=2, padding=1, normalize_kernel=True)
+        >>> pool(torch.randn(1, 4, 16, 16), torch.randn(1, 2, 16, 16)).shape
+        torch.Size([1, 4, 8, 8])
     """
 
     def __init__(

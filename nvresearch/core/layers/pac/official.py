@@ -1,4 +1,5 @@
-"""Loading weights of the official PAC code (NVlabs/pacnet): its transposed layers correlate with the unflipped weight."""
+"""Loading weights of the official PAC code (NVlabs/pacnet), whose transposed layers correlate with the unflipped
+weight."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from nvresearch.core.layers.pac.modules import PacConvTranspose2d
 
 __all__ = ["load_official_state_dict", "official_transposed_weight_to_torch"]
 
+
 def official_transposed_weight_to_torch(weight: Tensor) -> Tensor:
     """Converts an official ``PacConvTranspose2d`` weight to this module's (``nn.ConvTranspose2d``) convention.
 
@@ -17,6 +19,13 @@ def official_transposed_weight_to_torch(weight: Tensor) -> Tensor:
 
     Shape:
         - weight: ``(C_in, C_out, kh, kw)`` or ``(1, 1, kh, kw)``; output: same.
+
+    Example:
+        >>> import torch
+        >>> from nvresearch.core.layers.pac import official_transposed_weight_to_torch
+        >>> w = torch.randn(4, 4, 5, 5)
+        >>> torch.equal(official_transposed_weight_to_torch(official_transposed_weight_to_torch(w)), w)
+        True
     """
     _check_tensor(weight, "weight", 4, "(C_in, C_out, kh, kw)")
     return weight.flip(-2, -1)
@@ -31,6 +40,14 @@ def load_official_state_dict(model: nn.Module, state_dict: dict[str, Tensor], st
 
     Returns:
         What ``model.load_state_dict`` returns (missing and unexpected keys when ``strict=False``).
+
+    Example:
+        >>> import torch
+        >>> from nvresearch.core.layers.pac import PacConvTranspose2d, load_official_state_dict
+        >>> layer = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1)
+        >>> official = {"weight": torch.ones(2, 2, 3, 3), "bias": torch.zeros(2)}
+        >>> load_official_state_dict(layer, official)
+        <All keys matched successfully>
     """
     converted = dict(state_dict)
     for name, module in model.named_modules():

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 def _tap_slices(
     u: int, w: int, dilation: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]
 ) -> tuple[slice, slice]:
@@ -174,8 +175,6 @@ def _tap_groups(plan: _TapPlan, bytes_per_tap: int, budget: int) -> list[list[in
         if plan.phase_hw[tap[2]][0] * plan.phase_hw[tap[2]][1]:
             by_phase.setdefault(tap[2], []).append(i)
     return [idx[j : j + cap] for idx in by_phase.values() for j in range(0, len(idx), cap)]
-
-
 
 
 class _RowsPlan(NamedTuple):

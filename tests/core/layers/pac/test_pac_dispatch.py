@@ -12,8 +12,8 @@ from nvresearch.core.layers.pac import (
     PacConvTranspose2d,
     PacPool2d,
     pac_form,
-    packernel2d,
     pacconv2d,
+    packernel2d,
     pacpool2d,
 )
 

@@ -11,9 +11,9 @@ from nvresearch.core.layers.pac import (
     PacConv2d,
     PacConvTranspose2d,
     PacPool2d,
-    packernel2d,
     pacconv2d,
     pacconv_transpose2d,
+    packernel2d,
     pacpool2d,
 )
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nvresearch.core.layers.pac.forms.rows import _rows_backward, _rows_forward, _rows_weight_grad
-from nvresearch.core.layers.pac.plans import _GuidePlan, _RowsPlan, _TapPlan, _tap_groups
+from nvresearch.core.layers.pac.plans import _GuidePlan, _RowsPlan, _tap_groups, _TapPlan
+
 
 class _PacGaussianCorrelate(torch.autograd.Function):
     """PAC with the Gaussian kernel fused in: ``K = exp(-0.5 |f_j - f_i|^2)`` is computed per tap from the guidance
@@ -175,7 +176,6 @@ class _PacGaussianCorrelateTaps(torch.autograd.Function):
         fp, refs = gplan.padded(f)
         b, c = x.shape[:2]
         g = grad_out.contiguous()
-        n_out = g.shape[1]
         g_ph = plan.split(g)
         grad_xp = torch.zeros_like(xp) if need_x else None
         grad_fp = torch.zeros_like(fp) if need_f else None

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 def _reference_correlate(
     x: Tensor,
     kernel: Tensor,

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from nvresearch.core.layers.pac.plans import _RowsPlan
 
+
 def _rows_weights(weight: Tensor, plan: _RowsPlan, shared: bool, for_input_grad: bool) -> Tensor:
     """Per-tap filters from a correlation-layout weight ``(O, C, kh, kw)``: ``(taps, C, O)`` for the forward product,
     ``(taps, O, C)`` for the input gradient, or ``(taps,)`` scalars for a shared depthwise filter."""

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from nvresearch.core.layers.pac.plans import _tap_groups, _tap_slices, _TapPlan
 
+
 class _PacCorrelate(torch.autograd.Function):
     """``out[b,o,y,x] = sum_{c,u,w} W[o,c,u,w] K[b,0,u,w,y,x] x[b,c,rows_u(y),cols_w(x)]`` for a :class:`_TapPlan`.
 
@@ -82,7 +83,6 @@ class _PacCorrelate(torch.autograd.Function):
         need_x, need_k, need_w, need_b = ctx.needs_input_grad[:4]
         b, c = x.shape[:2]
         g = grad_out.contiguous()  # the gradient of a sum() arrives expanded (stride 0)
-        n_out = g.shape[1]
         g_ph = plan.split(g)
         grad_x = torch.zeros_like(x) if need_x else None
         grad_k = torch.zeros_like(kernel) if need_k else None

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 def _batch_chunks(per_sample_bytes: int, batch: int, chunk_bytes: int) -> list[slice]:
     """Batch slices whose im2col stays within ``chunk_bytes`` (at least one sample each; one empty slice for an
     empty batch)."""
@@ -18,8 +19,8 @@ class _PacUnfoldCorrelate(torch.autograd.Function):
 
     The same answer as :class:`_PacCorrelate` with a handful of large kernels instead of several per tap (the CUDA
     form: a GPU is launch-bound on the tap loop at common sizes). Only ``x``, ``kernel`` and ``weight`` are saved;
-    the im2col exists one batch chunk at a time (``chunk_bytes``, the dispatcher's choice). ``x`` is already padded (zero-inserted
-    for transposed layers); ``weight`` is in correlation layout.
+    the im2col exists one batch chunk at a time (``chunk_bytes``, the dispatcher's choice). ``x`` is already padded
+    (zero-inserted for transposed layers); ``weight`` is in correlation layout.
     """
 
     @staticmethod
