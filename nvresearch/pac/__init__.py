@@ -18,8 +18,8 @@ from nvresearch.core.layers.pac import (
     packernel2d,
     pacpool2d,
 )
-from nvresearch.core.layers.pac_swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
-from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
+from nvresearch.core.layers.pac.crf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
+from nvresearch.core.layers.pac.swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
 from nvresearch.pac.segmentation.data import (
     SegmentationDataset,
     SyntheticSegmentation,

@@ -10,8 +10,8 @@ each case in a fresh subprocess with large buffers returned to the system when f
 
 Paths: ``default`` is what the modules run (CPU: the rows form, with the Gaussian kernel computed inside the
 convolution for ``PacConvTranspose2d``), ``kernel`` the general path (kernel from ``compute_kernel``, then the
-correlation of the device: rows form on the CPU), ``taploop`` the same with the earlier tap-loop correlation forced
-(what a strided ``PacConv2d`` still runs), ``reference`` is ``native_impl=True``
+correlation of the device: rows form on the CPU), ``taploop`` the same with the tap-loop correlation chosen by
+``pac_form('taploop')`` (what a strided ``PacConv2d`` runs), ``reference`` is ``native_impl=True``
 (plain autograd on ``F.unfold``; what the tests compare against); ``compiled`` (with ``--compile``) is the default
 path under ``torch.compile``. On CUDA two larger cases are added (a GPU is idle at the issue's CPU shapes).
 """
@@ -32,8 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nvresearch.core.layers import pac
-from nvresearch.core.layers.pac import PacConv2d, PacConvTranspose2d
+from nvresearch.core.layers.pac import PacConv2d, PacConvTranspose2d, pac_form
 
 # name -> (layer kind, batch, C_in, C_out, k, stride, in size, guidance channels)
 SHAPES = {
@@ -73,11 +72,8 @@ def build(shape: str, path: str, device: str) -> Callable[[], torch.Tensor]:
     if path == "taploop":
 
         def run() -> torch.Tensor:
-            use_rows, pac._use_rows = pac._use_rows, lambda *args: False
-            try:
+            with pac_form("taploop"):
                 return layer(x, None, kernel=layer.compute_kernel(f)[0])
-            finally:
-                pac._use_rows = use_rows
 
         return run
     return lambda: layer(x, f)

@@ -5,7 +5,7 @@
   ``pac=True`` (alt-pad only) it is the PAC-FCN "hot-swap" network: ``conv3_3``, ``conv4_3`` and ``conv5_3`` become
   :class:`~nvresearch.core.layers.pac.PacConv2d` guided by ``conv2_2`` features times ``1e-4`` and the last
   upsampling is bilinear.
-- :class:`FCNWithCRF`: a backbone followed by a :class:`~nvresearch.core.layers.paccrf.PacCRF` (or its loose,
+- :class:`FCNWithCRF`: a backbone followed by a :class:`~nvresearch.core.layers.pac.crf.PacCRF` (or its loose,
   untied-steps variant) on colour edge features ``x / sigma`` with a learnable per-channel ``sigma`` (init 30).
 - :func:`create_model`: the reference's model-name grammar (``fcn8s_crfi5p4d5641p4d5161``, ``fcn8spac``, ...).
 - :func:`load_vgg16_weights` / :func:`load_weights`: torchvision VGG-16 and reference / Lightning state dicts.
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nvresearch.core.layers.pac_swap import PacGuidance, swap_conv_for_pac
-from nvresearch.core.layers.paccrf import PacCRF, PacCRFLoose
+from nvresearch.core.layers.pac.crf import PacCRF, PacCRFLoose
+from nvresearch.core.layers.pac.swap import PacGuidance, swap_conv_for_pac
 
 __all__ = [
     "FCN8s",
@@ -207,7 +207,7 @@ class FCNWithCRF(nn.Module):
         backbone: Maps the image to unary logits of the same size.
         num_classes: Classes of the logits.
         crf_steps: Mean-field steps (0: no CRF, the network is the backbone alone).
-        loose: Untied steps (:class:`~nvresearch.core.layers.paccrf.PacCRFLoose`) instead of tied ones.
+        loose: Untied steps (:class:`~nvresearch.core.layers.pac.crf.PacCRFLoose`) instead of tied ones.
         pairwise: One dict per pairwise term, the arguments of ``PacCRF.add_pairwise_kernel`` (``kernel_size``,
             ``dilation``, ``blur``, ``compat_type``, ...).
         feat_scale_init: Initial colour scale of the edge features.

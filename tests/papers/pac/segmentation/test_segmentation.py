@@ -115,7 +115,7 @@ def test_hot_swap_starts_as_the_plain_fcn() -> None:
     inner = (..., slice(8, -8), slice(8, -8))  # bilinear x8 vs the bilinear-initialised deconv differ at the border
     torch.testing.assert_close(b[inner], a[inner], rtol=1e-3, atol=1e-3 * float(a.abs().max()))
     # built with the core hot-swap: the three layers share one guidance, which forward() sets only while it runs
-    from nvresearch.core.layers.pac_swap import SwappedPacConv2d
+    from nvresearch.core.layers.pac.swap import SwappedPacConv2d
 
     swapped = [n for n, m in pac.named_modules() if isinstance(m, SwappedPacConv2d)]
     assert swapped == ["conv3_3", "conv4_3", "conv5_3"]

@@ -1,5 +1,5 @@
-"""The PAC implementation paths agree: rows form (CPU default; with the Gaussian fused in for transposed modules),
-tap loop (strided PacConv2d; forced here for the others), unfold form (CUDA; forced here), reference.
+"""The PAC implementation forms agree: rows form (CPU default; with the Gaussian fused in), tap loop (strided
+PacConv2d; chosen here with ``pac_form`` for the others), unfold form (CUDA; chosen here), reference.
 
 The reference (``native_impl=True``) is plain autograd on ``F.unfold``: obviously correct, memory-hungry. The tests
 compare the fast paths against it in float64, for outputs and for the gradients of input, guidance, weight, bias.
@@ -11,9 +11,15 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from nvresearch.core.layers import PacConv2d, PacConvTranspose2d, PacPool2d
-from nvresearch.core.layers import pac as pac_module
-from nvresearch.core.layers.pac import _tap_groups, _transposed_plan
+from nvresearch.core.layers.pac import (
+    PacConv2d,
+    PacConvTranspose2d,
+    PacPool2d,
+    pac_form,
+    pacconv2d,
+    pacconv_transpose2d,
+)
+from nvresearch.core.layers.pac.plans import _tap_groups, _transposed_plan
 
 DT = torch.float64
 
@@ -23,27 +29,31 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture(params=["cpu-default", "taploop", "unfold"])
-def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test with the CPU's rows forms (taken for these narrow layers too, in uneven tiles of 7 rows), with
-    the CPU's forms for narrow layers (tap loop, channels-first fused Gaussian), and with the unfold forms that CUDA
-    picks (forced, with a tiny chunk budget so that the batch is split)."""
-    if request.param == "cpu-default":
-        _force_rows(monkeypatch)
-        monkeypatch.setattr(pac_module, "_ROWS_TILE_BYTES", 1)
-        monkeypatch.setattr(pac_module, "_ROWS_MIN_TILE", 7)
-    if request.param == "taploop":
-        monkeypatch.setattr(pac_module, "_ROWS_MIN_CHANNELS", 10**9)
-    if request.param == "unfold":
-        monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
-        monkeypatch.setattr(pac_module, "_UNFOLD_BYTES", 1)
+TUNING = {"tile_rows": 7, "chunk_bytes": 1}  # uneven tiles of 7 rows; one sample per unfold chunk
+GRAD_FN = {
+    "rows": "PacRowsCorrelate",
+    "fused_rows": "PacGaussianCorrelateBackward",
+    "fused_taps": "PacGaussianCorrelateTaps",
+    "taploop": "PacCorrelateBackward",
+    "unfold": "PacUnfoldCorrelate",
+}
+
+
+@pytest.fixture(params=["rows", "taploop", "unfold"])
+def form(request: pytest.FixtureRequest) -> str:
+    """The family of forms a test runs: the rows forms (taken for these narrow layers too, in uneven tiles of 7 rows),
+    the channels-first loops (tap loop, fused Gaussian with channels first) and the unfold form (with a chunk of one
+    sample, so that the batch is split)."""
     return request.param
 
 
-def _force_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rows form for any width and padding (by default only wide, little-padded layers take it)."""
-    monkeypatch.setattr(pac_module, "_ROWS_MIN_CHANNELS", 1)
-    monkeypatch.setattr(pac_module, "_ROWS_MAX_WASTE", 1e9)
+def _forms(family: str, fused: bool, transposed: bool) -> tuple[str, str]:
+    """(form of a call with the guidance, form of a call with a kernel) of a family."""
+    if family == "rows":
+        return ("fused_rows" if fused else "rows"), "rows"
+    if family == "taploop":
+        return ("fused_taps" if fused and transposed else "taploop"), "taploop"
+    return family, family
 
 
 def _pair_of(cls: type, *args: object, **kwargs: object) -> tuple[nn.Module, nn.Module]:
@@ -65,33 +75,17 @@ def _grads(mod: nn.Module, x: Tensor, f: Tensor, how: str) -> list[Tensor]:
     return grads + ([mod.bias.grad] if mod.bias is not None else [])
 
 
-def _agree(
-    fast: nn.Module,
-    ref: nn.Module,
-    x: Tensor,
-    f: Tensor,
-    expect_fused: bool,
-    form: str = "cpu-default",
-    rows: bool = True,
-) -> None:
-    """``rows``: the layer reads its input at stride 1 (transposed layers, stride-1 convolutions)."""
-    if form == "unfold":
-        with_kernel = default = "PacUnfoldCorrelate"
-    else:
-        with_kernel = default = "PacRowsCorrelate" if (rows and form == "cpu-default") else "PacCorrelateBackward"
-        if expect_fused and form == "cpu-default":
-            default = "PacGaussianCorrelateBackward"
-        elif expect_fused and fast.transposed:  # too narrow for the rows form: the channels-first fused form
-            default = "PacGaussianCorrelateTaps"
-    name = fast(x, f).grad_fn.name()
-    assert default in name, name
-    name = fast(x, None, kernel=fast.compute_kernel(f)[0]).grad_fn.name()
-    assert with_kernel in name, name
+def _agree(fast: nn.Module, ref: nn.Module, x: Tensor, f: Tensor, fused: bool, family: str) -> None:
+    """The forms of ``family`` (``fused``: the layer's kernel is a plain Gaussian) agree with the reference."""
+    guide_form, kernel_form = _forms(family, fused, fast.transposed)
     want = _grads(ref, x, f, "guide")
-    for how in ("guide", "kernel"):
-        got = _grads(fast, x, f, how)
-        for name, a, b in zip(("output", "input", "guidance", "weight", "bias"), got, want):
-            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{how} path, {name}")
+    for how, name in (("guide", guide_form), ("kernel", kernel_form)):
+        with pac_form(name, **TUNING):
+            out = fast(x, f) if how == "guide" else fast(x, None, kernel=fast.compute_kernel(f)[0])
+            assert GRAD_FN[name] in out.grad_fn.name(), (name, out.grad_fn.name())
+            got = _grads(fast, x, f, how)
+        for what, a, b in zip(("output", "input", "guidance", "weight", "bias"), got, want):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{name} ({how} path), {what}")
 
 
 CONV_CASES = [
@@ -107,8 +101,11 @@ CONV_CASES = [
 def test_conv_paths_agree(cfg: dict, form: str) -> None:
     fast, ref = _pair_of(PacConv2d, **cfg)
     x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
-    rows = cfg.get("stride", 1) in (1, (1, 1))
-    _agree(fast, ref, x, f, expect_fused=rows, form=form, rows=rows)  # stride 1: the fused Gaussian rows form
+    if form == "rows" and cfg.get("stride", 1) not in (1, (1, 1)):
+        with pac_form("rows"), pytest.raises(ValueError, match="reads the input at stride 1"):
+            fast(x, f)
+        return
+    _agree(fast, ref, x, f, fused=True, family=form)
 
 
 TRANSPOSED_CASES = [
@@ -127,7 +124,7 @@ def test_transposed_paths_agree(cfg: dict, form: str) -> None:
     fast, ref = _pair_of(PacConvTranspose2d, **cfg)
     x = torch.randn(2, cfg["in_channels"], 5, 6, dtype=DT)
     h, w = fast._expected_guidance_size((5, 6))  # the guidance lives at the output size
-    _agree(fast, ref, x, torch.randn(2, 3, h, w, dtype=DT), expect_fused=True, form=form)
+    _agree(fast, ref, x, torch.randn(2, 3, h, w, dtype=DT), fused=True, family=form)
 
 
 GENERAL_CASES = [
@@ -147,75 +144,73 @@ def test_general_kernels_tap_loop_agrees_with_reference(cfg: dict, transposed: b
     else:
         fast, ref = _pair_of(PacConv2d, 2, 3, 3, padding=1, **cfg)
         x, f = torch.randn(2, 2, 7, 6, dtype=DT), torch.randn(2, 3, 7, 6, dtype=DT)
-    _agree(fast, ref, x, f, expect_fused=False, form=form)
+    _agree(fast, ref, x, f, fused=False, family=form)
 
 
-def test_pool_paths_agree(form: str) -> None:
+@pytest.mark.parametrize("pool_form", ["taploop", "reference"])
+def test_pool_forms_agree(pool_form: str) -> None:
     fast = PacPool2d(3, stride=2, padding=1, channel_wise=True, normalize_kernel=True)
     ref = PacPool2d(3, stride=2, padding=1, channel_wise=True, normalize_kernel=True, native_impl=True)
     x, f = torch.randn(2, 3, 9, 8, dtype=DT, requires_grad=True), torch.randn(2, 3, 9, 8, dtype=DT)
-    torch.testing.assert_close(fast(x, f), ref(x, f), rtol=1e-12, atol=1e-12)
+    with pac_form(pool_form):
+        got = fast(x, f)
+    torch.testing.assert_close(got, ref(x, f), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("rows", [False, True])
-def test_fused_path_gradcheck(rows: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    if rows:
-        _force_rows(monkeypatch)
+def test_fused_path_gradcheck(rows: bool) -> None:
     tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
     x = torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True)
     g = torch.randn(1, 2, 8, 8, dtype=DT, requires_grad=True)
     fn = _with(tconv, tconv.weight, tconv.bias)
-    name = fn(x, g).grad_fn.name()
-    assert ("PacGaussianCorrelateBackward" if rows else "PacGaussianCorrelateTaps") in name, name
-    assert torch.autograd.gradcheck(
-        lambda x, f, w, b: _with(tconv, w, b)(x, f), (x, g, tconv.weight, tconv.bias), fast_mode=True
-    )
+    with pac_form("fused_rows" if rows else "fused_taps", tile_rows=7):
+        name = fn(x, g).grad_fn.name()
+        assert ("PacGaussianCorrelateBackward" if rows else "PacGaussianCorrelateTaps") in name, name
+        assert torch.autograd.gradcheck(
+            lambda x, f, w, b: _with(tconv, w, b)(x, f), (x, g, tconv.weight, tconv.bias), fast_mode=True
+        )
 
 
 @pytest.mark.parametrize("rows", [False, True])
-def test_fused_path_gradgradcheck(rows: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    if rows:
-        _force_rows(monkeypatch)
+def test_fused_path_gradgradcheck(rows: bool) -> None:
     tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
     x = torch.randn(1, 2, 3, 3, dtype=DT, requires_grad=True)
     g = torch.randn(1, 2, 6, 6, dtype=DT, requires_grad=True)
-    assert torch.autograd.gradgradcheck(
-        lambda x, f, w: _with(tconv, w, tconv.bias)(x, f), (x, g, tconv.weight), fast_mode=True
-    )
+    with pac_form("fused_rows" if rows else "fused_taps"):
+        assert torch.autograd.gradgradcheck(
+            lambda x, f, w: _with(tconv, w, tconv.bias)(x, f), (x, g, tconv.weight), fast_mode=True
+        )
 
 
-def test_stacked_tap_groups_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stacked_tap_groups_agree() -> None:
     """The tap loop with every tap of a phase stacked into one matrix product (off by default) is exact too."""
-    monkeypatch.setattr(pac_module, "_CORRELATE_GROUP_BYTES", 2**30)
-    monkeypatch.setattr(pac_module, "_use_rows", lambda x, stride: False)
-    for cfg in CONV_CASES[:3]:
-        fast, ref = _pair_of(PacConv2d, **cfg)
-        x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
-        _agree(fast, ref, x, f, expect_fused=False, form="taploop")
-    fast, ref = _pair_of(PacConvTranspose2d, 3, 4, 5, stride=2, padding=2, output_padding=1, kernel_type="inv_0.5_-1")
-    x, f = torch.randn(2, 3, 5, 6, dtype=DT), torch.randn(2, 3, 10, 12, dtype=DT)
-    _agree(fast, ref, x, f, expect_fused=False, form="taploop")
+    with pac_form("taploop", group_bytes=2**30):
+        for cfg in CONV_CASES[:3]:
+            fast, ref = _pair_of(PacConv2d, **cfg)
+            x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
+            _agree(fast, ref, x, f, fused=False, family="taploop")
+        cfg = dict(stride=2, padding=2, output_padding=1, kernel_type="inv_0.5_-1")
+        fast, ref = _pair_of(PacConvTranspose2d, 3, 4, 5, **cfg)
+        x, f = torch.randn(2, 3, 5, 6, dtype=DT), torch.randn(2, 3, 10, 12, dtype=DT)
+        _agree(fast, ref, x, f, fused=False, family="taploop")
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_rows_form_gradcheck_and_gradgradcheck(shared: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_form_gradcheck_and_gradgradcheck(shared: bool) -> None:
     """The rows form with an explicit kernel, split into uneven tiles: first and second derivatives of input,
     kernel and weight, for a dilated convolution and a strided transposed one."""
-    _force_rows(monkeypatch)
-    monkeypatch.setattr(pac_module, "_ROWS_TILE_BYTES", 1)
-    monkeypatch.setattr(pac_module, "_ROWS_MIN_TILE", 5)
     w_conv = torch.randn(1, 1, 3, 3, dtype=DT) if shared else torch.randn(3, 2, 3, 3, dtype=DT)
     w_tr = torch.randn(1, 1, 3, 3, dtype=DT) if shared else torch.randn(2, 3, 3, 3, dtype=DT)
     cases = [
         (
-            lambda x, k, w: pac_module.pacconv2d(x, k, w, padding=2, dilation=2, shared_filters=shared),
+            lambda x, k, w: pacconv2d(x, k, w, padding=2, dilation=2, shared_filters=shared, form="rows"),
             torch.randn(2, 2, 4, 5, dtype=DT),
             torch.rand(2, 1, 3, 3, 4, 5, dtype=DT),
             w_conv,
         ),
         (
-            lambda x, k, w: pac_module.pacconv_transpose2d(
-                x, k, w, stride=2, padding=1, output_padding=1, shared_filters=shared
+            lambda x, k, w: pacconv_transpose2d(
+                x, k, w, stride=2, padding=1, output_padding=1, shared_filters=shared, form="rows"
             ),
             torch.randn(1, 2, 3, 3, dtype=DT),
             torch.rand(1, 1, 3, 3, 6, 6, dtype=DT),
@@ -224,18 +219,18 @@ def test_rows_form_gradcheck_and_gradgradcheck(shared: bool, monkeypatch: pytest
     ]
     for fn, x, k, w in cases:
         args = tuple(t.clone().requires_grad_() for t in (x, k, w))
-        assert "PacRowsCorrelate" in fn(*args).grad_fn.name()
-        assert torch.autograd.gradcheck(fn, args, fast_mode=True)
-        assert torch.autograd.gradgradcheck(fn, args, fast_mode=True)
+        with pac_form(tile_rows=5):  # uneven tiles
+            assert "PacRowsCorrelate" in fn(*args).grad_fn.name()
+            assert torch.autograd.gradcheck(fn, args, fast_mode=True)
+            assert torch.autograd.gradgradcheck(fn, args, fast_mode=True)
 
 
-def test_rows_form_saves_only_its_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_form_saves_only_its_inputs() -> None:
     """The correlation keeps its input, kernel and weight; never a channels-last copy or tap products."""
-    _force_rows(monkeypatch)
     x = torch.randn(2, 8, 16, 16, requires_grad=True)
     k = torch.rand(2, 1, 5, 5, 16, 16, requires_grad=True)
     w = torch.randn(8, 8, 5, 5, requires_grad=True)
-    out, saved = _run_and_record_saved(lambda: pac_module.pacconv2d(x, k, w, padding=2))
+    out, saved = _run_and_record_saved(lambda: pacconv2d(x, k, w, padding=2, form="rows"))
     assert "PacRowsCorrelate" in out.grad_fn.name()
     assert set(saved) <= {t.untyped_storage().data_ptr() for t in (x, k, w)}
 
@@ -255,9 +250,8 @@ def test_cpu_picks_the_rows_form_for_wide_little_padded_layers() -> None:
     assert "PacGaussianCorrelateTaps" in narrow_t(x[:, :16], torch.randn(1, 8, 64, 64)).grad_fn.name()
 
 
-def test_unfold_form_gradcheck_and_gradgradcheck(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
-    monkeypatch.setattr(pac_module, "_UNFOLD_BYTES", 1)  # one sample per chunk
+@pac_form("unfold", chunk_bytes=1)  # one sample per chunk
+def test_unfold_form_gradcheck_and_gradgradcheck() -> None:
     for mod, x, g in (
         (
             PacConv2d(2, 3, 3, padding=1, stride=2).to(DT),
@@ -284,9 +278,9 @@ def test_unfold_form_gradcheck_and_gradgradcheck(monkeypatch: pytest.MonkeyPatch
         assert torch.autograd.gradgradcheck(lambda x, f, w, b, m=mod: _with(m, w, b)(x, f), args, fast_mode=True)
 
 
-def test_unfold_form_saves_only_its_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+@pac_form("unfold")
+def test_unfold_form_saves_only_its_inputs() -> None:
     """The unfold form keeps the (padded) input, the guidance and the kernel; never an im2col."""
-    monkeypatch.setattr(pac_module, "_use_unfold", lambda x, transposed_cols_bytes=None: True)
     mod = PacConv2d(8, 8, 5, padding=2)
     x, f = torch.randn(2, 8, 16, 16, requires_grad=True), torch.randn(2, 3, 16, 16, requires_grad=True)
     out, saved = _run_and_record_saved(lambda: mod(x, f))

@@ -1,7 +1,7 @@
 """The PAC layers on a CUDA device: every path agrees with the CPU float64 answer, low precision, compile, CRF.
 
 On CUDA the modules pick the unfold forms (``_PacUnfoldCorrelate``, ``_PacSquaredDistance(unfold=True)``); their
-agreement with the reference is also tested on the CPU (``test_pac_paths.py``, forced).
+agreement with the reference is also tested on the CPU (``test_pac_forms.py``, chosen with ``pac_form``).
 
 All tests are marked ``gpu`` (skipped without a CUDA device). ``scripts/gpu_check.sh`` runs them on a GPU machine.
 """
@@ -138,3 +138,13 @@ def test_cuda_compile_fullgraph() -> None:
     compiled(xc, f).sum().backward()
     mod(xe, f).sum().backward()
     torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_forms_are_refused_on_cuda() -> None:
+    from nvresearch.core.layers.pac import pac_form
+
+    layer = PacConv2d(32, 32, 3, padding=1).cuda()
+    x, f = torch.randn(1, 32, 8, 8, device="cuda"), torch.randn(1, 2, 8, 8, device="cuda")
+    for form in ("rows", "fused_rows"):
+        with pac_form(form), pytest.raises(ValueError, match="CPU form"):
+            layer(x, f)

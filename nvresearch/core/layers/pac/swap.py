@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nvresearch.core.layers.pac import PacConv2d
+from nvresearch.core.layers.pac.modules import PacConv2d
 
 __all__ = ["PacGuidance", "SwappedPacConv2d", "pac_from_conv", "swap_conv_for_pac"]
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nvresearch.core.layers.pac import PacConv2d
+from nvresearch.core.layers.pac.modules import PacConv2d
 
 __all__ = ["PacCRF", "PacCRFLoose", "create_YXRGB", "create_position_feats"]
 
