@@ -55,7 +55,7 @@ class FUNITDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         num_species: int = 32,
         num_unseen: int = 8,
-        images_per_class: int = 64,
+        images_per_class: int | None = 64,
         val_size: int = 32,
         eval_content: int = 64,
         unseen_per_class: int | None = 64,
