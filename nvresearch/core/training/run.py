@@ -22,15 +22,15 @@ log = logging.getLogger("nvresearch")
 
 
 def _entries(cfg: DictConfig | None, group: str) -> list[tuple[str, Any]]:
-    """The ``(name, config)`` entries of a callbacks/logger group; ``null`` switches one off, no ``_target_`` is an error."""
+    """A callbacks/logger group's ``(name, config)`` entries: ``null`` switches one off, no ``_target_`` is an error."""
     entries = []
     for name, conf in (cfg or {}).items():
         if conf is None:
             continue
         if not isinstance(conf, Mapping) or "_target_" not in conf:
             raise ConfigError(
-                f"{group}.{name}: no '_target_' (give it one, e.g. with its paper's config, or set {group}.{name}=null "
-                "to switch it off)"
+                f"{group}.{name}: no '_target_', nothing to build (settings composed without the config that names "
+                f"the class, e.g. another paper's? set {group}.{name}=null to switch it off)"
             )
         entries.append((str(name), conf))
     return entries

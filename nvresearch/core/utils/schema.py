@@ -103,7 +103,9 @@ def _check_target(node: Mapping[str, Any], key: str) -> Iterator[str]:
     sig, hints = found
     params = sig.parameters
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = {n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+    named = {
+        n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
     for name, value in node.items():
         if name in _RESERVED:
             continue
