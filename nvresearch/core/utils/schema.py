@@ -87,11 +87,13 @@ def _signature(target: str) -> tuple[inspect.Signature, dict[str, Any]] | None:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # some builtins have no introspectable signature
         return None
-    init = fn.__init__ if inspect.isclass(fn) else fn
-    try:
-        hints = typing.get_type_hints(init)
-    except Exception:  # noqa: BLE001 - unresolvable forward references: judge nothing rather than guess
-        hints = {}
+    # A class's arguments may be declared on __new__ (a factory) or __init__; the signature picks the right one.
+    hints: dict[str, Any] = {}
+    for part in (fn.__new__, fn.__init__) if inspect.isclass(fn) else (fn,):
+        try:
+            hints.update(typing.get_type_hints(part))
+        except Exception:  # noqa: BLE001, S112 - unresolvable forward references: judge nothing rather than guess
+            continue
     return sig, hints
 
 
