@@ -27,10 +27,11 @@ log = logging.getLogger("nvresearch")
 def main(cfg: DictConfig) -> float | None:
     from nvresearch.core.training import NonFiniteLossError
     from nvresearch.core.training.run import train
+    from nvresearch.core.utils.schema import ConfigError
 
     try:
         metrics = train(cfg)
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, ConfigError) as err:
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None

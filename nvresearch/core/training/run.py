@@ -16,19 +16,33 @@ from omegaconf import DictConfig, OmegaConf
 from nvresearch.core.training.callbacks import EmbedConfig
 from nvresearch.core.training.checkpoint import checkpoint_config, load_checkpoint, read_checkpoint
 from nvresearch.core.utils.instantiate import instantiate
+from nvresearch.core.utils.schema import ConfigError, check_config
 
 log = logging.getLogger("nvresearch")
 
 
+def _entries(cfg: DictConfig | None, group: str) -> list[tuple[str, Any]]:
+    """A callbacks/logger group's ``(name, config)`` entries: ``null`` switches one off, no ``_target_`` is an error."""
+    entries = []
+    for name, conf in (cfg or {}).items():
+        if conf is None:
+            continue
+        if not isinstance(conf, Mapping) or "_target_" not in conf:
+            raise ConfigError(
+                f"{group}.{name}: no '_target_', nothing to build (settings composed without the config that names "
+                f"the class, e.g. another paper's? set {group}.{name}=null to switch it off)"
+            )
+        entries.append((str(name), conf))
+    return entries
+
+
 def _build_callbacks(cfg: DictConfig | None) -> list[pl.Callback]:
-    return [instantiate(c) for c in (cfg or {}).values() if c is not None and "_target_" in c]
+    return [instantiate(conf) for _, conf in _entries(cfg, "callbacks")]
 
 
 def _build_loggers(cfg: DictConfig | None) -> list[Any]:
     loggers = []
-    for name, conf in (cfg or {}).items():
-        if conf is None or "_target_" not in conf:
-            continue
+    for name, conf in _entries(cfg, "logger"):
         try:
             loggers.append(instantiate(conf))
         except ModuleNotFoundError as err:  # TensorBoard is optional: pip install tensorboard
@@ -84,6 +98,7 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and then test) the paper selected by ``cfg``; returns the final metrics also written to metrics.json."""
+    check_config(cfg)  # wrong types and unknown keys fail here, naming the key, before anything is built
     out_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(int(cfg.seed), workers=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -117,6 +132,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def evaluate(cfg: DictConfig, data_from_checkpoint: bool = True) -> dict[str, float]:
     """Evaluate a trained checkpoint on the test split without retraining."""
+    check_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
     if not cfg.get("ckpt_path"):
         raise ValueError("evaluation needs ckpt_path=<file> (or ckpt_path=last)")
