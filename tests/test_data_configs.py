@@ -61,17 +61,32 @@ def test_a_dataset_string_from_an_old_config_is_a_clear_error(compose):
 
 
 # --------------------------------------------------------------------------------------------- tiny model configs
-TINY = {"funit/tiny": "funit/default", "pac/seg_tiny": "pac/fcn8s_paccrf"}
+TINY = {
+    "funit/tiny": "funit/default",
+    "pac/seg_tiny": "pac/fcn8s_paccrf",
+    "pac/tiny": "pac/default",
+    "faze/tiny": "faze/default",
+    "taylor/tiny": "taylor/default",
+    "taylor/lenet": "taylor/default",
+}
 
 
 @pytest.mark.parametrize(("tiny", "base"), TINY.items())
 def test_tiny_is_its_base_plus_the_differences_it_states(compose, tiny, base):
     own = OmegaConf.load(CONFIGS / "model" / f"{tiny}.yaml")
-    assert list(own.defaults) == [f"/model/{base}@_here_", "_self_"]
+    defaults = list(own.defaults)
+    assert defaults[0] == f"/model/{base}@_here_" and defaults[-1] == "_self_", defaults
+    # a component the base selects from a group (a scheduler, an optimiser, a network) may be swapped, nothing else
+    swaps = []
+    for entry in defaults[1:-1]:
+        ((key, option),) = entry.items()
+        assert key.startswith(f"override /model/{tiny.split('/')[0]}/"), entry
+        group, package = key.removeprefix("override /").split("@")
+        swaps.append(f"{group}@model.{package}={option}")
     stated = OmegaConf.masked_copy(own, [k for k in own if k != "defaults"])
     paper = tiny.split("/")[0]
     composed = compose([f"paper={paper}", f"model={tiny}"]).model
-    base_cfg = compose([f"paper={paper}", f"model={base}"]).model
+    base_cfg = compose([f"paper={paper}", f"model={base}", *swaps]).model
     assert OmegaConf.to_container(composed) == OmegaConf.to_container(
         OmegaConf.merge(OmegaConf.to_container(base_cfg), stated)
     )
