@@ -129,8 +129,9 @@ class SegmentationModule(NVModule):
         unary = self.net.backbone(image)
         logits = self.net.refine(unary, image)
         pred, pred_unary = logits.argmax(1), unary.argmax(1)
-        metrics["miou"].update(pred, label)
-        metrics["miou_unary"].update(pred_unary, label)
+        keep = self.eval_keep_mask(label.shape[0], batch_idx)  # DDP's padded duplicates do not count
+        metrics["miou"].update(pred[keep], label[keep])
+        metrics["miou_unary"].update(pred_unary[keep], label[keep])
         if batch_idx == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             tag = "test" if stage == "test" else f"val_epoch{self.current_epoch:03d}"
             self._save_samples(image, label, pred_unary, pred, tag)
