@@ -37,7 +37,7 @@ def unshard(gathered: Tensor, total: int) -> Tensor:
     """Per-item tensors of all ranks' ``DistributedSampler`` shards back in the sampler's order, padding removed.
 
     Shape:
-        gathered: ``(W, N_local, ...)`` (``all_gather`` of equally long shards); returns ``(min(total, W N_local), ...)``
+        gathered: ``(W, N_local, ...)`` (``all_gather`` of equal shards); returns ``(min(total, W N_local), ...)``
             (fewer than ``total`` when the evaluation was cut short with ``limit_*_batches``).
     """
     return gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])[:total]
