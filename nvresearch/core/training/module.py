@@ -120,6 +120,21 @@ class NVModule(pl.LightningModule):
                 sync_dist=stage != "train",
             )
 
+    # ------------------------------------------------------------------ data parallelism
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        """Whether DDP must look for parameters that a training step leaves unused (a module whose steps train
+        different parts in different phases says so here; the search costs a graph traversal per step)."""
+        return False
+
+    def configure_model(self) -> None:
+        # Lightning calls this after setup() and before the strategy wraps the module in DDP: the one place where a
+        # module can choose the wrapper's find_unused_parameters for its own training recipe.
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if isinstance(kwargs, dict) and self.ddp_find_unused_parameters:
+            kwargs["find_unused_parameters"] = True
+
     # ------------------------------------------------------------------ distributed evaluation
     def _eval_sampler(self, dataloader_idx: int) -> DistributedSampler | None:
         """The ``DistributedSampler`` of the current evaluation loader, if there is one."""

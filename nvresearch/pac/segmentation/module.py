@@ -92,6 +92,13 @@ class SegmentationModule(NVModule):
         crf = [p for p in self.net.crf_parameters() if p.requires_grad]
         return [{"params": rest}, {"params": crf, "lr_scale": self.crf_lr_scale}]
 
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        # The phases train different parts of one network: the backbone alone (the CRF unused), then the CRF on a
+        # frozen backbone (the backbone unused). DDP registers its parameters once, so it must look for the unused
+        # ones; a one-phase recipe that trains everything jointly does not pay for the search.
+        return self.net.crf is not None and (self.unary_epochs > 0 or self.freeze_backbone)
+
     def setup(self, stage: str) -> None:
         if stage != "fit":
             return
