@@ -150,9 +150,20 @@ class FazeModule(NVModule):
         self.log("train/w_ec", w, on_step=True, on_epoch=False)
         return terms["loss"]
 
+    def setup(self, stage: str) -> None:
+        # The gaze MLP only receives stage 2's result (in test); fit never uses it. Frozen while fitting, it stays
+        # outside DDP's gradient reduction, which otherwise stops at its unused parameters. Restored in teardown.
+        if stage == "fit":
+            self.gaze_mlp.requires_grad_(False)
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":
+            self.gaze_mlp.requires_grad_(True)
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         _, z_gaze, _ = self.dted.encode(batch["image"])
-        self.val_error.update(angular_error_deg(self.dted.estimate_gaze(z_gaze), batch["gaze"]))
+        keep = self.eval_keep_mask(batch["image"].shape[0], batch_idx)  # DDP's padded duplicates do not count
+        self.val_error.update(angular_error_deg(self.dted.estimate_gaze(z_gaze), batch["gaze"])[keep])
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/gaze_error", self.val_error.compute(), prog_bar=True)
@@ -184,7 +195,22 @@ class FazeModule(NVModule):
             out.append(PersonCodes(names[p], feats[m], pitchyaw_to_vector(gaze[m]), gaze[m]))
         return out
 
+    def _gather_test_store(self) -> None:
+        """Under DDP, give every process the test features of all processes, in the loaders' order (padding removed).
+
+        Stage 2 groups samples per person and fits on the first and scores the last of each person's samples, so
+        it needs the whole, ordered set; every process then runs the same (deterministic) stage 2 on it and logs the
+        same numbers as a one-process run.
+        """
+        for idx, store in self._test_store.items():
+            names = [k for k in ("features", "gaze", "person", "dted_error") if store.get(k)]
+            if not names:
+                continue
+            full = self.gather_eval({k: torch.cat(store[k]) for k in names}, dataloader_idx=idx)
+            self._test_store[idx] = defaultdict(list, {k: [v.cpu()] for k, v in full.items()})
+
     def on_test_epoch_end(self) -> None:
+        self._gather_test_store()
         # Stage 2 works on a 643-parameter MLP: intra-op threads cost more than they save (measured 4x the CPU time
         # with 2 threads on a loaded 2-core machine), so it runs on one thread.
         with torch_threads(1), torch.inference_mode(False), torch.enable_grad():  # stage 2 trains while testing

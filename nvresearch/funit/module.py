@@ -138,10 +138,11 @@ class FUNITModule(GANModule):
             content = gen.encode_content(batch["content"])
             x_t = gen.decode(content, gen.encode_class(batch["class_image"]))
             x_r = gen.decode(content, gen.encode_class(batch["content"]))
-        self.val_metrics["recon_l1"].update((x_r - batch["content"]).abs().mean((1, 2, 3)))
+        keep = self.eval_keep_mask(x_r.shape[0], batch_idx)  # DDP's padded duplicates do not count
+        self.val_metrics["recon_l1"].update((x_r - batch["content"]).abs().mean((1, 2, 3))[keep])
         if "pose" in batch:
             _, ang = pose_error(estimate_pose(x_t), estimate_pose(batch["content"]))
-            self.val_metrics["pose_angle_err"].update(ang)
+            self.val_metrics["pose_angle_err"].update(ang[keep])
         if batch_idx == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             n = min(self.num_samples, x_t.shape[0])
             rows = [
@@ -194,6 +195,9 @@ class FUNITModule(GANModule):
         content = batch["image"]
         b, num_t = content.shape[0], st["T"]
         targets = torch.arange(num_t, device=content.device).repeat_interleave(b)
+        # the classifier and the shots are the same in every process (seeded); each process translates its shard of
+        # the content images, and DDP's padded duplicates are left out of every metric (ordered as ``targets``)
+        keep = self.eval_keep_mask(b, batch_idx).repeat(num_t)
         grid_rows = None
         k0 = min(self.eval_ks)
         top1: dict[tuple[int, int], Tensor] = {}  # (K, repeat) -> top-1 hits, ordered as ``targets``
@@ -207,19 +211,20 @@ class FUNITModule(GANModule):
                     hits = topk_hits(classifier(outs.flatten(0, 1)), targets, (1, 5))
                     top1[k, r] = hits[1].float()
                     if k != k0:  # paired with the same content, class and (nested) shots at the smallest K
-                        self.gain_metrics[f"k{k}"].update(top1[k, r] - top1[k0, r], targets + num_t * r)
-                    self.test_metrics[f"top1_k{k}"].update(hits[1].float())
-                    self.test_metrics[f"top5_k{k}"].update(hits[5].float())
+                        gain = top1[k, r] - top1[k0, r]
+                        self.gain_metrics[f"k{k}"].update(gain[keep], (targets + num_t * r)[keep])
+                    self.test_metrics[f"top1_k{k}"].update(hits[1].float()[keep])
+                    self.test_metrics[f"top5_k{k}"].update(hits[5].float()[keep])
                     if content_pose is not None:
                         pose = estimate_pose(outs.flatten(0, 1))
                         ref = content_pose.repeat(num_t, 1)
                         dist, ang = pose_error(pose, ref)
-                        self.test_metrics["pose_center_err"].update(dist)
-                        self.test_metrics["pose_angle_err"].update(ang)
+                        self.test_metrics["pose_center_err"].update(dist[keep])
+                        self.test_metrics["pose_angle_err"].update(ang[keep])
                         copy_pose = estimate_pose(shots[:, 0])  # baseline: output the (first) class image
                         dist_c, ang_c = pose_error(copy_pose.repeat_interleave(b, 0), ref)
-                        self.test_metrics["pose_center_err_copy"].update(dist_c)
-                        self.test_metrics["pose_angle_err_copy"].update(ang_c)
+                        self.test_metrics["pose_center_err_copy"].update(dist_c[keep])
+                        self.test_metrics["pose_angle_err_copy"].update(ang_c[keep])
                     if grid_rows is None and batch_idx == 0 and k == min(5, max(self.eval_ks)):
                         grid_rows = self._grid(content, shots, outs)
         if grid_rows is not None and self.trainer.is_global_zero:

@@ -19,10 +19,38 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 
 from nvresearch.core.pruning import DependencyGraph, Pruner, PruneTarget, make_criterion, remove_channels
 
 __all__ = ["TaylorPruning"]
+
+
+def _average_window_over_processes(criterion: Any) -> None:
+    """Under DDP, average the criterion's window over the processes before each pruning step.
+
+    The criteria read gradients after backward. Parameter gradients (Taylor-FO-BN's ``gamma * dgamma``) are already
+    averaged by DDP and equal in every process, but gate and activation gradients (Taylor-FO on gates, FO-FG, ...)
+    are local to each process's shard of the batch. Ranked separately, the processes would mask different channels
+    and the replicas would silently stop being one network; averaged, every process removes the same channels.
+    Equal values stay unchanged (``(x + x) / 2 == x``), so Taylor-FO-BN prunes as in one process.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not criterion.needs_data:
+        return
+    step = criterion.step
+
+    def synced_step() -> dict[str, torch.Tensor]:
+        world = dist.get_world_size()
+        # NCCL reduces only CUDA tensors; the criteria keep their windows on the CPU
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+        for name in sorted(criterion._acc):  # the same order in every process
+            acc = criterion._acc[name]
+            total = acc.to(device) if device is not None else acc.clone()
+            dist.all_reduce(total)
+            acc.copy_(total / world)
+        return step()
+
+    criterion.step = synced_step
 
 
 class TaylorPruning(pl.Callback):
@@ -92,6 +120,7 @@ class TaylorPruning(pl.Callback):
         if self.criterion_name == "random":
             kwargs["seed"] = self.seed
         crit = make_criterion(self.criterion_name, graph, **kwargs)
+        _average_window_over_processes(crit)
         self.pruner = Pruner(graph, crit, self.target, self.prune_per_step, self.frequency)
         if self._pending is not None:
             self.pruner.load_state_dict(self._pending)

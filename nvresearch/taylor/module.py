@@ -53,19 +53,23 @@ class PruningClassifierModule(NVModule):
         self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=x.shape[0])
         return loss
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+    def _eval_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
         x, y = batch
-        logits = self(x)
-        n = x.shape[0]
+        keep = self.eval_keep_mask(x.shape[0], batch_idx)  # DDP's padded duplicates do not count
+        logits, y = self(x)[keep], y[keep]
+        n = int(keep.sum())
+        if n == 0:
+            return
+        # per-item means weighted by the item count: MeanMetric reduces sums and weights over processes
         self.metrics[f"{stage}_acc"].update(topk_correct(logits, y, 1).mean(), n)
         self.metrics[f"{stage}_acc_top5"].update(topk_correct(logits, y, 5).mean(), n)
         self.metrics[f"{stage}_loss"].update(classification_loss(logits, y), n)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        self._eval_step(batch, batch_idx, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._eval_step(batch, batch_idx, "test")
 
     def _log_metrics(self, stage: str) -> None:
         for name in ("acc", "acc_top5", "loss"):

@@ -22,17 +22,22 @@ def make_loader(
 
     Training: the sampler yields ``(epoch, index)`` keys in an order fixed by ``(seed, epoch)``, so augmentation and
     order are a function of the seed alone and a resumed run sees the same stream; the last short batch is dropped
-    when ``drop_last`` and the dataset holds at least one full batch. Evaluation: indices in order, nothing dropped.
+    when ``drop_last`` and the dataset holds at least one full batch. Under DDP each process gets its share of the
+    same global order (see :class:`EpochSampler`), so the global batch is ``world_size x batch_size``.
+    Evaluation: indices in order, nothing dropped; under DDP Lightning shards it with a ``DistributedSampler``,
+    whose padding the modules leave out of their metrics (``NVModule.eval_keep_mask`` / ``gather_eval``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(dataset)  # type: ignore[arg-type]
+    sampler = EpochSampler(n, seed=seed) if train else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSampler(n, seed=seed) if train else None,
+        sampler=sampler,
         shuffle=False,
-        drop_last=train and drop_last and n >= batch_size,
+        # this process's share (all of it in one process), so that a small dataset still yields a batch under DDP
+        drop_last=sampler is not None and drop_last and len(sampler) >= batch_size,
         num_workers=num_workers,
         persistent_workers=False,
         collate_fn=collate_fn,

@@ -6,10 +6,13 @@ It lives in :mod:`nvresearch.core.training` because it imports Lightning; :mod:`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from nvresearch.core.gan.ema import ema_copy, ema_update
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
@@ -36,7 +39,9 @@ class GANModule(NVModule):
       ``amp_overflow_patience`` consecutive non-finite steps stop the run;
     * an exponential moving average of the generator (:attr:`generator_ema`) updated after each generator step
       when ``ema_decay`` is set;
-    * optional gradient-norm clipping (``grad_clip_norm``) of each network before its step.
+    * optional gradient-norm clipping (``grad_clip_norm``) of each network before its step;
+    * data parallelism (``trainer=ddp``): gradients are averaged over the processes explicitly, for the network
+      being stepped, after each ``manual_backward`` (see :meth:`sync_gradients`), so the replicas stay identical.
 
     Note: Lightning counts ``global_step`` once per optimiser step, i.e. twice per batch here.
     """
@@ -118,9 +123,50 @@ class GANModule(NVModule):
                 return
         self.log_losses({f"{prefix}_{k}": v for k, v in terms.items()}, "train", batch_size=batch_size)
 
+    def backward_unreduced(self, loss: Tensor) -> None:
+        """``manual_backward`` with DDP's gradient reduction off; :meth:`sync_gradients` averages afterwards.
+
+        One training_step runs a discriminator and a generator forward/backward pair (each using only part of the
+        module, the penalty a double backward) inside a single DDP forward. DDP's reducer expects every registered
+        parameter to receive a gradient in each backward and stops at the first step that leaves the other network
+        out ("parameters that were not used in producing the loss"); ``find_unused_parameters`` would search the
+        whole graph twice per batch to paper over it. Reducing exactly the network being stepped is both correct
+        and cheaper.
+        """
+        model = self.trainer.strategy.model if self._trainer is not None else None
+        with model.no_sync() if isinstance(model, DistributedDataParallel) else nullcontext():
+            self.manual_backward(loss)
+
+    def sync_gradients(self, params: Iterable[nn.Parameter]) -> None:
+        """Average the gradients of ``params`` over the data-parallel processes (nothing in one process).
+
+        A parameter without a gradient on some process (not used there) counts as a zero gradient; one without a
+        gradient on every process keeps ``grad=None``, so the optimiser skips it as it would in one process.
+        """
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return
+        device = params[0].device
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+        dist.all_reduce(has)
+        used = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+        if not used:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in used])
+        dist.all_reduce(flat)  # one collective for the whole network (SUM; gloo has no AVG)
+        flat /= dist.get_world_size()
+        offset = 0
+        for p in used:
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
+            offset += n
+
     def _step(self, optimizer: Any, terms: dict[str, Tensor], params: Iterable[nn.Parameter]) -> None:
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(terms["loss"])
+        self.backward_unreduced(terms["loss"])
+        self.sync_gradients(params)
         if self.gan_grad_clip_norm:
             self.clip_gradients(optimizer, gradient_clip_val=self.gan_grad_clip_norm, gradient_clip_algorithm="norm")
         optimizer.step()

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor
+from torch.utils.data import DistributedSampler
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -17,6 +19,28 @@ class NonFiniteLossError(FloatingPointError):
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+
+
+def shard_keep_mask(local_index: Tensor, rank: int, world_size: int, total: int) -> Tensor:
+    """Which items of a ``DistributedSampler`` shard are real rather than padding (``drop_last=False``).
+
+    The sampler pads its order to a multiple of ``world_size`` by repeating items and gives rank ``r`` the positions
+    ``r, r + W, r + 2W, ...``: local item ``j`` is at global position ``j * W + r``, real if below ``total``.
+
+    Shape:
+        local_index: ``(B,)`` positions within this rank's shard; returns ``(B,)`` bool.
+    """
+    return local_index * int(world_size) + int(rank) < int(total)
+
+
+def unshard(gathered: Tensor, total: int) -> Tensor:
+    """Per-item tensors of all ranks' ``DistributedSampler`` shards back in the sampler's order, padding removed.
+
+    Shape:
+        gathered: ``(W, N_local, ...)`` (``all_gather`` of equal shards); returns ``(min(total, W N_local), ...)``
+            (fewer than ``total`` when the evaluation was cut short with ``limit_*_batches``).
+    """
+    return gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])[:total]
 
 
 class NVModule(pl.LightningModule):
@@ -29,6 +53,11 @@ class NVModule(pl.LightningModule):
     * :meth:`parameter_groups` lets a paper give parts of the network their own learning rate (``lr_scale``).
     * ``grad_clip_norm`` clips the global gradient norm before each optimiser step (after AMP unscaling).
     * :attr:`samples_dir` is where pictures go (``<run>/samples``).
+    * Evaluation under DDP: Lightning shards the validation / test loaders with a ``DistributedSampler``, which pads
+      the shards to equal size by repeating items. :meth:`eval_keep_mask` tells the real items of a batch from the
+      padding (for metric objects, which are reduced over processes when computed), and :meth:`gather_eval`
+      reassembles per-item tensors of all processes in the dataset's order (for evaluation code that needs the
+      whole set, e.g. per-person fitting). One process: all items kept, tensors unchanged.
     """
 
     def __init__(
@@ -90,6 +119,78 @@ class NVModule(pl.LightningModule):
                 batch_size=batch_size,
                 sync_dist=stage != "train",
             )
+
+    # ------------------------------------------------------------------ data parallelism
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        """Whether DDP must look for parameters that a training step leaves unused (a module whose steps train
+        different parts in different phases says so here; the search costs a graph traversal per step)."""
+        return False
+
+    def configure_model(self) -> None:
+        # Lightning calls this after setup() and before the strategy wraps the module in DDP: the one place where a
+        # module can choose the wrapper's find_unused_parameters for its own training recipe.
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if isinstance(kwargs, dict) and self.ddp_find_unused_parameters:
+            kwargs["find_unused_parameters"] = True
+
+    # ------------------------------------------------------------------ distributed evaluation
+    def _eval_sampler(self, dataloader_idx: int) -> DistributedSampler | None:
+        """The ``DistributedSampler`` of the current evaluation loader, if there is one."""
+        if self._trainer is None:
+            return None
+        trainer = self.trainer
+        loaders = trainer.test_dataloaders if trainer.testing else trainer.val_dataloaders
+        if loaders is None:
+            return None
+        loader = loaders[dataloader_idx] if isinstance(loaders, list | tuple) else loaders
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        for sampler in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+            if isinstance(sampler, DistributedSampler) and sampler.num_replicas > 1:
+                return sampler
+        return None
+
+    def eval_keep_mask(self, batch_size: int, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Which items of this evaluation batch are real (``True``) rather than a ``DistributedSampler``'s padding.
+
+        The sampler lays the (padded) order out as ``W`` interleaved shards: item ``j`` of rank ``r`` is at global
+        position ``j * W + r``, and positions from the dataset's length on repeat earlier items. Assumes the loader's
+        fixed ``batch_size`` for all batches but the last, as ``DataLoader`` does.
+
+        Shape:
+            returns ``(batch_size,)`` bool, on the module's device.
+        """
+        keep = torch.ones(batch_size, dtype=torch.bool, device=self.device)
+        sampler = self._eval_sampler(dataloader_idx)
+        if sampler is None or getattr(sampler, "drop_last", False):
+            return keep
+        loaders = self.trainer.test_dataloaders if self.trainer.testing else self.trainer.val_dataloaders
+        loader = loaders[dataloader_idx] if isinstance(loaders, list | tuple) else loaders
+        local = batch_idx * int(loader.batch_size) + torch.arange(batch_size, device=self.device)
+        return shard_keep_mask(local, sampler.rank, sampler.num_replicas, len(sampler.dataset))  # type: ignore[arg-type]
+
+    def gather_eval(self, items: Mapping[str, Tensor], dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Per-item tensors of every process, in the evaluation loader's order, padding removed.
+
+        ``items`` holds this process's tensors, concatenated over its batches in order (first dimension = item).
+        Every process ends with the same, complete tensors, equal to those of a one-process run.
+
+        Shape:
+            items: ``{name: (N_local, ...)}``; returns ``{name: (N, ...)}`` on the input's device.
+        """
+        sampler = self._eval_sampler(dataloader_idx)
+        if sampler is None or not dist.is_initialized():
+            return dict(items)
+        world, total = sampler.num_replicas, len(sampler.dataset)  # type: ignore[arg-type]
+        out = {}
+        for name, value in items.items():
+            # (W, N_local, ...): the sampler makes all shards equally long
+            gathered = self.all_gather(value.to(self.device))
+            if gathered.shape[0] != world:
+                raise RuntimeError(f"gather_eval: '{name}' gathered from {gathered.shape[0]} of {world} processes")
+            out[name] = unshard(gathered, total).to(value.device)
+        return out
 
     # ------------------------------------------------------------------ outputs
     @property

@@ -92,6 +92,13 @@ class SegmentationModule(NVModule):
         crf = [p for p in self.net.crf_parameters() if p.requires_grad]
         return [{"params": rest}, {"params": crf, "lr_scale": self.crf_lr_scale}]
 
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        # The phases train different parts of one network: the backbone alone (the CRF unused), then the CRF on a
+        # frozen backbone (the backbone unused). DDP registers its parameters once, so it must look for the unused
+        # ones; a one-phase recipe that trains everything jointly does not pay for the search.
+        return self.net.crf is not None and (self.unary_epochs > 0 or self.freeze_backbone)
+
     def setup(self, stage: str) -> None:
         if stage != "fit":
             return
@@ -129,8 +136,9 @@ class SegmentationModule(NVModule):
         unary = self.net.backbone(image)
         logits = self.net.refine(unary, image)
         pred, pred_unary = logits.argmax(1), unary.argmax(1)
-        metrics["miou"].update(pred, label)
-        metrics["miou_unary"].update(pred_unary, label)
+        keep = self.eval_keep_mask(label.shape[0], batch_idx)  # DDP's padded duplicates do not count
+        metrics["miou"].update(pred[keep], label[keep])
+        metrics["miou_unary"].update(pred_unary[keep], label[keep])
         if batch_idx == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             tag = "test" if stage == "test" else f"val_epoch{self.current_epoch:03d}"
             self._save_samples(image, label, pred_unary, pred, tag)

@@ -103,8 +103,9 @@ class JointUpsamplingModule(NVModule):
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         preds = self._predictions(batch)
         error = per_image_rmse if self.metric == "rmse" else per_image_epe
+        keep = self.eval_keep_mask(batch["target"].shape[0], batch_idx)  # DDP's padded duplicates do not count
         for name, pred in preds.items():
-            metrics[name].update(error(pred, batch["target"], border=self.eval_border) * self.metric_scale)
+            metrics[name].update((error(pred, batch["target"], border=self.eval_border) * self.metric_scale)[keep])
         if batch_idx == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             tag = "test" if stage == "test" else f"val_epoch{self.current_epoch:03d}"
             save = self._save_samples if self.metric == "rmse" else self._save_flow_samples
@@ -119,6 +120,7 @@ class JointUpsamplingModule(NVModule):
     def _log_metrics(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         for name, metric in metrics.items():
+            # MeanMetric.compute() already reduces over processes (per image): no second reduction
             self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == self.metric, sync_dist=False)
             metric.reset()
 
