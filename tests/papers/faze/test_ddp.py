@@ -21,8 +21,8 @@ FAZE_DDP = [
     "trainer.enable_progress_bar=false",
     "+trainer.limit_train_batches=2",
     "logger=csv",
-    "data.synthetic.num_persons={train: 4, val: 2, test: 3}",
-    "data.synthetic.samples={train: 40, val: 8, test: 61}",
+    "data.dataset.num_persons={train: 4, val: 2, test: 3}",
+    "data.dataset.samples={train: 40, val: 8, test: 61}",
     "data.min_samples=8",
     "data.stage2_min_samples=39",
     "data.test_last=30",
@@ -41,7 +41,13 @@ FAZE_DDP = [
 
 def test_ddp_cpu_trains_faze_and_stage2_equals_one_process(tmp_path):
     res = run_cli(
-        ["-m", "nvresearch.train", *FAZE_DDP, f"data.cache_dir={tmp_path / 'cache'}", f"paths.output_root={tmp_path}"],
+        [
+            "-m",
+            "nvresearch.train",
+            *FAZE_DDP,
+            f"data.dataset.cache_dir={tmp_path / 'cache'}",
+            f"paths.output_root={tmp_path}",
+        ],
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-4000:]

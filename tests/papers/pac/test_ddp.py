@@ -38,9 +38,13 @@ def _train(tmp_path: Path, name: str, overrides: list[str]) -> tuple[dict, str]:
 
 
 def test_ddp_cpu_depth_equals_one_process_on_the_same_global_batch(tmp_path):
-    base = [o for o in PAC_FAST if not o.startswith(("trainer=", "data.batch_size", "data.test_size", "data.val_size"))]
+    base = [
+        o
+        for o in PAC_FAST
+        if not o.startswith(("trainer=", "data.batch_size", "data.dataset.test_size", "data.dataset.val_size"))
+    ]
     # 5 evaluation images over 2 processes: the DistributedSampler pads one shard with a repeated image
-    sizes = ["data.val_size=5", "data.test_size=5", "+trainer.limit_train_batches=2"]
+    sizes = ["data.dataset.val_size=5", "data.dataset.test_size=5", "+trainer.limit_train_batches=2"]
     ddp, log = _train(tmp_path, "ddp", [*base, *sizes, *DDP, "data.batch_size=2"])
     assert "world_size=2" in log or "distributed_backend=gloo" in log
     one_process = [o.replace("trainer=ddp_cpu", "trainer=cpu") for o in DDP]
@@ -68,10 +72,10 @@ def test_ddp_cpu_segmentation_trains_both_phases_and_reports_miou(tmp_path):
             "model.unary_epochs=1",
             "model.freeze_backbone=true",
             "+trainer.limit_train_batches=1",
-            "data.train_size=16",
+            "data.dataset.train_size=16",
             "data.batch_size=4",
-            "data.val_size=5",
-            "data.test_size=5",
+            "data.dataset.val_size=5",
+            "data.dataset.test_size=5",
             "data.eval_batch_size=4",
         ],
     )
