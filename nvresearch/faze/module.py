@@ -23,6 +23,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from nvresearch.core.geometry import pitchyaw_to_rotation, pitchyaw_to_vector
+from nvresearch.core.training.console import log_to_files
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.threads import torch_threads
 from nvresearch.core.utils.visual import save_grid
@@ -270,8 +271,9 @@ class FazeModule(NVModule):
         lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s}"]
         lines += [f"{c.k:>5d} {c.mean:>9.2f}° {joint_by_k[c.k].mean:>9.2f}°" for c in meta_curve]
         lines.append(f"DT-ED gaze head (person-independent): {dted:.2f}°")
-        log.info("FAZE error vs k (test persons):\n%s", "\n".join(lines))
-        print("FAZE error vs k (test persons):\n" + "\n".join(lines), flush=True)
+        table = "FAZE error vs k (test persons):\n" + "\n".join(lines)
+        print(table, flush=True)  # once on the console (Hydra's log handler would repeat a log.info there)
+        log_to_files(table)
         if self._picture_batch is not None:
             self._save_pictures(self._picture_batch)
 
