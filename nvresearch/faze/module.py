@@ -290,7 +290,9 @@ class FazeModule(NVModule):
                 [to_unit_range(img[i]), to_unit_range(img[j]), to_unit_range(x)]
                 for i, j, x in zip(a.tolist(), b.tolist(), out["image_b_hat"])
             ]
-            save_grid(rows, self.samples_dir / "reconstructions.png")
+            save_grid(
+                rows, self.samples_dir / "reconstructions.png", col_labels=["image a", "image b", "a redirected to b"]
+            )
         n = min(self.num_samples, img.shape[0])
         z_app, z_gaze, z_head = self.dted.encode(img[:n])
         rot_a = batch["R_gaze"][:n]
@@ -303,4 +305,5 @@ class FazeModule(NVModule):
                 zg = rotate_codes(z_gaze[i : i + 1], rot_a[i : i + 1], pitchyaw_to_rotation(target))
                 row.append(to_unit_range(self.dted.decode(z_app[i : i + 1], zg, z_head[i : i + 1])[0]))
             rows.append(row)
-        save_grid(rows, self.samples_dir / "gaze_rotation.png")
+        labels = ["input"] + [f"yaw {dy:+.0f}" if dp == 0 else f"pitch {dp:+.0f}" for dp, dy in offsets]
+        save_grid(rows, self.samples_dir / "gaze_rotation.png", col_labels=labels)
