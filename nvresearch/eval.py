@@ -6,8 +6,6 @@ unless the command line changes it (``data=...`` or ``data.<key>=...``).
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
@@ -16,15 +14,15 @@ from nvresearch._hydra import cli_overrides, config_path
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from nvresearch.core.training.run import evaluate
-    from nvresearch.core.utils.schema import ConfigError
+    from nvresearch.core.training.console import quiet_console
+
+    quiet_console()
+    from nvresearch.core.training.run import evaluate, run_entry
 
     data_overridden = any(o.lstrip("+~").startswith(("data=", "data.", "data/")) for o in cli_overrides())
-    try:
-        evaluate(cfg, data_from_checkpoint=not data_overridden)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+    run_entry(
+        lambda: evaluate(cfg, data_from_checkpoint=not data_overridden), cfg.paths.output_dir, cfg.paths.output_root
+    )
 
 
 if __name__ == "__main__":

@@ -12,29 +12,21 @@ Examples::
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from nvresearch._hydra import config_path
 
-log = logging.getLogger("nvresearch")
-
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from nvresearch.core.training import NonFiniteLossError
-    from nvresearch.core.training.run import train
-    from nvresearch.core.utils.schema import ConfigError
+    from nvresearch.core.training.console import quiet_console
 
-    try:
-        metrics = train(cfg)
-    except (NonFiniteLossError, ConfigError) as err:
-        log.error("%s", err)
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+    quiet_console()
+    from nvresearch.core.training.run import run_entry, train
+
+    # An error the user can fix (bad checkpoint, missing dataset, no GPU, NaN loss) ends in one line on stderr.
+    metrics = run_entry(lambda: train(cfg), cfg.paths.output_dir, cfg.paths.output_root)
     objective = cfg.get("objective")  # the value a sweeper minimises, when a sweep names one
     return metrics.get(objective) if objective else None
 

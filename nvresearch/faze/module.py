@@ -23,6 +23,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from nvresearch.core.geometry import pitchyaw_to_rotation, pitchyaw_to_vector
+from nvresearch.core.training.console import log_to_files
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.threads import torch_threads
 from nvresearch.core.utils.visual import save_grid
@@ -296,8 +297,9 @@ class FazeModule(NVModule):
         lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s}"]
         lines += [f"{c.k:>5d} {c.mean:>9.2f}° {joint_by_k[c.k].mean:>9.2f}°" for c in meta_curve]
         lines.append(f"DT-ED gaze head (person-independent): {dted:.2f}°")
-        log.info("FAZE error vs k (test persons):\n%s", "\n".join(lines))
-        print("FAZE error vs k (test persons):\n" + "\n".join(lines), flush=True)
+        table = "FAZE error vs k (test persons):\n" + "\n".join(lines)
+        print(table, flush=True)  # once on the console (Hydra's log handler would repeat a log.info there)
+        log_to_files(table)
         if self._picture_batch is not None:
             self._save_pictures(self._picture_batch)
 
@@ -314,7 +316,9 @@ class FazeModule(NVModule):
                 [to_unit_range(img[i]), to_unit_range(img[j]), to_unit_range(x)]
                 for i, j, x in zip(a.tolist(), b.tolist(), out["image_b_hat"])
             ]
-            save_grid(rows, self.samples_dir / "reconstructions.png")
+            save_grid(
+                rows, self.samples_dir / "reconstructions.png", col_labels=["image a", "image b", "a redirected to b"]
+            )
         n = min(self.num_samples, img.shape[0])
         z_app, z_gaze, z_head = self.dted.encode(img[:n])
         rot_a = batch["R_gaze"][:n]
@@ -327,4 +331,5 @@ class FazeModule(NVModule):
                 zg = rotate_codes(z_gaze[i : i + 1], rot_a[i : i + 1], pitchyaw_to_rotation(target))
                 row.append(to_unit_range(self.dted.decode(z_app[i : i + 1], zg, z_head[i : i + 1])[0]))
             rows.append(row)
-        save_grid(rows, self.samples_dir / "gaze_rotation.png")
+        labels = ["input"] + [f"yaw {dy:+.0f}" if dp == 0 else f"pitch {dp:+.0f}" for dp, dy in offsets]
+        save_grid(rows, self.samples_dir / "gaze_rotation.png", col_labels=labels)

@@ -148,7 +148,8 @@ class FUNITModule(GANModule):
             rows = [
                 [_img(batch["content"][i]), _img(batch["class_image"][i]), _img(x_t[i]), _img(x_r[i])] for i in range(n)
             ]
-            save_grid(rows, self.samples_dir / f"val_epoch{self.current_epoch:03d}.png")
+            labels = ["content", "class image", "translation", "reconstruction"]
+            save_grid(rows, self.samples_dir / f"val_epoch{self.current_epoch:03d}.png", col_labels=labels)
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in self.val_metrics.items():
@@ -228,7 +229,9 @@ class FUNITModule(GANModule):
                     if grid_rows is None and batch_idx == 0 and k == min(5, max(self.eval_ks)):
                         grid_rows = self._grid(content, shots, outs)
         if grid_rows is not None and self.trainer.is_global_zero:
-            save_grid(grid_rows, self.samples_dir / "test_translations.png")
+            cols = ["content"] + [f"class {t + 1}" for t in range(len(grid_rows[0]) - 1)]
+            rows = ["1st shot"] + ["translated"] * (len(grid_rows) - 1)
+            save_grid(grid_rows, self.samples_dir / "test_translations.png", col_labels=cols, row_labels=rows)
 
     def _grid(self, content: Tensor, shots: Tensor, outs: Tensor) -> list[list[Tensor]]:
         """Rows: the first shot of each target class, then each content image followed by its translations."""

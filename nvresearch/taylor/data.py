@@ -143,7 +143,9 @@ class Cifar10(_Augmented):
     def __init__(self, root: str | Path, train: bool = True, augment: bool = False, seed: int = 0) -> None:
         super().__init__(augment=augment, pad=4, seed=seed)
         folder = Path(root).expanduser()
-        if (folder / "cifar-10-batches-py").is_dir():
+        # The batches sit in <root>/cifar-10-batches-py (as the archive unpacks); <root> itself also works. A missing
+        # file is named in the layout asked for, not in <root>.
+        if not (folder / "data_batch_1").is_file() and not (folder / "test_batch").is_file():
             folder = folder / "cifar-10-batches-py"
         names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
         arrays, labels = [], []

@@ -7,12 +7,14 @@ build classes from an allow-list of packages, so a checkpoint from an untrusted 
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nvresearch.core.training.errors import NoCheckpointError, UserError
 from nvresearch.core.utils.instantiate import instantiate
 
 CONFIG_KEY = "nvresearch"
@@ -22,7 +24,7 @@ ALLOWED_TARGETS: tuple[str, ...] = ("nvresearch.", "torch.nn.", "torch.optim.", 
 """Import-path prefixes that a checkpoint's embedded config may instantiate."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file is unreadable, unsafe, or was not written by nvresearch."""
 
 
@@ -30,22 +32,33 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint dictionary safely (tensors, numbers, strings and containers only).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        CheckpointError: the file holds pickled Python objects (refused: unpickling can execute code) or is corrupt.
+        NoCheckpointError: ``path`` does not exist (a ``FileNotFoundError``).
+        CheckpointError: the file holds pickled Python objects (refused: unpickling can execute code), or it is not
+            a readable checkpoint (empty, truncated, or not written by ``torch.save``).
     """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"checkpoint not found: '{p}'")
+        raise NoCheckpointError(f"checkpoint not found: '{p}'")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"'{p}' is not a readable checkpoint: the file is empty")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's safe unpickler names the class it refused ("Unsupported global" / "not an allowed global"); any
+        # other unpickling failure (e.g. "Unsupported operand") means the bytes are not a pickle at all.
+        if "global" not in str(err):
+            raise CheckpointError(
+                f"'{p}' is not a readable checkpoint (not a file written by torch.save, or damaged)"
+            ) from err
+        refused = re.search(r"GLOBAL (\S+)", str(err))
         raise CheckpointError(
-            f"refusing to load '{p}': it contains pickled Python objects, not only tensors and plain containers. "
-            "Unpickling such a file can execute arbitrary code, so nvresearch never does it. "
-            f"(torch said: {str(err).splitlines()[0]})"
+            f"refusing to load '{p}': it contains pickled Python objects, not only tensors and plain containers"
+            + (f" (a {refused.group(1)})" if refused else "")
+            + ". Unpickling such a file can execute arbitrary code, so nvresearch never does it."
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint '{p}': {err}") from err
+        reason = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"'{p}' is not a readable checkpoint (damaged or truncated: {reason[:200]})") from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"'{p}' is not a checkpoint dictionary (got {type(ckpt).__name__})")
     return ckpt

@@ -200,4 +200,4 @@ class SegmentationModule(NVModule):
              colorize_labels(pred[i])]
             for i in range(n)
         ]  # fmt: skip
-        save_grid(rows, self.samples_dir / f"{tag}.png")
+        save_grid(rows, self.samples_dir / f"{tag}.png", col_labels=["image", "ground truth", "unary", "PAC-CRF"])

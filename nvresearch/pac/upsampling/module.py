@@ -15,6 +15,8 @@ from nvresearch.pac.upsampling.losses import normalized_l2_loss
 from nvresearch.pac.upsampling.metrics import denormalize, per_image_epe, per_image_rmse
 
 _BASELINES = ("bilinear", "bicubic")
+# Captions of the sample grids' columns (the PNG explains itself without the README).
+_COLUMNS = ("guide", "low resolution", "bicubic", "PAC", "ground truth", "error")
 
 
 class JointUpsamplingModule(NVModule):
@@ -151,7 +153,7 @@ class JointUpsamplingModule(NVModule):
                     colorize(err[:1], 0.0, (hi - lo) * 0.25),
                 ]
             )
-        save_grid(rows, self.samples_dir / f"{tag}.png")
+        save_grid(rows, self.samples_dir / f"{tag}.png", col_labels=_COLUMNS)
 
     @torch.no_grad()
     def _save_flow_samples(self, batch: dict[str, Tensor], pred: Tensor, bicubic: Tensor, tag: str) -> None:
@@ -171,4 +173,4 @@ class JointUpsamplingModule(NVModule):
             pictures = flow_to_image(fields).float() / 255.0
             epe = (pred[i] - target[i]).square().sum(0, keepdim=True).sqrt()
             rows.append([batch["guide"][i].cpu(), *pictures, colorize(epe, 0.0, max(float(epe.max()), 1e-6))])
-        save_grid(rows, self.samples_dir / f"{tag}.png")
+        save_grid(rows, self.samples_dir / f"{tag}.png", col_labels=(*_COLUMNS[:-1], "end-point error"))
