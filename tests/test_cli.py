@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import PAC_FAST, run_cli
 from omegaconf import OmegaConf
 
@@ -123,3 +124,22 @@ def test_non_finite_loss_stops_the_run_with_a_clear_message(tmp_path):
     )
     assert res.returncode == 1
     assert "non-finite loss at global step 1" in res.stderr and "l2=nan" in res.stderr
+
+
+def test_user_errors_are_one_line_and_leave_no_run_folder(tmp_path):
+    """No earlier run, a checkpoint of random bytes, a GPU trainer without a GPU: one 'error:' line each, exit 1."""
+    out = tmp_path / "outputs"
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(bytes(range(256)) * 4)
+    cases = [
+        (["ckpt_path=last"], "no earlier run"),
+        ([f"ckpt_path={noise}"], "is not a readable checkpoint"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["trainer=gpu"], "add trainer=cpu"))
+    for overrides, message in cases:
+        res = run_cli(["-m", "nvresearch.train", *PAC_FAST, *overrides, f"paths.output_root={out}"], cwd=tmp_path)
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert res.returncode == 1 and len(errors) == 1 and message in errors[0], (overrides, res.stderr[-2000:])
+        assert "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert not list(out.glob("pac/runs/*")), list(out.glob("pac/runs/*"))

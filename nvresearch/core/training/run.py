@@ -106,6 +106,7 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     p = Path(str(ckpt_path)).expanduser()
     if not p.is_file():
         raise NoCheckpointError(f"ckpt_path: no checkpoint file at '{p}'")
+    read_checkpoint(p)  # a file that is no checkpoint fails here in one line, not deep inside Lightning's resume
     return str(p)
 
 
