@@ -50,7 +50,7 @@ def test_pac_layers_import_is_light():
 
 
 def test_core_torch_only_parts_are_light():
-    core = ("layers", "data", "meta", "pruning", "utils")
+    core = ("layers", "data", "meta", "pruning", "utils", "geometry", "gan", "metrics")
     loaded = _modules_after("import " + ", ".join(f"nvresearch.core.{m}" for m in core))
     assert not loaded & set(HEAVY)
 

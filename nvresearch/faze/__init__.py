@@ -6,7 +6,7 @@ the inference API (:func:`personalize`, :func:`predict`). Lightning lives in ``n
 ``nvresearch.faze.datamodule``, which this package does not import.
 """
 
-from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, angular_loss, joint_train, meta_train, sample_task
+from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train, sample_task
 from nvresearch.faze.data import (
     FazeH5,
     PairDataset,
@@ -25,7 +25,7 @@ from nvresearch.faze.losses import (
     linear_ramp,
     reconstruction_l1_loss,
 )
-from nvresearch.faze.metrics import CurvePoint, angular_error_deg, personalization_curve
+from nvresearch.faze.metrics import CurvePoint, personalization_curve
 from nvresearch.faze.models import DTED, DenseNetDecoder, DenseNetEncoder, GazeMLP, normalize_codes, rotate_codes
 
 __all__ = [
@@ -40,8 +40,6 @@ __all__ = [
     "PairDataset",
     "PersonCodes",
     "SampleDataset",
-    "angular_error_deg",
-    "angular_loss",
     "embedding_consistency_loss",
     "ensure_eye_strip_world",
     "faze_objective",

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nvresearch.core.geometry import pitchyaw_to_vector, vector_to_pitchyaw
+from nvresearch.core.geometry import mean_angular_error, pitchyaw_to_vector, vector_to_pitchyaw
 from nvresearch.core.meta import adapt
-from nvresearch.faze.adagen import angular_loss
 from nvresearch.faze.data import preprocess_pixels
 from nvresearch.faze.models import DTED, GazeMLP
 
@@ -153,5 +152,5 @@ def personalize(
     idx = torch.tensor(random.Random(seed).sample(range(n), k), dtype=torch.long)
     device = next(model.parameters()).device
     feats = model.features(x[idx].to(device))
-    out.mlp = adapt(model.mlp, (feats, pitchyaw_to_vector(y[idx]).to(device)), angular_loss, steps, lr)
+    out.mlp = adapt(model.mlp, (feats, pitchyaw_to_vector(y[idx]).to(device)), mean_angular_error, steps, lr)
     return out.eval()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from nvresearch.core.geometry import angular_error, pitchyaw_to_vector
+from nvresearch.core.geometry import angular_error, mean_angular_error
 
 __all__ = [
     "embedding_consistency_loss",
@@ -33,6 +33,9 @@ def reconstruction_l1_loss(prediction: Tensor, target: Tensor) -> Tensor:
 def gaze_angular_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """Mean angular error in degrees between predicted vectors and targets (FAZE Eq. 4; spec A.5.2).
 
+    The paper's name for :func:`nvresearch.core.geometry.mean_angular_error`, which stage 2 (AdaGEN) and the
+    evaluation protocol use as well: one implementation, one clip.
+
     Args:
         prediction: ``(B, 3)`` gaze vectors (any length).
         target: ``(B, 2)`` (pitch, yaw) in radians, or ``(B, 3)`` vectors.
@@ -40,11 +43,7 @@ def gaze_angular_loss(prediction: Tensor, target: Tensor) -> Tensor:
     Returns:
         A scalar in degrees.
     """
-    if target.shape[-1] == 2:
-        target = pitchyaw_to_vector(target)
-    if prediction.shape != target.shape:
-        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
-    return angular_error(prediction, target).mean()
+    return mean_angular_error(prediction, target)
 
 
 def embedding_consistency_loss(codes: Tensor, person: Tensor) -> Tensor:

@@ -13,23 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from nvresearch.core.geometry import angular_error, pitchyaw_to_vector
+from nvresearch.core.geometry import angular_error, mean_angular_error
 from nvresearch.core.meta import batched_adapt, batched_forward, stack_params
 
-__all__ = ["CurvePoint", "angular_error_deg", "personalization_curve"]
-
-
-def angular_error_deg(prediction: Tensor, target: Tensor) -> Tensor:
-    """Per-sample angular error in degrees; targets may be ``(N, 2)`` (pitch, yaw) or ``(N, 3)`` vectors.
-
-    Shape:
-        prediction: ``(N, 3)``; target: ``(N, 2)`` or ``(N, 3)``; returns ``(N,)``.
-    """
-    if target.shape[-1] == 2:
-        target = pitchyaw_to_vector(target)
-    return angular_error(prediction, target)
+__all__ = ["CurvePoint", "personalization_curve"]
 
 
 @dataclass
@@ -91,14 +80,12 @@ def personalization_curve(
         qx_t, qy_t = torch.stack(qx), torch.stack(qy)
         params = stack_params(start, len(qx))
         if k > 0 and steps > 0:
-            params = batched_adapt(start, torch.stack(sx), torch.stack(sy), _mean_angle, steps, lr, params=params)
+            params = batched_adapt(
+                start, torch.stack(sx), torch.stack(sy), mean_angular_error, steps, lr, params=params
+            )
         with torch.no_grad():
             err = angular_error(batched_forward(start, params, qx_t), qy_t)  # (reps * persons, test_last)
         per_repeat = err.view(reps, len(eligible), -1).mean(dim=(1, 2))
         std = float(per_repeat.std(unbiased=False)) if reps > 1 else 0.0
         out.append(CurvePoint(k, float(err.mean()), std, len(eligible)))
     return out
-
-
-def _mean_angle(prediction: Tensor, target: Tensor) -> Tensor:
-    return angular_error(prediction, target).mean()

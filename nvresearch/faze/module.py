@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from nvresearch.core.geometry import pitchyaw_to_rotation, pitchyaw_to_vector
+from nvresearch.core.geometry import gaze_angular_error, pitchyaw_to_rotation, pitchyaw_to_vector
 from nvresearch.core.training.console import log_to_files
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.threads import torch_threads
@@ -36,7 +36,7 @@ from nvresearch.faze.losses import (
     linear_ramp,
     reconstruction_l1_loss,
 )
-from nvresearch.faze.metrics import angular_error_deg, personalization_curve
+from nvresearch.faze.metrics import personalization_curve
 from nvresearch.faze.models import DTED, GazeMLP, rotate_codes
 from nvresearch.faze.visual import draw_error_curve, to_unit_range
 
@@ -164,7 +164,7 @@ class FazeModule(NVModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         _, z_gaze, _ = self.dted.encode(batch["image"])
         keep = self.eval_keep_mask(batch["image"].shape[0], batch_idx)  # DDP's padded duplicates do not count
-        self.val_error.update(angular_error_deg(self.dted.estimate_gaze(z_gaze), batch["gaze"])[keep])
+        self.val_error.update(gaze_angular_error(self.dted.estimate_gaze(z_gaze), batch["gaze"])[keep])
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/gaze_error", self.val_error.compute(), prog_bar=True)
@@ -182,7 +182,7 @@ class FazeModule(NVModule):
         store["gaze"].append(batch["gaze"].float().cpu())
         store["person"].append(batch["person"].cpu())
         if dataloader_idx == 1:
-            store["dted_error"].append(angular_error_deg(self.dted.estimate_gaze(z_gaze), batch["gaze"]).cpu())
+            store["dted_error"].append(gaze_angular_error(self.dted.estimate_gaze(z_gaze), batch["gaze"]).cpu())
             if self._picture_batch is None:
                 self._picture_batch = {k: v[: 4 * self.num_samples] for k, v in batch.items()}
 

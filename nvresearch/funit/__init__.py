@@ -24,7 +24,6 @@ from nvresearch.funit.metrics import (
     kshot_sets,
     nested_kshot_sets,
     pose_error,
-    topk_hits,
     train_classifier,
     translate_to_classes,
 )
@@ -53,7 +52,6 @@ __all__ = [
     "pose_error",
     "read_list_file",
     "render_creatures",
-    "topk_hits",
     "train_classifier",
     "translate_to_classes",
     "write_list_file",

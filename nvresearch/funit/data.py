@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nvresearch.core.data import DatasetLayoutError, split_epoch_key
+from nvresearch.core.utils.color import hsv_to_rgb
 
 LIST_LAYOUT = (
     "expected a list file with one '<class>/<image file>' path per line, relative to the image root, "
@@ -226,11 +227,6 @@ def unseen_split(num_species: int, num_unseen: int) -> tuple[list[int], list[int
     return [c for c in range(num_species) if c not in unseen], unseen
 
 
-def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
-    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], -1)
-    return v[..., None] - v[..., None] * s[..., None] * (torch.minimum(k, 4 - k).clamp(0, 1))
-
-
 def creature_species(num_classes: int, seed: int = 0) -> Tensor:
     """Appearance parameters of ``num_classes`` species, one row each:
     ``[body hue, body sat, body value, pattern hue, pattern sat, pattern value, texture (0 solid, 1 stripes,
@@ -304,8 +300,8 @@ def render_creatures(species: Tensor, pose: Tensor, background: Tensor, size: in
         soft(torch.sqrt((u + 0.38) ** 2 + (v + 0.1) ** 2) / 0.17 - 1.0),
         soft(torch.sqrt((u - 0.38) ** 2 + (v + 0.1) ** 2) / 0.17 - 1.0),
     )
-    body_rgb = _hsv_to_rgb(species[:, 0], species[:, 1], species[:, 2])[:, :, None, None]
-    pat_rgb = _hsv_to_rgb(species[:, 3], species[:, 4], species[:, 5])[:, :, None, None]
+    body_rgb = hsv_to_rgb(species[:, 0], species[:, 1], species[:, 2])[:, :, None, None]
+    pat_rgb = hsv_to_rgb(species[:, 3], species[:, 4], species[:, 5])[:, :, None, None]
     skin = body_rgb * (1 - pattern[:, None]) + pat_rgb * pattern[:, None]
     skin = skin * (1 - snout[:, None]) + (0.5 * body_rgb + 0.5) * snout[:, None]
     skin = skin * (1 - eyes[:, None]) + 0.05 * eyes[:, None]

@@ -60,16 +60,6 @@ def pose_error(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return dist, d.abs() * 180 / math.pi
 
 
-def topk_hits(logits: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, Tensor]:
-    """Whether each label is among the top-k logits. Shape: logits ``(B, C)``, labels ``(B,)``; returns ``(B,)``
-    booleans per k (k is capped at C)."""
-    out = {}
-    for k in ks:
-        top = logits.topk(min(k, logits.shape[1]), dim=1).indices
-        out[k] = (top == labels[:, None]).any(1)
-    return out
-
-
 class SmallClassifier(nn.Module):
     """A compact CNN classifier for the translation-accuracy protocol (the paper fine-tunes Inception-V3; with no
     pretrained weights available offline we train this from scratch on real images of the target classes).

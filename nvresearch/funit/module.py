@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
+from nvresearch.core.metrics import topk_hits
 from nvresearch.core.training.gan import GANModule
 from nvresearch.core.training.module import OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import save_grid
@@ -18,7 +19,6 @@ from nvresearch.funit.metrics import (
     estimate_pose,
     nested_kshot_sets,
     pose_error,
-    topk_hits,
     train_classifier,
 )
 from nvresearch.funit.models import FewShotGenerator, MultiTaskDiscriminator

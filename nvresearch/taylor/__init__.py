@@ -32,7 +32,6 @@ from nvresearch.core.pruning import (
 )
 from nvresearch.taylor.data import Cifar10, Digits, MnistIdx, image_folder
 from nvresearch.taylor.losses import classification_loss
-from nvresearch.taylor.metrics import topk_correct
 from nvresearch.taylor.models import ARCHS, DigitsCNN, LeNet3, torchvision_classifier
 
 __all__ = [
@@ -66,6 +65,5 @@ __all__ = [
     "rank_correlation",
     "remove_channels",
     "shrink_to_state_dict",
-    "topk_correct",
     "torchvision_classifier",
 ]

@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from nvresearch.core.metrics import topk_correct
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.taylor.losses import classification_loss
-from nvresearch.taylor.metrics import topk_correct
 
 
 class PruningClassifierModule(NVModule):

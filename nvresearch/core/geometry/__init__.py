@@ -6,6 +6,9 @@ Conventions (FAZE spec ``faze.md`` A.3 / A.8): a (pitch, yaw) pair in radians ma
 
 from nvresearch.core.geometry.angles import (
     angular_error,
+    as_gaze_vector,
+    gaze_angular_error,
+    mean_angular_error,
     pitchyaw_angular_error,
     pitchyaw_to_rotation,
     pitchyaw_to_vector,
@@ -16,6 +19,9 @@ from nvresearch.core.geometry.angles import (
 
 __all__ = [
     "angular_error",
+    "as_gaze_vector",
+    "gaze_angular_error",
+    "mean_angular_error",
     "pitchyaw_angular_error",
     "pitchyaw_to_rotation",
     "pitchyaw_to_vector",

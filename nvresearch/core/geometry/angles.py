@@ -16,6 +16,9 @@ from torch import Tensor
 
 __all__ = [
     "angular_error",
+    "as_gaze_vector",
+    "gaze_angular_error",
+    "mean_angular_error",
     "pitchyaw_angular_error",
     "pitchyaw_to_rotation",
     "pitchyaw_to_vector",
@@ -104,9 +107,45 @@ def angular_error(a: Tensor, b: Tensor, eps: float = 1e-6, clip: float = 1e-6, d
 def pitchyaw_angular_error(a: Tensor, b: Tensor, degrees: bool = True) -> Tensor:
     """Angular error between two (pitch, yaw) pairs, through :func:`pitchyaw_to_vector` (no clip floor).
 
+    Identical pairs give exactly 0, and the gradient there is infinite: an evaluation measure, not a loss.
+
     Shape:
         a, b: ``(..., 2)`` radians; returns ``(...)``.
     """
-    va, vb = pitchyaw_to_vector(a), pitchyaw_to_vector(b)
-    angle = torch.acos((va * vb).sum(-1).clamp(-1.0, 1.0))
-    return angle * (180.0 / math.pi) if degrees else angle
+    return angular_error(pitchyaw_to_vector(a), pitchyaw_to_vector(b), clip=0.0, degrees=degrees)
+
+
+def as_gaze_vector(gaze: Tensor) -> Tensor:
+    """A gaze direction as a vector: ``(..., 2)`` (pitch, yaw) radians go through :func:`pitchyaw_to_vector`,
+    ``(..., 3)`` vectors (any length) are returned as they are.
+
+    Shape:
+        gaze: ``(..., 2)`` or ``(..., 3)``; returns ``(..., 3)``.
+    """
+    if not isinstance(gaze, Tensor) or gaze.dim() < 1 or gaze.shape[-1] not in (2, 3):
+        shape = tuple(gaze.shape) if isinstance(gaze, Tensor) else type(gaze).__name__
+        raise ValueError(f"gaze must have shape (..., 2) (pitch, yaw) or (..., 3) (vector), got {shape}")
+    return pitchyaw_to_vector(gaze) if gaze.shape[-1] == 2 else gaze
+
+
+def gaze_angular_error(prediction: Tensor, target: Tensor) -> Tensor:
+    """Per-sample gaze error in degrees with the clip of :func:`angular_error` (FAZE spec A.7, A.8).
+
+    Either side may be (pitch, yaw) radians or a vector (:func:`as_gaze_vector`); after that the shapes must match.
+
+    Shape:
+        prediction, target: ``(..., 2)`` or ``(..., 3)``; returns ``(...)`` degrees.
+    """
+    prediction, target = as_gaze_vector(prediction), as_gaze_vector(target)
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
+    return angular_error(prediction, target)
+
+
+def mean_angular_error(prediction: Tensor, target: Tensor) -> Tensor:
+    """Mean of :func:`gaze_angular_error`: the angular gaze loss, differentiable everywhere (FAZE Eq. 4, spec A.7).
+
+    Shape:
+        prediction, target: ``(..., 2)`` or ``(..., 3)``; returns a scalar in degrees.
+    """
+    return gaze_angular_error(prediction, target).mean()

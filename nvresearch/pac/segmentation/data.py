@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nvresearch.core.data import DatasetLayoutError, MemoryCache, split_epoch_key
+from nvresearch.core.utils.color import hsv_to_rgb
 
 __all__ = [
     "IGNORE_INDEX",
@@ -209,7 +210,7 @@ class SyntheticSegmentation(Dataset):
         self.seed, self.palette_seed = int(seed), int(palette_seed)
         rng = np.random.default_rng(self.palette_seed)
         hues = (rng.uniform(0, 1) + np.arange(num_classes - 1) / (num_classes - 1)) % 1.0
-        self.class_colours = np.stack([_hsv_to_rgb(h, 0.75, 0.85) for h in hues]).astype(np.float32)
+        self.class_colours = hsv_to_rgb(torch.from_numpy(hues), 0.75, 0.85).numpy().astype(np.float32)
 
     @classmethod
     def for_split(
@@ -290,11 +291,6 @@ class SyntheticSegmentation(Dataset):
         if kind == "ellipse":
             return (u / a) ** 2 + (v / b) ** 2 < 1
         return (v > -b) & (v < b * (1 - 2 * np.abs(u) / (2 * a)))  # isosceles triangle
-
-
-def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
-    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
-    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ Prints our error for each k beside the paper's (where the paper gives one) and w
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from nvresearch.core.utils.report import print_table, write_json
 
 # Paper numbers (spec faze.md D): only k = 9 on GazeCapture is confirmed ([A], the abstract: 3.18 deg with k <= 9).
 # The MPIIGaze figure and the person-independent values are recalled, unverified (spec D): shown with a '?'.
@@ -57,19 +58,24 @@ def main(argv: list[str] | None = None) -> int:
 
     for d, metrics in results.items():
         ks = sorted(int(k.rsplit("k", 1)[1]) for k in metrics if k.startswith("test/error_k"))
-        print(f"\n{d}: mean angular error (deg) over test persons, error vs k")
-        print(f"{'k':>5s}{'MAML init':>12s}{'joint init':>12s}{'paper':>10s}")
+        rows = []
         for k in ks:
             paper = PAPER.get(d, {}).get(k)
-            p = f"{paper[0]:.2f}{paper[1]}" if paper else "-"
-            print(
-                f"{k:5d}{metrics[f'test/error_k{k}']:12.2f}{metrics.get(f'test/joint_error_k{k}', float('nan')):12.2f}"
-                f"{p:>10s}"
+            rows.append(
+                [
+                    k,
+                    metrics[f"test/error_k{k}"],
+                    metrics.get(f"test/joint_error_k{k}"),
+                    f"{paper[0]:.2f}{paper[1]}" if paper else None,
+                ]
             )
+        print_table(
+            f"{d}: mean angular error (deg) over test persons, error vs k",
+            ["k", "MAML init", "joint init", "paper"],
+            rows,
+        )
         print(f"person-independent (DT-ED gaze head): {metrics['test/dted_error']:.2f}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps({"ours": results, "paper": PAPER}, indent=2))
-    print(f"\nwrote {out / 'table.json'}")
+    write_json(out, {"ours": results, "paper": PAPER})
     return 0
 
 

@@ -16,9 +16,11 @@ Prints our numbers beside the paper's and writes ``table.json`` in the output fo
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import time
 from pathlib import Path
+
+from nvresearch.core.utils.report import print_table, write_json
 
 # Paper Table 1, FUNIT-K rows, "test" classifier (target classes only), per cent. Animal Faces: Top5-test K=1/5 from
 # the paper; the other Animal Faces entries are recalled (spec D, [recall]) and should be checked against the PDF.
@@ -65,15 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     for d in datasets:
         metrics = results[d]
         paper = PAPER.get("animals" if d == "creatures" else d, {})
-        print(f"\nFew-shot translation accuracy (%), ours: {d}; paper: {'animals' if d == 'creatures' else d}")
-        print(f"{'K':>4s}{'top1 ours':>12s}{'top1 paper':>12s}{'top5 ours':>12s}{'top5 paper':>12s}")
-        for k in KS:
-            row = f"{k:4d}"
-            for t in (1, 5):
-                ours = 100 * metrics.get(f"test/top{t}_k{k}", float("nan"))
-                ref = paper.get(f"top{t}_k{k}")
-                row += f"{ours:12.2f}" + (f"{ref:12.2f}" if ref is not None else f"{'-':>12s}")
-            print(row)
+        rows = [
+            [
+                k,
+                *(
+                    v
+                    for t in (1, 5)
+                    for v in (100 * metrics.get(f"test/top{t}_k{k}", math.nan), paper.get(f"top{t}_k{k}"))
+                ),
+            ]
+            for k in KS
+        ]
+        title = f"Few-shot translation accuracy (%), ours: {d}; paper: {'animals' if d == 'creatures' else d}"
+        print_table(title, ["K", "top1 ours", "top1 paper", "top5 ours", "top5 paper"], rows)
         if "test/chance" in metrics:
             print(f"chance (1/|T|): {100 * metrics['test/chance']:.2f} %")
         if "test/pose_angle_err" in metrics:
@@ -82,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{metrics['test/pose_center_err']:.2f} px (copying the class image: "
                 f"{metrics['test/pose_angle_err_copy']:.1f} deg, {metrics['test/pose_center_err_copy']:.2f} px)"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps({"ours": results, "paper": PAPER}, indent=2))
-    print(f"\nwrote {out / 'table.json'}")
+    write_json(out, {"ours": results, "paper": PAPER})
     return 0
 
 

@@ -17,9 +17,10 @@ output folder.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from nvresearch.core.utils.report import print_table, write_json
 
 # The paper's NYU Depth v2 test RMSE (cm, 449 images, 6-px border), from the official README (spec D.1).
 PAPER = {
@@ -79,19 +80,15 @@ def main(argv: list[str] | None = None) -> int:
                 results[f][ROWS[model]] = metrics["test/rmse"]
 
     data = "embedded synthetic scenes (CPU)" if args.small else "NYU Depth v2 test"
-    print(f"\nJoint depth upsampling, RMSE in cm. Ours: {data}. Paper: NYU Depth v2 test.")
-    header = f"{'model':36s}" + "".join(f"{f'x{f} ours':>12s}{f'x{f} paper':>12s}" for f in factors)
-    print(header)
-    for name in ("Bilinear", "Bicubic", *(ROWS[m] for m in args.models if m != "pac"), "PacJointUpsample"):
-        row = f"{name:36s}"
-        for f in factors:
-            ours = results[f].get(OURS_KEYS.get(name, name), float("nan"))
-            paper = PAPER.get(name, {}).get(f)
-            row += f"{ours:12.3f}" + (f"{paper:12.2f}" if paper is not None else f"{'-':>12s}")
-        print(row)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps({"data": data, "ours": results, "paper": PAPER}, indent=2))
-    print(f"\nwrote {out / 'table.json'}")
+    names = ("Bilinear", "Bicubic", *(ROWS[m] for m in args.models if m != "pac"), "PacJointUpsample")
+    rows = [
+        [name, *(v for f in factors for v in (results[f].get(OURS_KEYS.get(name, name)), PAPER.get(name, {}).get(f)))]
+        for name in names
+    ]
+    columns = ["model", *(c for f in factors for c in (f"x{f} ours", f"x{f} paper"))]
+    title = f"Joint depth upsampling, RMSE in cm. Ours: {data}. Paper: NYU Depth v2 test."
+    print_table(title, columns, rows, precision=[0, *[3, 2] * len(factors)])
+    write_json(out, {"data": data, "ours": results, "paper": PAPER})
     return 0
 
 

@@ -16,9 +16,10 @@ Prints our end-point error beside the paper's and writes ``table.json`` in the o
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from nvresearch.core.utils.report import print_table, write_json
 
 # The paper's Sintel validation EPE (133 pairs), from the official README (spec D.2).
 PAPER = {
@@ -69,19 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     results = {f: run_factor(f, args.small, args.data_dir, out, args.overrides, args.ablations) for f in factors}
 
     data = "embedded procedural flow scenes (CPU)" if args.small else "MPI Sintel val (133 pairs)"
-    print(f"\nJoint optical-flow upsampling, EPE in pixels. Ours: {data}. Paper: Sintel val.")
-    print(f"{'model':24s}" + "".join(f"{f'x{f} ours':>12s}{f'x{f} paper':>12s}" for f in factors))
     names = ["Bilinear", "Bicubic", "PacJointUpsample", *(ABLATIONS if args.small and args.ablations else ())]
-    for name in names:
-        row = f"{name:24s}"
-        for f in factors:
-            ours = results[f].get(OURS_KEYS.get(name, name), float("nan"))
-            paper = PAPER.get(name, {}).get(f)
-            row += f"{ours:12.4f}" + (f"{paper:12.4f}" if paper is not None else f"{'-':>12s}")
-        print(row)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps({"data": data, "ours": results, "paper": PAPER}, indent=2))
-    print(f"\nwrote {out / 'table.json'}")
+    rows = [
+        [name, *(v for f in factors for v in (results[f].get(OURS_KEYS.get(name, name)), PAPER.get(name, {}).get(f)))]
+        for name in names
+    ]
+    columns = ["model", *(c for f in factors for c in (f"x{f} ours", f"x{f} paper"))]
+    print_table(f"Joint optical-flow upsampling, EPE in pixels. Ours: {data}. Paper: Sintel val.", columns, rows, 4)
+    write_json(out, {"data": data, "ours": results, "paper": PAPER})
     return 0
 
 

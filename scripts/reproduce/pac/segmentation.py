@@ -22,9 +22,10 @@ same ``VOCdevkit``; ``--export-split`` picks another split); small mode the embe
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from nvresearch.core.utils.report import print_table, write_json
 
 # The paper's VOC 2012 mIoU (%), val = val11_sbd (736 images), from the official README (spec D.3).
 PAPER = {
@@ -106,11 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ours = run_small(out, args.overrides) if args.small else run_full(args.data_dir, out, args.overrides)
 
     data = "embedded procedural scenes (CPU)" if args.small else "VOC 2012 val (our val split)"
-    print(f"\nSemantic segmentation, mIoU in %. Ours: {data}. Paper: VOC 2012 val11_sbd.")
-    print(f"{'model':28s}{'ours':>10s}{'paper':>10s}")
-    for name, value in ours.items():
-        paper = PAPER.get(name, {}).get("val")
-        print(f"{name:28s}{100 * value:10.2f}" + (f"{paper:10.2f}" if paper is not None else f"{'-':>10s}"))
+    rows = [[name, 100 * value, PAPER.get(name, {}).get("val")] for name, value in ours.items()]
+    print_table(
+        f"Semantic segmentation, mIoU in %. Ours: {data}. Paper: VOC 2012 val11_sbd.", ["model", "ours", "paper"], rows
+    )
     base = ours["FCN-8s backbone"]
     print(f"PacCRF gain over the backbone: ours {100 * (ours['PacCRF'] - base):+.2f}, paper +3.39")
     if args.export is not None:
@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         split = args.export_split if (args.export_split or args.small) else "test"
         n = export_predictions(final, args.export, split)
         print(f"exported {n} predictions to {args.export / 'results' / 'VOC2012' / 'Segmentation' / 'comp6_test_cls'}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps({"data": data, "ours": ours, "paper": PAPER}, indent=2))
-    print(f"\nwrote {out / 'table.json'}")
+    write_json(out, {"data": data, "ours": ours, "paper": PAPER})
     return 0
 
 

@@ -18,20 +18,25 @@ import torch
 from torch import nn
 
 from nvresearch.core.pruning import DependencyGraph, make_criterion, oracle_importance, rank_correlation
+from nvresearch.core.utils.report import print_table
 from nvresearch.taylor.experiments import correlation_study, evaluate, train_digits
 
 PAPER = {"taylor_fo_bn": "> 0.93 (ImageNet, abstract); LeNet on digits with the reference: 0.989 (spec H.1)"}
 
 
 def _print(title: str, result: dict[str, dict[str, float]]) -> None:
-    print(f"\n{title}")
-    print(f"  {'criterion':<20s} {'Spearman':>9s} {'Kendall':>8s} {'alive rho':>10s} {'n':>5s}  paper")
-    for name in [k for k in result if "/" not in k]:
-        r, alive = result[name], result[f"{name}/alive"]
-        print(
-            f"  {name:<20s} {r['spearman']:9.3f} {r['kendall']:8.3f} {alive['spearman']:10.3f} {r['n']:5d}  "
-            f"{PAPER.get(name, '')}"
-        )
+    rows = [
+        [
+            name,
+            result[name]["spearman"],
+            result[name]["kendall"],
+            result[f"{name}/alive"]["spearman"],
+            result[name]["n"],
+        ]
+        + [PAPER.get(name)]
+        for name in [k for k in result if "/" not in k]
+    ]
+    print_table(title, ["criterion", "Spearman", "Kendall", "alive rho", "n", "paper"], rows, precision=3)
 
 
 def small(n_batches: int) -> None:

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from nvresearch.core.utils.report import print_table
+
 # row -> (paper GFLOPs, paper top-1 error %), spec D (read off the repository figure; 72 % row quoted exactly)
 PAPER = {
     "resnet50_prune91": (3.27, 23.6),
@@ -42,25 +44,22 @@ def small(seeds: list[int]) -> None:
     from nvresearch.taylor.experiments import evaluate, pruning_comparison, train_digits
 
     budgets = (0.5, 0.2, 0.1, 0.05)
-    print(f"{'seed':>4s} {'MACs kept':>9s}  {'Taylor-FO-BN':>12s} {'weight':>8s} {'random':>8s}")
     for seed in seeds:
         t = time.time()
         model = train_digits("cnn", epochs=15, seed=seed)
-        print(f"{seed:4d} {'100 %':>9s}  {evaluate(model):12.3f} (unpruned)")
+        rows: list[list[object]] = [[seed, 100.0, evaluate(model), None, None]]  # unpruned
         for r in budgets:
             res = pruning_comparison(
                 model, macs_ratio=r, prune_per_step=16, frequency=2, finetune_steps=10, lr=0.01, seed=seed
             )
-            kept = res["taylor_fo_bn"]["macs_ratio"]
-            print(
-                f"{seed:4d} {100 * kept:8.1f}%  {res['taylor_fo_bn']['acc']:12.3f} "
-                f"{res['weight_magnitude']['acc']:8.3f} {res['random']['acc']:8.3f}"
-            )
-        print(f"     ({time.time() - t:.0f} s)")
+            kept = 100 * res["taylor_fo_bn"]["macs_ratio"]
+            rows.append([seed, kept, res["taylor_fo_bn"]["acc"], res["weight_magnitude"]["acc"], res["random"]["acc"]])
+        title = f"DigitsCNN test accuracy, pruned to MAC budgets (seed {seed}, row 1 unpruned; {time.time() - t:.0f} s)"
+        print_table(title, ["seed", "MACs kept %", "Taylor-FO-BN", "weight", "random"], rows, precision=[0, 1, 3, 3, 3])
 
 
 def full(data: str, weights: str, rows: list[str], extra: list[str]) -> None:
-    print(f"{'row':<20s} {'GMACs':>6s} {'paper':>6s} {'top-1 err':>9s} {'paper':>6s}")
+    table = []
     for row in rows:
         arch = row.split("_")[0]
         cmd = [
@@ -76,8 +75,12 @@ def full(data: str, weights: str, rows: list[str], extra: list[str]) -> None:
         folder = next(line.split("run folder ")[1].strip() for line in out.splitlines() if "run folder" in line)
         metrics = json.loads((Path(folder) / "metrics.json").read_text())["metrics"]
         gmacs, err = metrics["test/macs"] / 1e9, 100 * (1 - metrics["test/acc"])
-        p_gmacs, p_err = PAPER.get(row, (float("nan"), float("nan")))
-        print(f"{row:<20s} {gmacs:6.2f} {p_gmacs:6.2f} {err:9.2f} {p_err:6.2f}")
+        p_gmacs, p_err = PAPER.get(row, (None, None))
+        table.append([row, gmacs, p_gmacs, err, p_err])
+        print(f"{row}: {gmacs:.2f} GMACs, top-1 error {err:.2f} %", flush=True)  # runs take days: one line per row
+    print_table(
+        "ResNet pruning on ImageNet: ours beside the paper's", ["row", "GMACs", "paper", "top-1 err %", "paper"], table
+    )
 
 
 def main() -> None:

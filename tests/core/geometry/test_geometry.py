@@ -9,6 +9,9 @@ import torch
 
 from nvresearch.core.geometry import (
     angular_error,
+    as_gaze_vector,
+    gaze_angular_error,
+    mean_angular_error,
     pitchyaw_angular_error,
     pitchyaw_to_rotation,
     pitchyaw_to_vector,
@@ -76,6 +79,32 @@ def test_pitchyaw_angular_error() -> None:
     torch.testing.assert_close(pitchyaw_angular_error(a, b), torch.tensor([30.0, 15.0], dtype=torch.float64))
 
 
+def test_pitchyaw_angular_error_has_no_floor() -> None:
+    a = torch.tensor([[0.1, -0.3]], dtype=torch.float64)
+    assert pitchyaw_angular_error(a, a).item() == pytest.approx(0.0, abs=1e-5)  # the loss form gives 0.081
+
+
+def test_gaze_angular_error_takes_pitchyaw_or_vectors() -> None:
+    # Known answers: 30 degrees of yaw apart, and 15 degrees of pitch apart, with the target as (pitch, yaw).
+    pred = pitchyaw_to_vector(torch.tensor([[0.0, 30 * D], [10 * D, 0.0]], dtype=torch.float64)) * 3.0
+    target = torch.tensor([[0.0, 0.0], [-5 * D, 0.0]], dtype=torch.float64)
+    expected = torch.tensor([30.0, 15.0], dtype=torch.float64)
+    torch.testing.assert_close(gaze_angular_error(pred, target), expected)
+    torch.testing.assert_close(gaze_angular_error(pred, pitchyaw_to_vector(target)), expected)
+    torch.testing.assert_close(mean_angular_error(pred, target), expected.mean())
+    vectors = torch.randn(5, 3)
+    assert as_gaze_vector(vectors) is vectors
+
+
+def test_mean_angular_error_is_the_clipped_loss() -> None:
+    # Parallel inputs: the clip floor (0.081 degrees) and a finite gradient, which an unclipped arccos would not give.
+    x = torch.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+    loss = mean_angular_error(x, x.detach() * 2)
+    loss.backward()
+    assert loss.item() == pytest.approx(math.degrees(math.acos(1 - 1e-6)), rel=1e-2)  # 1 - 1e-6 rounds in float32
+    assert torch.isfinite(x.grad).all()
+
+
 def test_shape_errors() -> None:
     with pytest.raises(ValueError, match=r"pitchyaw must have shape \(\.\.\., 2\)"):
         pitchyaw_to_vector(torch.zeros(4, 3))
@@ -83,3 +112,7 @@ def test_shape_errors() -> None:
         vector_to_pitchyaw(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="last dimensions differ"):
         angular_error(torch.zeros(2, 3), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"gaze must have shape \(\.\.\., 2\) \(pitch, yaw\) or \(\.\.\., 3\)"):
+        as_gaze_vector(torch.zeros(4, 4))
+    with pytest.raises(ValueError, match=r"prediction \(3, 3\) and target \(2, 3\) differ in shape"):
+        gaze_angular_error(torch.zeros(3, 3), torch.zeros(2, 2))

@@ -406,8 +406,9 @@ def test_personalization_curve_protocol_on_a_known_toy() -> None:
 @pytest.mark.parametrize("activation", ["selu", "relu"])
 def test_mlp_meta_loss_equals_the_generic_batched_meta_loss(first_order: bool, activation: str) -> None:
     """The GazeMLP-specific meta-objective (stacked matrix products) is core.meta's vmapped one, value and grads."""
+    from nvresearch.core.geometry import mean_angular_error
     from nvresearch.core.meta import batched_meta_loss
-    from nvresearch.faze.adagen import angular_loss, mlp_meta_loss
+    from nvresearch.faze.adagen import mlp_meta_loss
 
     torch.manual_seed(0)
     mlp = GazeMLP(activation=activation)
@@ -416,7 +417,7 @@ def test_mlp_meta_loss_equals_the_generic_batched_meta_loss(first_order: bool, a
     grads = []
     for loss in (
         mlp_meta_loss(mlp, sx, sy, qx, qy, 3, 1e-2, first_order),
-        batched_meta_loss(mlp, sx, sy, qx, qy, angular_loss, 3, 1e-2, first_order),
+        batched_meta_loss(mlp, sx, sy, qx, qy, mean_angular_error, 3, 1e-2, first_order),
     ):
         grads.append((loss.detach(), torch.autograd.grad(loss, list(mlp.parameters()))))
     (mine, mine_g), (ref, ref_g) = grads

@@ -23,7 +23,6 @@ from nvresearch.funit import (
     nested_kshot_sets,
     pose_error,
     read_list_file,
-    topk_hits,
     write_list_file,
 )
 
@@ -294,14 +293,6 @@ def test_pose_estimate_known_answers():
     # angles are compared modulo 180 degrees
     _, wrap = pose_error(torch.tensor([[0.0, 0.0, math.radians(85)]]), torch.tensor([[0.0, 0.0, math.radians(-85)]]))
     assert wrap.item() == pytest.approx(10.0, abs=1e-3)
-
-
-def test_topk_hits():
-    logits = torch.tensor([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3], [0.0, 0.1, 0.2]])
-    hits = topk_hits(logits, torch.tensor([1, 2, 0]), (1, 2, 5))
-    assert hits[1].tolist() == [True, False, False]
-    assert hits[2].tolist() == [True, True, False]
-    assert hits[5].tolist() == [True, True, True]
 
 
 def test_nested_kshot_sets_pair_the_shot_counts():
