@@ -179,6 +179,9 @@ class Pruner:
         self.history.append(PruneRecord(self.iteration, removed, macs, params, per_group))
         if self._reached(macs, params, removed) or n_candidates == n:
             self.done = True
+            # the criterion's hooks (gates, FO-FG's per-example recorders) must not outlive pruning: they would keep
+            # recording every later minibatch and break on one of another size; the masks stay until finalize
+            self.criterion.remove()
         return n
 
     def finalize(self, model: nn.Module | None = None) -> nn.Module:
@@ -207,6 +210,8 @@ class Pruner:
         self.iteration = int(state["iteration"])
         self.done = bool(state["done"])
         self.history = [PruneRecord(**r) for r in state["history"]]
+        if self.done:  # a run resumed after pruning ended: no criterion hooks (see prune_step)
+            self.criterion.remove()
 
 
 def prune(

@@ -293,6 +293,7 @@ class TaylorFOFG(Importance):
         for h in self._handles:
             h.remove()
         self._handles = []
+        self._per_example = {}
 
 
 class TaylorSO(Importance):

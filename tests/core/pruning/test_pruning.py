@@ -24,6 +24,7 @@ from nvresearch.core.pruning import (
     TaylorSO,
     WeightMagnitude,
     count_macs_and_params,
+    make_criterion,
     oracle_importance,
     prune,
     rank_correlation,
@@ -578,6 +579,39 @@ def test_prune_function_returns_smaller_equivalent_network() -> None:
     pruned.eval()
     with torch.no_grad(), pruner.graph.masked():
         torch.testing.assert_close(pruned(data[0][0]), net(data[0][0]))
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+@pytest.mark.parametrize("criterion", ["taylor_fo_fg", "taylor_fo_bn", "taylor_so"])
+def test_criterion_hooks_detached_when_pruning_ends(criterion: str) -> None:
+    """Pruning on minibatches of 8, then fine-tuning on one of 5: no hook of the criterion may still be recording
+    (FO-FG's per-example recorder crashed backward on the new batch size); the masks stay until finalize."""
+    net = _make_net()
+    graph = _graph(net)
+    pruner = Pruner(graph, make_criterion(criterion, graph), PruneTarget(channels=2), prune_per_step=1, frequency=1)
+    n_mask_hooks = len(pruner._handles)
+    it = 0
+    while not pruner.done:
+        net.zero_grad()
+        x, y = _batch(it, n=8)
+        loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward(retain_graph=criterion == "taylor_so")
+        pruner.after_backward(loss)
+        it += 1
+    assert it == 3 and pruner.removed == 2
+    hooks = sum(len(m._forward_hooks) for m in net.modules())
+    assert hooks == n_mask_hooks  # only the masks are left
+    for n in (8, 5):  # fine-tuning: a full minibatch, then the epoch's short last one
+        x, y = _batch(99, n=n)
+        net.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()  # n = 5 raised RuntimeError for FO-FG before the fix
+        assert not pruner.after_backward()
+    with torch.no_grad():
+        assert net(x).shape == (5, 5)
+        keep = graph.keep_masks()
+        out = net.bn1(net.conv1(x))  # masked channels are still zero after pruning ended
+        assert keep[0].all() or out[:, ~keep[0]].abs().max() == 0
+    pruner.finalize()
     assert all(not m._forward_hooks for m in net.modules())
 
 
