@@ -115,7 +115,7 @@ class TaylorPruning(pl.Callback):
         param = next(net.parameters())
         graph = DependencyGraph(net, example.to(device=param.device, dtype=param.dtype))
         kwargs: dict[str, Any] = {}
-        if self.criterion_name in ("taylor_fo_bn", "taylor_fo_fg", "taylor_so", "taylor_fo_weight"):
+        if self.criterion_name in ("taylor_fo_bn", "taylor_fo_bn_sum", "taylor_fo_fg", "taylor_so", "taylor_fo_weight"):
             kwargs["momentum"] = self.momentum
         if self.criterion_name == "random":
             kwargs["seed"] = self.seed

@@ -116,6 +116,10 @@ class ChannelGroup:
         bns: ``(module name, offset)`` of every BatchNorm that normalises them.
         consumers: ``(module name, offset, expand)`` of every conv/linear reading them as input channels.
         gate_points: Where the paper's gate sits for each producer (see :class:`GatePoint`).
+        stream_points: For a residual stream (channels that meet in additions), the outputs of the blocks that end
+            in those additions (after the block's final ReLU): where the reference's shared skip gate sits (spec A.4).
+            Empty for other groups, and when an addition is not the output of a module called once (then the
+            stream cannot be gated by a module hook).
     """
 
     name: str
@@ -124,6 +128,7 @@ class ChannelGroup:
     bns: list[tuple[str, int]] = field(default_factory=list)
     consumers: list[tuple[str, int, int]] = field(default_factory=list)
     gate_points: list[GatePoint] = field(default_factory=list)
+    stream_points: list[GatePoint] = field(default_factory=list)
     var: int = -1
 
     def __repr__(self) -> str:
@@ -219,6 +224,8 @@ class DependencyGraph:
         self._in: dict[str, tuple[list[Seg], int]] = {}
         self._spatial: dict[str, int] = {}  # conv: H_out * W_out; linear: rows per sample
         self._gate_nodes: dict[str, str] = {}  # producer -> module whose output holds its gate
+        self._adds: list[tuple[object, int]] = []  # residual additions: (fx node, channel variable)
+        self._streams: dict[int, list[str | None]] = {}  # channel variable -> module output after each addition
         self._trace(gm)
         self._build_groups()
         self._keep: dict[int, torch.Tensor] = {}
@@ -276,6 +283,44 @@ class DependencyGraph:
             else:
                 result = self._function_rule(node, info, unify, fix, unknown)
             info[node] = result
+        self._find_streams(gm, users_of)
+
+    def _find_streams(self, gm: torch.fx.GraphModule, users_of: Mapping[object, list[object]]) -> None:
+        """For each residual addition, the module whose output is the stream after it (the reference's skip gate).
+
+        From the addition, follow single-user zero-preserving operations (the block's final ReLU) to the stream
+        tensor; its module is the innermost one (in fx's ``nn_module_stack``) that the tensor leaves, called once.
+        """
+        calls: dict[str, int] = {}
+        for node in gm.graph.nodes:
+            for key in node.meta.get("nn_module_stack", {}):
+                base = key.split("@")[0]
+                calls[base] = max(calls.get(base, 0), int(key.split("@")[1]) + 1 if "@" in key else 1)
+
+        def passes(node: object) -> bool:
+            if node.op == "call_module":
+                return isinstance(gm.get_submodule(str(node.target)), _PASS_MODULES)
+            if node.op == "call_method":
+                return node.target in _PASS_METHODS
+            return node.op == "call_function" and node.target in _PASS_FUNCTIONS
+
+        def stack(node: object) -> list[str]:
+            return [k.split("@")[0] for k in node.meta.get("nn_module_stack", {})]
+
+        for add, var in self._adds:
+            end, inside = add, stack(add)
+            while len(users_of.get(end, [])) == 1 and passes(users_of[end][0]):
+                if stack(users_of[end][0])[: len(inside)] != inside:  # not past the block's end (a global pool)
+                    break
+                end = users_of[end][0]
+            module = None
+            for name in reversed(stack(end)):
+                if calls.get(name, 0) != 1:
+                    continue
+                if all(name not in stack(u) for u in users_of.get(end, [])):
+                    module = name
+                break  # only the innermost module called once can have this tensor as its output
+            self._streams.setdefault(var, []).append(module)
 
     def _module_rule(self, node, gm, info, fresh, unify, fix, unknown, users_of) -> _Info | None:  # noqa: ANN001
         name = str(node.target)
@@ -338,6 +383,9 @@ class DependencyGraph:
                 return ops[0]
             if len(ops) == 2 and all(s is not None and len(s) >= 2 for s in shapes):
                 if shapes[0][1] == shapes[1][1] and unify(ops[0], ops[1]):
+                    is_add = target in (operator.add, operator.iadd, torch.add) or target in ("add", "add_")
+                    if is_add and len(ops[0].segs) == 1 and _shape(node) == shapes[0] == shapes[1]:
+                        self._adds.append((node, ops[0].segs[0][0]))
                     return ops[0]
             return unknown(node)
         if target in (torch.flatten, "flatten"):
@@ -439,6 +487,13 @@ class DependencyGraph:
                 if g is not None:
                     g.consumers.append((name, offset, expand))
                 offset += n * expand
+        streams: dict[int, list[str | None]] = {}
+        for var, modules in self._streams.items():
+            streams.setdefault(V.find(var), []).extend(modules)
+        for root, modules in streams.items():
+            g = by_root.get(root)
+            if g is not None and all(m is not None for m in modules):
+                g.stream_points = [GatePoint(m, 0, g.size, False) for m in dict.fromkeys(modules)]
         order = {name: i for i, name in enumerate(self._modules)}
         groups = [g for g in by_root.values() if g.producers]
         groups.sort(key=lambda g: order.get(g.producers[0][0], 0))

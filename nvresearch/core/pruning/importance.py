@@ -38,6 +38,7 @@ __all__ = [
     "RandomImportance",
     "TaylorFO",
     "TaylorFOBN",
+    "TaylorFOBNSum",
     "TaylorFOFG",
     "TaylorFOWeight",
     "TaylorSO",
@@ -201,20 +202,43 @@ class TaylorFO(Importance):
     of the gradient of the batch-mean loss (not a mean of per-example squares, spec E.1), averaged over the window.
     Momentum defaults to the reference's 0.9 (spec E.2).
 
+    A residual stream (channels that meet in additions, one group per ResNet stage) has, with
+    ``residual="skip_gate"`` (the default, as the reference), one gate shared by the outputs of the stage's blocks,
+    after each block's final ReLU (reference ``models/resnet.py``): ``dL/dz`` is the sum over the blocks of
+    ``sum_{n,h,w} a * dL/da`` at their outputs. ``residual="bn_sum"`` instead sums ``gamma * dgamma + beta * dbeta``
+    over the BNs that produce the stream (each block's last BN and the downsample BN), as if each had its own gate
+    tied to the others: an alternative of this library, not the reference's criterion. Groups whose additions are not
+    module outputs (``ChannelGroup.stream_points`` empty) fall back to ``bn_sum``.
+
     Args:
         graph: Dependency graph of the network.
         momentum: ``beta`` across pruning steps.
         bn_closed_form: Use ``gamma * dgamma + beta * dbeta`` at BN gate points (``False``: hook gates everywhere;
             same values, for testing).
+        residual: ``"skip_gate"`` (the reference) or ``"bn_sum"`` for residual streams (see above).
 
     Shape:
         - scores: ``(size,)`` per group.
     """
 
-    def __init__(self, graph: DependencyGraph, momentum: float = PAPER_MOMENTUM, bn_closed_form: bool = True) -> None:
+    def __init__(
+        self,
+        graph: DependencyGraph,
+        momentum: float = PAPER_MOMENTUM,
+        bn_closed_form: bool = True,
+        residual: str = "skip_gate",
+    ) -> None:
         super().__init__(graph, momentum)
-        self._bn_points = [(g.name, gp) for g in graph.groups for gp in g.gate_points if gp.is_bn and bn_closed_form]
-        hooked = [(g.name, gp) for g in graph.groups for gp in g.gate_points if not (gp.is_bn and bn_closed_form)]
+        if residual not in ("skip_gate", "bn_sum"):
+            raise ValueError(f"residual must be 'skip_gate' or 'bn_sum', got {residual!r}")
+        self.residual = residual
+        points = [
+            (g.name, gp)
+            for g in graph.groups
+            for gp in (g.stream_points if residual == "skip_gate" and g.stream_points else g.gate_points)
+        ]
+        self._bn_points = [(name, gp) for name, gp in points if gp.is_bn and bn_closed_form]
+        hooked = [(name, gp) for name, gp in points if not (gp.is_bn and bn_closed_form)]
         self._gates = _Gates(self, hooked) if hooked else None
 
     def gate_gradients(self) -> dict[str, torch.Tensor]:
@@ -243,6 +267,18 @@ class TaylorFO(Importance):
 
 #: The paper's name for :class:`TaylorFO` with gates after BN (Table 3).
 TaylorFOBN = TaylorFO
+
+
+class TaylorFOBNSum(TaylorFO):
+    """:class:`TaylorFO` with ``residual="bn_sum"``: residual streams scored by the sum of ``gamma * dgamma +
+    beta * dbeta`` over the BNs producing them (this library's earlier default; not the reference's skip gate).
+
+    Shape:
+        - scores: ``(size,)`` per group.
+    """
+
+    def __init__(self, graph: DependencyGraph, momentum: float = PAPER_MOMENTUM, bn_closed_form: bool = True) -> None:
+        super().__init__(graph, momentum, bn_closed_form, residual="bn_sum")
 
 
 class TaylorFOFG(Importance):
@@ -449,7 +485,8 @@ class RandomImportance(Importance):
 
 #: Criterion names accepted by :func:`make_criterion` (and the configs), with the reference method id.
 CRITERIA: dict[str, type[Importance]] = {
-    "taylor_fo_bn": TaylorFO,  # 22 / 31
+    "taylor_fo_bn": TaylorFO,  # 22 / 31; residual streams: the shared skip gate (22)
+    "taylor_fo_bn_sum": TaylorFOBNSum,  # 31 summed over a residual stream's BNs (not in the reference)
     "taylor_fo_fg": TaylorFOFG,  # 23
     "taylor_so": TaylorSO,  # 11
     "taylor_fo_weight": TaylorFOWeight,  # 0

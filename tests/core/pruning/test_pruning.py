@@ -377,8 +377,79 @@ def test_resnet_groups_follow_the_residual_stream() -> None:
         "layer2.0.conv1",
         "layer2.0.downsample.0",
     }
-    assert all(gp.is_bn for gp in stage.gate_points)  # the shared skip gate: after every BN of the stage
+    assert all(gp.is_bn for gp in stage.gate_points)  # the BNs producing the stream (taylor_fo_bn_sum)
+    # the reference's shared skip gate: after each block's final ReLU, i.e. on every block's output
+    assert [gp.module for gp in stage.stream_points] == ["layer1.0", "layer1.1", "layer1.2"]
+    last = next(g for g in graph.groups if g.name == "layer4.0.conv3")
+    assert [gp.module for gp in last.stream_points] == ["layer4.0", "layer4.1", "layer4.2"]  # not the global pool
+    assert not any(g.stream_points for g in graph.groups if "conv3" not in g.name)
     assert stage.size == 256
+
+
+class _Block(nn.Module):
+    """Basic residual block; the stage's shared skip gate (if given) scales its output after the final ReLU."""
+
+    def __init__(self, cin: int, cout: int, gate: nn.Module | None) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+        self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)) if cin != cout else None
+        self.relu = nn.ReLU()
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out = self.relu(out + (self.down(x) if self.down is not None else x))
+        return self.gate(out) if self.gate is not None else out
+
+
+class _TinyResNet(nn.Module):
+    def __init__(self, gated: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+        self.skip_gate = Gate(6) if gated else None  # one per stage, shared by its blocks (reference resnet.py)
+        self.blocks = nn.Sequential(_Block(4, 6, self.skip_gate), _Block(6, 6, self.skip_gate))
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def test_taylor_fo_bn_residual_stream_equals_official_skip_gate() -> None:
+    torch.manual_seed(0)
+    gated = _TinyResNet(gated=True).double()
+    with torch.no_grad():
+        for m in gated.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    plain = _TinyResNet().double()
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if "gate" not in k})
+    graph = _graph(plain)
+    stream = next(g for g in graph.groups if g.stream_points)
+    assert [gp.module for gp in stream.stream_points] == ["blocks.0", "blocks.1"] and stream.size == 6
+    skip, bn_sum = TaylorFO(graph), make_criterion("taylor_fo_bn_sum", graph)
+    default = make_criterion("taylor_fo_bn", graph)
+    assert default.residual == "skip_gate"  # the reference's criterion is the default
+    default.remove()
+    expected_window = torch.zeros(6, dtype=torch.float64)
+    for seed in (1, 2):
+        _backward(gated, seed)
+        expected_window += gated.skip_gate.weight.grad.square() / 2  # (z * dL/dz)^2 per minibatch, window mean
+        _backward(plain, seed)
+        skip.accumulate()
+        bn_sum.accumulate()
+    assert expected_window.abs().max() > 1e-8
+    scores, other = skip.scores(), bn_sum.scores()
+    torch.testing.assert_close(scores[stream.name], expected_window.float(), rtol=1e-5, atol=1e-12)
+    assert not torch.allclose(other[stream.name], scores[stream.name], rtol=1e-2)  # bn_sum is another criterion
+    for g in graph.groups:  # other groups: the same gate-after-BN scores under both
+        if g is not stream:
+            torch.testing.assert_close(scores[g.name], other[g.name])
+    skip.remove()
+    assert all(not m._forward_hooks for m in plain.modules())
+    with pytest.raises(ValueError, match="residual"):
+        TaylorFO(graph, residual="nosuch")
 
 
 def test_sequential_concat_depthwise_grouped_and_reuse() -> None:
