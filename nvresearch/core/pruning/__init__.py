@@ -9,6 +9,7 @@ from nvresearch.core.pruning.flops import count_macs_and_params
 from nvresearch.core.pruning.graph import ChannelGroup, DependencyGraph, GatePoint
 from nvresearch.core.pruning.importance import (
     CRITERIA,
+    OBD,
     PAPER_MOMENTUM,
     BNScale,
     Importance,
@@ -18,6 +19,7 @@ from nvresearch.core.pruning.importance import (
     TaylorFOBNSum,
     TaylorFOFG,
     TaylorFOWeight,
+    TaylorOutput,
     TaylorSO,
     WeightMagnitude,
     make_criterion,
@@ -32,6 +34,7 @@ __all__ = [
     "ChannelGroup",
     "DependencyGraph",
     "GatePoint",
+    "OBD",
     "Importance",
     "PruneRecord",
     "PruneTarget",
@@ -42,6 +45,7 @@ __all__ = [
     "TaylorFOBNSum",
     "TaylorFOFG",
     "TaylorFOWeight",
+    "TaylorOutput",
     "TaylorSO",
     "WeightMagnitude",
     "count_macs_and_params",

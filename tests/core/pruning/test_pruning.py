@@ -686,6 +686,99 @@ def test_criterion_hooks_detached_when_pruning_ends(criterion: str) -> None:
     assert all(not m._forward_hooks for m in net.modules())
 
 
+def test_obd_equals_gate_hessian_diagonal() -> None:
+    gated = _make_net(gated=True)
+    plain = _make_net(gated=False)
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if "gate" not in k})
+    crit = make_criterion("obd", _graph(plain))
+    x, y = _batch(4)
+    gates = (gated.gate1.weight, gated.gate2.weight)
+    grads = torch.autograd.grad(nn.functional.cross_entropy(gated(x), y), gates, create_graph=True)
+    crit.accumulate(nn.functional.cross_entropy(plain(x), y))
+    for group, gate, g in zip(("conv1", "conv2"), gates, grads, strict=True):
+        hzz = torch.stack([torch.autograd.grad(g[c], gate, retain_graph=True)[0][c] for c in range(g.numel())])
+        assert (hzz < 0).any() or hzz.abs().max() > 1e-8
+        torch.testing.assert_close(crit.scores()[group], (gate * hzz).detach().float(), rtol=1e-5, atol=1e-12)
+    crit.remove()
+
+
+def test_taylor_output_mean_abs_normalised_per_layer() -> None:
+    plain = _make_net()
+    crit = make_criterion("taylor_output", _graph(plain))
+    x, y = _batch(5, n=4)
+    nn.functional.cross_entropy(plain(x), y).backward()
+    crit.accumulate()
+    a = plain.bn2(plain.conv2(torch.relu(plain.bn1(plain.conv1(x)))))  # the gate point: conv2's BN output
+    (grad,) = torch.autograd.grad(nn.functional.cross_entropy(plain.fc(torch.relu(a).mean((2, 3))), y), a)
+    raw = (a * grad).abs().mean((0, 2, 3))  # |a dL/da| per element, mean over n, h, w (ICLR 2017)
+    expected = raw / (raw.norm() + 1e-8)
+    assert not torch.allclose(raw, expected)
+    torch.testing.assert_close(crit.scores()["conv2"], expected.detach().float(), rtol=1e-5, atol=1e-9)
+    crit.remove()
+    assert all(not m._forward_hooks for m in plain.modules())
+
+
+def test_static_criteria_take_momentum() -> None:
+    net = _make_net()
+    graph = _graph(net)
+    crit = WeightMagnitude(graph, momentum=0.5)
+    first = crit.step()["conv1"]
+    with torch.no_grad():
+        net.conv1.weight.mul_(2.0)
+    torch.testing.assert_close(crit.step()["conv1"], 0.5 * first + 0.5 * 4.0 * first)
+    assert BNScale(graph, momentum=0.9).momentum == 0.9 and RandomImportance(graph, momentum=0.9).momentum == 0.9
+
+
+class _FixedScores(RandomImportance):
+    values = {"conv1": torch.tensor([10.0, 20, 30, 40]), "conv2": torch.tensor([1.0, 2, 3, 4, 5, 6])}
+
+    def __init__(self, graph: DependencyGraph) -> None:
+        super().__init__(graph)
+        self.steps = 0
+
+    def _static(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.values.items()}
+
+    def step(self) -> dict[str, torch.Tensor]:
+        self.steps += 1
+        return super().step()
+
+
+def test_engine_l2_normalisation_threshold_and_fixed_criteria() -> None:
+    net = _make_net()
+    removed = {}
+    for l2 in (False, True):
+        graph = _graph(net)
+        pruner = Pruner(graph, _FixedScores(graph), PruneTarget(channels=3), 3, 1, l2_normalization_per_layer=l2)
+        pruner.prune_step()
+        removed[l2] = [(~k).nonzero().flatten().tolist() for k in graph.keep_masks()]
+        pruner.detach()
+    assert removed[False] == [[], [0, 1, 2]]  # raw scores: the small layer goes first
+    assert removed[True] == [[0], [0, 1]]  # per-layer l2: 0.105, 0.183, 0.210 are the lowest
+    # pruning_threshold: no step while the mean loss since the last step exceeds it
+    for threshold, steps in ((0.01, 0), (100.0, 2)):
+        graph = _graph(net)
+        pruner = Pruner(graph, _FixedScores(graph), PruneTarget(steps=5), 1, 2, pruning_threshold=threshold)
+        ran = [pruner.after_backward(_backward(net, it)) for it in range(5)]
+        assert sum(ran) == steps and pruner.skipped == 2 - steps
+        pruner.detach()
+    with pytest.raises(ValueError, match="pruning_threshold"):
+        graph = _graph(net)
+        pruner = Pruner(graph, _FixedScores(graph), PruneTarget(steps=5), 1, 1, pruning_threshold=1.0)
+        pruner.after_backward()
+        pruner.after_backward()
+    pruner.detach()
+    # fixed_criteria: scored once, at the first step
+    graph = _graph(net)
+    crit = _FixedScores(graph)
+    pruner = Pruner(graph, crit, PruneTarget(steps=3), 1, 1, fixed_criteria=True)
+    for it in range(4):
+        pruner.after_backward(_backward(net, it))
+    assert crit.steps == 1 and len(pruner.history) == 3
+    assert [(~k).nonzero().flatten().tolist() for k in graph.keep_masks()] == [[], [0, 1, 2]]
+    pruner.detach()
+
+
 def test_macs_tiny_net_exact() -> None:
     net = _make_net()
     macs, params = count_macs_and_params(net, (2, 3, 6, 6), bn_term=False)
