@@ -69,6 +69,13 @@ _PASS_FUNCTIONS: set[object] = {
     torch.nn.functional.max_pool2d_with_indices,
 }
 _PASS_METHODS = {"relu", "relu_", "tanh", "contiguous", "clone", "detach"}
+# Channel-wise but not zero-preserving (sigmoid(0) = 1/2): their channels may only end in a product with a
+# zero-preserving tensor of the same channels (squeeze-excitation), where a removed channel is zero either way.
+_NONZERO_MODULES: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Hardsigmoid)
+_NONZERO_FUNCTIONS: set[object] = {torch.sigmoid, F.sigmoid, F.hardsigmoid}
+_NONZERO_METHODS = {"sigmoid"}
+# Modules that are zero-preserving per channel and are identified by name (torchvision.ops is not imported here).
+_PASS_MODULE_NAMES = {"StochasticDepth"}
 _BINARY = {operator.add, operator.iadd, operator.sub, operator.mul, operator.imul, torch.add, torch.sub, torch.mul}
 _BINARY_METHODS = {"add", "add_", "sub", "mul", "mul_"}
 
@@ -177,6 +184,7 @@ class _Vars:
 class _Info:
     segs: list[Seg]
     expand: int = 1  # elements per channel along dim 1 (after a flatten)
+    nonzero: bool = False  # a removed channel is not zero here (after a sigmoid): only a product may consume it
 
 
 def _shape(node: object) -> tuple[int, ...] | None:
@@ -328,6 +336,13 @@ class DependencyGraph:
         src = info.get(node.args[0]) if node.args and hasattr(node.args[0], "op") else None
         in_shape = _shape(node.args[0]) if node.args else None
         out_shape = _shape(node)
+        if isinstance(mod, _NONZERO_MODULES) and src is not None and len(node.args) == 1:
+            return _Info(list(src.segs), src.expand, nonzero=True)
+        if isinstance(mod, _PASS_MODULES) or type(mod).__name__ in _PASS_MODULE_NAMES:
+            return src if src is not None else fresh(node, fixed=True)
+        if src is not None and src.nonzero:  # a removed channel would be non-zero here: keep these channels
+            fix(src)
+            src.nonzero = False
         if isinstance(mod, nn.Conv2d):
             if src is None or src.expand != 1 or len(node.args) != 1:
                 return unknown(node)
@@ -376,18 +391,33 @@ class DependencyGraph:
             return None
         if target in _PASS_FUNCTIONS or (node.op == "call_method" and target in _PASS_METHODS):
             return first if first is not None else unknown(node)
+        if target in _NONZERO_FUNCTIONS or (node.op == "call_method" and target in _NONZERO_METHODS):
+            return _Info(list(first.segs), first.expand, nonzero=True) if first is not None else unknown(node)
         if target in _BINARY or (node.op == "call_method" and target in _BINARY_METHODS):
             ops = [o for o in (info.get(a) for a in args[:2] if hasattr(a, "op")) if o is not None]
             shapes = [_shape(a) for a in args[:2] if hasattr(a, "op")]
+            is_mul = target in (operator.mul, operator.imul, torch.mul) or target in ("mul", "mul_")
+            if any(o.nonzero for o in ops) and not (is_mul and len(ops) == 2 and not all(o.nonzero for o in ops)):
+                for o in ops:  # a removed channel would not be zero after this: keep these channels
+                    if o.nonzero:
+                        fix(o)
+                        o.nonzero = False
             if len(ops) == 1 and len(shapes) == 1:
                 return ops[0]
             if len(ops) == 2 and all(s is not None and len(s) >= 2 for s in shapes):
                 if shapes[0][1] == shapes[1][1] and unify(ops[0], ops[1]):
+                    if is_mul:  # zero times a sigmoid is zero
+                        return next(o for o in ops if not o.nonzero)
                     is_add = target in (operator.add, operator.iadd, torch.add) or target in ("add", "add_")
                     if is_add and len(ops[0].segs) == 1 and _shape(node) == shapes[0] == shapes[1]:
                         self._adds.append((node, ops[0].segs[0][0]))
                     return ops[0]
             return unknown(node)
+        flat = [x for a in args for x in (a if isinstance(a, (list, tuple)) else [a]) if hasattr(x, "op")]
+        for i in (info.get(a) for a in flat):
+            if i is not None and i.nonzero:  # a removed channel would be non-zero here: keep these channels
+                fix(i)
+                i.nonzero = False
         if target in (torch.flatten, "flatten"):
             start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0 if target is torch.flatten else 0)
             return self._flatten(node, first, _shape(args[0]), _shape(node), int(start), unknown)

@@ -309,10 +309,13 @@ def _random_keep(graph: DependencyGraph, frac: float, seed: int) -> list[torch.T
     return keep
 
 
-def _check_surgery(model: nn.Module, x: torch.Tensor, frac: float = 0.4) -> tuple[DependencyGraph, nn.Module]:
+def _check_surgery(
+    model: nn.Module, x: torch.Tensor, frac: float = 0.4, graph: DependencyGraph | None = None
+) -> tuple[DependencyGraph, nn.Module]:
     model.eval()
-    graph = DependencyGraph(model, x)
-    graph.set_keep(_random_keep(graph, frac, seed=1))
+    if graph is None:
+        graph = DependencyGraph(model, x)
+        graph.set_keep(_random_keep(graph, frac, seed=1))
     with torch.no_grad():
         full = model(x)
         with graph.masked():
@@ -359,6 +362,44 @@ def test_torchvision_groups_and_surgery_equal_masked(arch: str, n_groups: int, n
     assert len(graph.groups) == n_groups and graph.num_channels == n_channels
     names = {g.name for g in graph.groups}
     assert not any("fc" == n or n.startswith("classifier.6") for n in names)  # the classifier output is fixed
+
+
+@pytest.mark.parametrize("arch", ["efficientnet_b0"])
+def test_prunes_to_60_percent_of_the_macs_with_surgery_equal_to_masking(arch: str) -> None:
+    """Squeeze-excitation (sigmoid-scaled channels) and stochastic depth no longer fix the channels they touch."""
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(num_classes=7).eval()
+    _bn_stats(model)
+    x = torch.randn(2, 3, 32, 32)
+    graph = DependencyGraph(model, x)
+    pruner = Pruner(graph, RandomImportance(graph), PruneTarget(macs_ratio=0.6), prune_per_step=200, frequency=1)
+    while not pruner.done:
+        pruner.prune_step()
+    assert graph.count()[0] <= 0.6 * pruner.full_macs
+    pruner.detach()
+    _check_surgery(model, x, graph=graph)
+
+
+def test_sigmoid_channels_only_prunable_through_a_product() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc1, self.fc2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+            self.gated = nn.Conv2d(3, 6, 1)  # its sigmoid output reaches a conv: a removed channel would be 1/2
+            self.head = nn.Conv2d(14, 5, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.conv(x))
+            y = y * torch.sigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3), keepdim=True)))))  # squeeze-excitation
+            z = torch.sigmoid(self.gated(x))
+            return self.head(torch.cat([y, z], 1)).mean((2, 3))
+
+    torch.manual_seed(0)
+    graph, _ = _check_surgery(Net(), torch.randn(2, 3, 6, 6), frac=0.3)
+    groups = {g.name: g for g in graph.groups}
+    assert set(groups) == {"conv", "fc1"}  # fc2 joins conv's group; "gated" is fixed
+    assert {p for p, _ in groups["conv"].producers} == {"conv", "fc2"}
 
 
 def test_resnet_groups_follow_the_residual_stream() -> None:
