@@ -185,6 +185,7 @@ class _Info:
     segs: list[Seg]
     expand: int = 1  # elements per channel along dim 1 (after a flatten)
     nonzero: bool = False  # a removed channel is not zero here (after a sigmoid): only a product may consume it
+    last: bool = False  # channels on the last dim (channels-last after a permute, ConvNeXt's Linear layers)
 
 
 def _shape(node: object) -> tuple[int, ...] | None:
@@ -255,7 +256,7 @@ class DependencyGraph:
             return _Info([(V.new(shape[1], fixed=fixed), shape[1])])
 
         def unify(a: _Info, b: _Info) -> bool:
-            if [n for _, n in a.segs] != [n for _, n in b.segs] or a.expand != b.expand:
+            if [n for _, n in a.segs] != [n for _, n in b.segs] or a.expand != b.expand or a.last != b.last:
                 return False
             for (va, _), (vb, _) in zip(a.segs, b.segs, strict=True):
                 V.union(va, vb)
@@ -340,6 +341,12 @@ class DependencyGraph:
             return _Info(list(src.segs), src.expand, nonzero=True)
         if isinstance(mod, _PASS_MODULES) or type(mod).__name__ in _PASS_MODULE_NAMES:
             return src if src is not None else fresh(node, fixed=True)
+        if src is not None and src.last and not isinstance(mod, nn.Linear):
+            if out_shape is None or len(out_shape) != 4 or out_shape != in_shape:
+                return unknown(node)
+            # LayerNorm over channels (ConvNeXt) mixes them: its channels are kept, but they stay channels-last
+            fix(src)
+            return _Info([(self._vars.new(out_shape[-1], fixed=True), out_shape[-1])], last=True)
         if src is not None and src.nonzero:  # a removed channel would be non-zero here: keep these channels
             fix(src)
             src.nonzero = False
@@ -361,12 +368,15 @@ class DependencyGraph:
             self._gate_nodes[name] = self._gate_after(node, gm, users_of)
             return out
         if isinstance(mod, nn.Linear):
-            if src is None or in_shape is None or len(in_shape) != 2 or len(node.args) != 1:
+            if src is None or in_shape is None or len(node.args) != 1 or out_shape is None:
                 return unknown(node)
-            self._spatial[name] = 1
+            if len(in_shape) != 2 and not (src.last and src.expand == 1):
+                return unknown(node)
+            self._spatial[name] = _prod(out_shape[1:-1])  # rows per sample (positions of a channels-last map)
             self._record_in(name, src, unify)
             self._gate_nodes[name] = self._gate_after(node, gm, users_of)
-            return self._record_out(name, fresh(node, fixed=False), unify)
+            n = out_shape[-1]
+            return self._record_out(name, _Info([(self._vars.new(n), n)], last=len(out_shape) > 2), unify)
         if isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
             if src is None or src.expand != 1:
                 return unknown(node)
@@ -391,6 +401,17 @@ class DependencyGraph:
             return None
         if target in _PASS_FUNCTIONS or (node.op == "call_method" and target in _PASS_METHODS):
             return first if first is not None else unknown(node)
+        if getattr(target, "__name__", "") == "stochastic_depth" and first is not None and not first.last:
+            return first if first is not None else unknown(node)
+        if target is torch.permute or (node.op == "call_method" and target == "permute"):
+            dims = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+            dims = tuple(dims) or tuple(node.kwargs.get("dims", ()))
+            if first is not None and first.expand == 1 and not first.nonzero:
+                if dims == (0, 2, 3, 1) and not first.last:
+                    return _Info(list(first.segs), last=True)
+                if dims == (0, 3, 1, 2) and first.last:
+                    return _Info(list(first.segs))
+            return unknown(node)
         if target in _NONZERO_FUNCTIONS or (node.op == "call_method" and target in _NONZERO_METHODS):
             return _Info(list(first.segs), first.expand, nonzero=True) if first is not None else unknown(node)
         if target in _BINARY or (node.op == "call_method" and target in _BINARY_METHODS):
@@ -414,6 +435,8 @@ class DependencyGraph:
                     return ops[0]
             return unknown(node)
         flat = [x for a in args for x in (a if isinstance(a, (list, tuple)) else [a]) if hasattr(x, "op")]
+        if any(i is not None and i.last for i in (info.get(a) for a in flat)):
+            return unknown(node)
         for i in (info.get(a) for a in flat):
             if i is not None and i.nonzero:  # a removed channel would be non-zero here: keep these channels
                 fix(i)
@@ -611,7 +634,7 @@ class DependencyGraph:
             mask = self._output_masks().get(name)
             if mask is None:
                 return None
-            shape = [1, -1] + [1] * (out.dim() - 2)
+            shape = [1] * (out.dim() - 1) + [-1] if isinstance(_m, nn.Linear) else [1, -1] + [1] * (out.dim() - 2)
             return out * mask.to(device=out.device, dtype=out.dtype).view(shape)
 
         return hook

@@ -184,7 +184,7 @@ class _Gates:
                 pos = gp.offset + gp.length
             if out.shape[1] > pos:
                 pieces.append(torch.ones(out.shape[1] - pos, device=out.device, dtype=out.dtype))
-            shape = [1, -1] + [1] * (out.dim() - 2)
+            shape = [1] * (out.dim() - 1) + [-1] if isinstance(_m, nn.Linear) else [1, -1] + [1] * (out.dim() - 2)
             return out * torch.cat(pieces).view(shape)
 
         return hook

@@ -364,12 +364,17 @@ def test_torchvision_groups_and_surgery_equal_masked(arch: str, n_groups: int, n
     assert not any("fc" == n or n.startswith("classifier.6") for n in names)  # the classifier output is fixed
 
 
-@pytest.mark.parametrize("arch", ["efficientnet_b0"])
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "convnext_tiny"])
 def test_prunes_to_60_percent_of_the_macs_with_surgery_equal_to_masking(arch: str) -> None:
-    """Squeeze-excitation (sigmoid-scaled channels) and stochastic depth no longer fix the channels they touch."""
+    """Squeeze-excitation (sigmoid-scaled channels), stochastic depth, channels-last Linear layers after a permute and
+    LayerNorm over channels (ConvNeXt: its MLP hidden channels are prunable) no longer stop pruning."""
     torch.manual_seed(0)
     model = getattr(torchvision.models, arch)(num_classes=7).eval()
     _bn_stats(model)
+    with torch.no_grad():  # ConvNeXt's layer scale starts at 1e-6: the blocks would barely change the output
+        for name, p in model.named_parameters():
+            if name.endswith("layer_scale"):
+                p.uniform_(0.5, 1.5)
     x = torch.randn(2, 3, 32, 32)
     graph = DependencyGraph(model, x)
     pruner = Pruner(graph, RandomImportance(graph), PruneTarget(macs_ratio=0.6), prune_per_step=200, frequency=1)
