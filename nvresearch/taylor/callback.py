@@ -84,8 +84,8 @@ class TaylorPruning(pl.Callback):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if criterion == "taylor_so":
-            raise ValueError("taylor_so needs the loss graph at accumulate time; use nvresearch.core.pruning.prune()")
+        if criterion in ("taylor_so", "obd"):
+            raise ValueError(f"{criterion} needs the loss graph when accumulating; use nvresearch.core.pruning.prune()")
         self.criterion_name = criterion
         self.target = PruneTarget(target_channels, target_macs_ratio, target_params_ratio, max_steps)
         self.prune_per_step, self.frequency = int(prune_per_step), int(frequency)
@@ -115,7 +115,8 @@ class TaylorPruning(pl.Callback):
         param = next(net.parameters())
         graph = DependencyGraph(net, example.to(device=param.device, dtype=param.dtype))
         kwargs: dict[str, Any] = {}
-        if self.criterion_name in ("taylor_fo_bn", "taylor_fo_fg", "taylor_so", "taylor_fo_weight"):
+        data_driven = ("taylor_fo_bn", "taylor_fo_bn_sum", "taylor_fo_fg", "taylor_output", "taylor_fo_weight")
+        if self.criterion_name in data_driven:
             kwargs["momentum"] = self.momentum
         if self.criterion_name == "random":
             kwargs["seed"] = self.seed

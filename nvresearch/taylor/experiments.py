@@ -19,7 +19,7 @@ from torch import nn
 from nvresearch.core.pruning import DependencyGraph, PruneTarget, make_criterion, oracle_importance, prune
 from nvresearch.core.pruning.oracle import rank_correlation
 from nvresearch.taylor.data import Digits
-from nvresearch.taylor.models import DigitsCNN, LeNet3
+from nvresearch.taylor.models import DigitsCNN, LeNet3, torchvision_classifier
 
 __all__ = [
     "correlation_study",
@@ -42,11 +42,19 @@ def digits_batches(split: str, batch_size: int, size: int = 8, seed: int = 0, sh
 
 
 def build(arch: str) -> tuple[nn.Module, int]:
-    """``("cnn" | "lenet") -> (network, input side)``."""
+    """``("cnn" | "lenet" | "resnet18") -> (network, input side)``.
+
+    ``resnet18`` is torchvision's ResNet-18 with a one-channel 3x3 stride-1 stem and no max-pooling, on the 8x8
+    digits: a residual network whose stage streams are pruning groups (the skip-gate criterion's CPU setting).
+    """
     if arch == "cnn":
         return DigitsCNN(), 8
     if arch == "lenet":
         return LeNet3(in_channels=1, num_classes=10, input_size=28), 28
+    if arch == "resnet18":
+        model = torchvision_classifier("resnet18", num_classes=10, cifar_stem=True)
+        model.conv1 = nn.Conv2d(1, 64, 3, padding=1, bias=False)
+        return model, 8
     raise ValueError(f"unknown arch {arch!r}")
 
 

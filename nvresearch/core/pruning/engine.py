@@ -70,6 +70,13 @@ class Pruner:
         prune_per_step: Channels removed per pruning step (the reference's ``prune_per_iteration``; 100 on ImageNet).
         frequency: Minibatches between pruning steps (30 on ImageNet).
         bn_term: MAC convention (see :func:`~nvresearch.core.pruning.flops.count_macs_and_params`).
+        l2_normalization_per_layer: Divide each group's scores by their l2 norm (``+ 1e-8``) before the global
+            ranking (the reference's ``l2_normalization_per_layer``; off in all its configs).
+        pruning_threshold: Skip a pruning step (the window keeps accumulating) while the mean training loss since
+            the last step exceeds this (the reference's ``pruning_threshold``; 100 there means off). Needs the loss
+            in :meth:`after_backward`.
+        fixed_criteria: Estimate the scores once, at the first pruning step, and rank every later step on them
+            (the reference's ``fixed_criteria``); the criterion stops accumulating after that step.
     """
 
     def __init__(
@@ -80,6 +87,9 @@ class Pruner:
         prune_per_step: int = 100,
         frequency: int = 30,
         bn_term: bool = True,
+        l2_normalization_per_layer: bool = False,
+        pruning_threshold: float | None = None,
+        fixed_criteria: bool = False,
     ) -> None:
         if prune_per_step < 1 or frequency < 1:
             raise ValueError("prune_per_step and frequency must be positive")
@@ -91,6 +101,12 @@ class Pruner:
         self.prune_per_step = int(prune_per_step)
         self.frequency = int(frequency)
         self.bn_term = bn_term
+        self.l2_normalization_per_layer = bool(l2_normalization_per_layer)
+        self.pruning_threshold = pruning_threshold
+        self.fixed_criteria = bool(fixed_criteria)
+        self._fixed: dict[str, torch.Tensor] | None = None
+        self._loss_sum, self._loss_count = 0.0, 0
+        self.skipped = 0
         self.iteration = 0
         self.history: list[PruneRecord] = []
         self.full_macs, self.full_params = graph.count(bn_term=bn_term)
@@ -124,19 +140,37 @@ class Pruner:
         """
         if self.done:
             return False
-        self.criterion.accumulate(loss)
+        if self._fixed is None:
+            self.criterion.accumulate(loss)
+        if loss is not None:
+            self._loss_sum += float(loss.detach())
+            self._loss_count += 1
         ran = False
         if self.iteration % self.frequency == 0 and self.iteration != 0:
-            self.prune_step()
-            ran = True
+            mean_loss = self._loss_sum / max(self._loss_count, 1)
+            if self.pruning_threshold is not None and self._loss_count == 0:
+                raise ValueError("pruning_threshold needs the loss: call after_backward(loss)")
+            if self.pruning_threshold is not None and mean_loss > self.pruning_threshold:
+                self.skipped += 1  # the loss is too high to prune now (reference pruning_engine.py)
+            else:
+                self.prune_step()
+                ran = True
+            self._loss_sum, self._loss_count = 0.0, 0
         self.iteration += 1
         return ran
 
     @torch.no_grad()
     def prune_step(self) -> int:
         """One pruning step: remove the lowest-scoring channels globally; returns how many were removed."""
-        scores = self.criterion.step()
+        if self._fixed is not None:
+            scores = self._fixed
+        else:
+            scores = self.criterion.step()
+            if self.fixed_criteria:
+                self._fixed = scores
         groups = self.graph.groups
+        if self.l2_normalization_per_layer:
+            scores = {name: v / (v.float().norm() + 1e-8) for name, v in scores.items()}
         flat = torch.cat([scores[g.name].detach().float().cpu().flatten() for g in groups])
         alive = torch.cat(self.graph.keep_masks())
         flat[~alive] = float("inf")  # already removed: stay removed (spec E.6)
@@ -179,6 +213,9 @@ class Pruner:
         self.history.append(PruneRecord(self.iteration, removed, macs, params, per_group))
         if self._reached(macs, params, removed) or n_candidates == n:
             self.done = True
+            # the criterion's hooks (gates, FO-FG's per-example recorders) must not outlive pruning: they would keep
+            # recording every later minibatch and break on one of another size; the masks stay until finalize
+            self.criterion.remove()
         return n
 
     def finalize(self, model: nn.Module | None = None) -> nn.Module:
@@ -207,6 +244,8 @@ class Pruner:
         self.iteration = int(state["iteration"])
         self.done = bool(state["done"])
         self.history = [PruneRecord(**r) for r in state["history"]]
+        if self.done:  # a run resumed after pruning ended: no criterion hooks (see prune_step)
+            self.criterion.remove()
 
 
 def prune(

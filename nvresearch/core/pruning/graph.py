@@ -69,6 +69,13 @@ _PASS_FUNCTIONS: set[object] = {
     torch.nn.functional.max_pool2d_with_indices,
 }
 _PASS_METHODS = {"relu", "relu_", "tanh", "contiguous", "clone", "detach"}
+# Channel-wise but not zero-preserving (sigmoid(0) = 1/2): their channels may only end in a product with a
+# zero-preserving tensor of the same channels (squeeze-excitation), where a removed channel is zero either way.
+_NONZERO_MODULES: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Hardsigmoid)
+_NONZERO_FUNCTIONS: set[object] = {torch.sigmoid, F.sigmoid, F.hardsigmoid}
+_NONZERO_METHODS = {"sigmoid"}
+# Modules that are zero-preserving per channel and are identified by name (torchvision.ops is not imported here).
+_PASS_MODULE_NAMES = {"StochasticDepth"}
 _BINARY = {operator.add, operator.iadd, operator.sub, operator.mul, operator.imul, torch.add, torch.sub, torch.mul}
 _BINARY_METHODS = {"add", "add_", "sub", "mul", "mul_"}
 
@@ -116,6 +123,10 @@ class ChannelGroup:
         bns: ``(module name, offset)`` of every BatchNorm that normalises them.
         consumers: ``(module name, offset, expand)`` of every conv/linear reading them as input channels.
         gate_points: Where the paper's gate sits for each producer (see :class:`GatePoint`).
+        stream_points: For a residual stream (channels that meet in additions), the outputs of the blocks that end
+            in those additions (after the block's final ReLU): where the reference's shared skip gate sits (spec A.4).
+            Empty for other groups, and when an addition is not the output of a module called once (then the
+            stream cannot be gated by a module hook).
     """
 
     name: str
@@ -124,6 +135,7 @@ class ChannelGroup:
     bns: list[tuple[str, int]] = field(default_factory=list)
     consumers: list[tuple[str, int, int]] = field(default_factory=list)
     gate_points: list[GatePoint] = field(default_factory=list)
+    stream_points: list[GatePoint] = field(default_factory=list)
     var: int = -1
 
     def __repr__(self) -> str:
@@ -172,6 +184,8 @@ class _Vars:
 class _Info:
     segs: list[Seg]
     expand: int = 1  # elements per channel along dim 1 (after a flatten)
+    nonzero: bool = False  # a removed channel is not zero here (after a sigmoid): only a product may consume it
+    last: bool = False  # channels on the last dim (channels-last after a permute, ConvNeXt's Linear layers)
 
 
 def _shape(node: object) -> tuple[int, ...] | None:
@@ -219,6 +233,8 @@ class DependencyGraph:
         self._in: dict[str, tuple[list[Seg], int]] = {}
         self._spatial: dict[str, int] = {}  # conv: H_out * W_out; linear: rows per sample
         self._gate_nodes: dict[str, str] = {}  # producer -> module whose output holds its gate
+        self._adds: list[tuple[object, int]] = []  # residual additions: (fx node, channel variable)
+        self._streams: dict[int, list[str | None]] = {}  # channel variable -> module output after each addition
         self._trace(gm)
         self._build_groups()
         self._keep: dict[int, torch.Tensor] = {}
@@ -240,7 +256,7 @@ class DependencyGraph:
             return _Info([(V.new(shape[1], fixed=fixed), shape[1])])
 
         def unify(a: _Info, b: _Info) -> bool:
-            if [n for _, n in a.segs] != [n for _, n in b.segs] or a.expand != b.expand:
+            if [n for _, n in a.segs] != [n for _, n in b.segs] or a.expand != b.expand or a.last != b.last:
                 return False
             for (va, _), (vb, _) in zip(a.segs, b.segs, strict=True):
                 V.union(va, vb)
@@ -276,6 +292,44 @@ class DependencyGraph:
             else:
                 result = self._function_rule(node, info, unify, fix, unknown)
             info[node] = result
+        self._find_streams(gm, users_of)
+
+    def _find_streams(self, gm: torch.fx.GraphModule, users_of: Mapping[object, list[object]]) -> None:
+        """For each residual addition, the module whose output is the stream after it (the reference's skip gate).
+
+        From the addition, follow single-user zero-preserving operations (the block's final ReLU) to the stream
+        tensor; its module is the innermost one (in fx's ``nn_module_stack``) that the tensor leaves, called once.
+        """
+        calls: dict[str, int] = {}
+        for node in gm.graph.nodes:
+            for key in node.meta.get("nn_module_stack", {}):
+                base = key.split("@")[0]
+                calls[base] = max(calls.get(base, 0), int(key.split("@")[1]) + 1 if "@" in key else 1)
+
+        def passes(node: object) -> bool:
+            if node.op == "call_module":
+                return isinstance(gm.get_submodule(str(node.target)), _PASS_MODULES)
+            if node.op == "call_method":
+                return node.target in _PASS_METHODS
+            return node.op == "call_function" and node.target in _PASS_FUNCTIONS
+
+        def stack(node: object) -> list[str]:
+            return [k.split("@")[0] for k in node.meta.get("nn_module_stack", {})]
+
+        for add, var in self._adds:
+            end, inside = add, stack(add)
+            while len(users_of.get(end, [])) == 1 and passes(users_of[end][0]):
+                if stack(users_of[end][0])[: len(inside)] != inside:  # not past the block's end (a global pool)
+                    break
+                end = users_of[end][0]
+            module = None
+            for name in reversed(stack(end)):
+                if calls.get(name, 0) != 1:
+                    continue
+                if all(name not in stack(u) for u in users_of.get(end, [])):
+                    module = name
+                break  # only the innermost module called once can have this tensor as its output
+            self._streams.setdefault(var, []).append(module)
 
     def _module_rule(self, node, gm, info, fresh, unify, fix, unknown, users_of) -> _Info | None:  # noqa: ANN001
         name = str(node.target)
@@ -283,6 +337,19 @@ class DependencyGraph:
         src = info.get(node.args[0]) if node.args and hasattr(node.args[0], "op") else None
         in_shape = _shape(node.args[0]) if node.args else None
         out_shape = _shape(node)
+        if isinstance(mod, _NONZERO_MODULES) and src is not None and len(node.args) == 1:
+            return _Info(list(src.segs), src.expand, nonzero=True)
+        if isinstance(mod, _PASS_MODULES) or type(mod).__name__ in _PASS_MODULE_NAMES:
+            return src if src is not None else fresh(node, fixed=True)
+        if src is not None and src.last and not isinstance(mod, nn.Linear):
+            if out_shape is None or len(out_shape) != 4 or out_shape != in_shape:
+                return unknown(node)
+            # LayerNorm over channels (ConvNeXt) mixes them: its channels are kept, but they stay channels-last
+            fix(src)
+            return _Info([(self._vars.new(out_shape[-1], fixed=True), out_shape[-1])], last=True)
+        if src is not None and src.nonzero:  # a removed channel would be non-zero here: keep these channels
+            fix(src)
+            src.nonzero = False
         if isinstance(mod, nn.Conv2d):
             if src is None or src.expand != 1 or len(node.args) != 1:
                 return unknown(node)
@@ -301,12 +368,15 @@ class DependencyGraph:
             self._gate_nodes[name] = self._gate_after(node, gm, users_of)
             return out
         if isinstance(mod, nn.Linear):
-            if src is None or in_shape is None or len(in_shape) != 2 or len(node.args) != 1:
+            if src is None or in_shape is None or len(node.args) != 1 or out_shape is None:
                 return unknown(node)
-            self._spatial[name] = 1
+            if len(in_shape) != 2 and not (src.last and src.expand == 1):
+                return unknown(node)
+            self._spatial[name] = _prod(out_shape[1:-1])  # rows per sample (positions of a channels-last map)
             self._record_in(name, src, unify)
             self._gate_nodes[name] = self._gate_after(node, gm, users_of)
-            return self._record_out(name, fresh(node, fixed=False), unify)
+            n = out_shape[-1]
+            return self._record_out(name, _Info([(self._vars.new(n), n)], last=len(out_shape) > 2), unify)
         if isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
             if src is None or src.expand != 1:
                 return unknown(node)
@@ -331,15 +401,46 @@ class DependencyGraph:
             return None
         if target in _PASS_FUNCTIONS or (node.op == "call_method" and target in _PASS_METHODS):
             return first if first is not None else unknown(node)
+        if getattr(target, "__name__", "") == "stochastic_depth" and first is not None and not first.last:
+            return first if first is not None else unknown(node)
+        if target is torch.permute or (node.op == "call_method" and target == "permute"):
+            dims = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+            dims = tuple(dims) or tuple(node.kwargs.get("dims", ()))
+            if first is not None and first.expand == 1 and not first.nonzero:
+                if dims == (0, 2, 3, 1) and not first.last:
+                    return _Info(list(first.segs), last=True)
+                if dims == (0, 3, 1, 2) and first.last:
+                    return _Info(list(first.segs))
+            return unknown(node)
+        if target in _NONZERO_FUNCTIONS or (node.op == "call_method" and target in _NONZERO_METHODS):
+            return _Info(list(first.segs), first.expand, nonzero=True) if first is not None else unknown(node)
         if target in _BINARY or (node.op == "call_method" and target in _BINARY_METHODS):
             ops = [o for o in (info.get(a) for a in args[:2] if hasattr(a, "op")) if o is not None]
             shapes = [_shape(a) for a in args[:2] if hasattr(a, "op")]
+            is_mul = target in (operator.mul, operator.imul, torch.mul) or target in ("mul", "mul_")
+            if any(o.nonzero for o in ops) and not (is_mul and len(ops) == 2 and not all(o.nonzero for o in ops)):
+                for o in ops:  # a removed channel would not be zero after this: keep these channels
+                    if o.nonzero:
+                        fix(o)
+                        o.nonzero = False
             if len(ops) == 1 and len(shapes) == 1:
                 return ops[0]
             if len(ops) == 2 and all(s is not None and len(s) >= 2 for s in shapes):
                 if shapes[0][1] == shapes[1][1] and unify(ops[0], ops[1]):
+                    if is_mul:  # zero times a sigmoid is zero
+                        return next(o for o in ops if not o.nonzero)
+                    is_add = target in (operator.add, operator.iadd, torch.add) or target in ("add", "add_")
+                    if is_add and len(ops[0].segs) == 1 and _shape(node) == shapes[0] == shapes[1]:
+                        self._adds.append((node, ops[0].segs[0][0]))
                     return ops[0]
             return unknown(node)
+        flat = [x for a in args for x in (a if isinstance(a, (list, tuple)) else [a]) if hasattr(x, "op")]
+        if any(i is not None and i.last for i in (info.get(a) for a in flat)):
+            return unknown(node)
+        for i in (info.get(a) for a in flat):
+            if i is not None and i.nonzero:  # a removed channel would be non-zero here: keep these channels
+                fix(i)
+                i.nonzero = False
         if target in (torch.flatten, "flatten"):
             start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0 if target is torch.flatten else 0)
             return self._flatten(node, first, _shape(args[0]), _shape(node), int(start), unknown)
@@ -439,6 +540,13 @@ class DependencyGraph:
                 if g is not None:
                     g.consumers.append((name, offset, expand))
                 offset += n * expand
+        streams: dict[int, list[str | None]] = {}
+        for var, modules in self._streams.items():
+            streams.setdefault(V.find(var), []).extend(modules)
+        for root, modules in streams.items():
+            g = by_root.get(root)
+            if g is not None and all(m is not None for m in modules):
+                g.stream_points = [GatePoint(m, 0, g.size, False) for m in dict.fromkeys(modules)]
         order = {name: i for i, name in enumerate(self._modules)}
         groups = [g for g in by_root.values() if g.producers]
         groups.sort(key=lambda g: order.get(g.producers[0][0], 0))
@@ -526,7 +634,7 @@ class DependencyGraph:
             mask = self._output_masks().get(name)
             if mask is None:
                 return None
-            shape = [1, -1] + [1] * (out.dim() - 2)
+            shape = [1] * (out.dim() - 1) + [-1] if isinstance(_m, nn.Linear) else [1, -1] + [1] * (out.dim() - 2)
             return out * mask.to(device=out.device, dtype=out.dtype).view(shape)
 
         return hook

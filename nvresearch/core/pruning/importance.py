@@ -34,12 +34,15 @@ __all__ = [
     "CRITERIA",
     "PAPER_MOMENTUM",
     "BNScale",
+    "OBD",
     "Importance",
     "RandomImportance",
     "TaylorFO",
     "TaylorFOBN",
+    "TaylorFOBNSum",
     "TaylorFOFG",
     "TaylorFOWeight",
+    "TaylorOutput",
     "TaylorSO",
     "WeightMagnitude",
     "make_criterion",
@@ -181,7 +184,7 @@ class _Gates:
                 pos = gp.offset + gp.length
             if out.shape[1] > pos:
                 pieces.append(torch.ones(out.shape[1] - pos, device=out.device, dtype=out.dtype))
-            shape = [1, -1] + [1] * (out.dim() - 2)
+            shape = [1] * (out.dim() - 1) + [-1] if isinstance(_m, nn.Linear) else [1, -1] + [1] * (out.dim() - 2)
             return out * torch.cat(pieces).view(shape)
 
         return hook
@@ -201,20 +204,43 @@ class TaylorFO(Importance):
     of the gradient of the batch-mean loss (not a mean of per-example squares, spec E.1), averaged over the window.
     Momentum defaults to the reference's 0.9 (spec E.2).
 
+    A residual stream (channels that meet in additions, one group per ResNet stage) has, with
+    ``residual="skip_gate"`` (the default, as the reference), one gate shared by the outputs of the stage's blocks,
+    after each block's final ReLU (reference ``models/resnet.py``): ``dL/dz`` is the sum over the blocks of
+    ``sum_{n,h,w} a * dL/da`` at their outputs. ``residual="bn_sum"`` instead sums ``gamma * dgamma + beta * dbeta``
+    over the BNs that produce the stream (each block's last BN and the downsample BN), as if each had its own gate
+    tied to the others: an alternative of this library, not the reference's criterion. Groups whose additions are not
+    module outputs (``ChannelGroup.stream_points`` empty) fall back to ``bn_sum``.
+
     Args:
         graph: Dependency graph of the network.
         momentum: ``beta`` across pruning steps.
         bn_closed_form: Use ``gamma * dgamma + beta * dbeta`` at BN gate points (``False``: hook gates everywhere;
             same values, for testing).
+        residual: ``"skip_gate"`` (the reference) or ``"bn_sum"`` for residual streams (see above).
 
     Shape:
         - scores: ``(size,)`` per group.
     """
 
-    def __init__(self, graph: DependencyGraph, momentum: float = PAPER_MOMENTUM, bn_closed_form: bool = True) -> None:
+    def __init__(
+        self,
+        graph: DependencyGraph,
+        momentum: float = PAPER_MOMENTUM,
+        bn_closed_form: bool = True,
+        residual: str = "skip_gate",
+    ) -> None:
         super().__init__(graph, momentum)
-        self._bn_points = [(g.name, gp) for g in graph.groups for gp in g.gate_points if gp.is_bn and bn_closed_form]
-        hooked = [(g.name, gp) for g in graph.groups for gp in g.gate_points if not (gp.is_bn and bn_closed_form)]
+        if residual not in ("skip_gate", "bn_sum"):
+            raise ValueError(f"residual must be 'skip_gate' or 'bn_sum', got {residual!r}")
+        self.residual = residual
+        points = [
+            (g.name, gp)
+            for g in graph.groups
+            for gp in (g.stream_points if residual == "skip_gate" and g.stream_points else g.gate_points)
+        ]
+        self._bn_points = [(name, gp) for name, gp in points if gp.is_bn and bn_closed_form]
+        hooked = [(name, gp) for name, gp in points if not (gp.is_bn and bn_closed_form)]
         self._gates = _Gates(self, hooked) if hooked else None
 
     def gate_gradients(self) -> dict[str, torch.Tensor]:
@@ -243,6 +269,18 @@ class TaylorFO(Importance):
 
 #: The paper's name for :class:`TaylorFO` with gates after BN (Table 3).
 TaylorFOBN = TaylorFO
+
+
+class TaylorFOBNSum(TaylorFO):
+    """:class:`TaylorFO` with ``residual="bn_sum"``: residual streams scored by the sum of ``gamma * dgamma +
+    beta * dbeta`` over the BNs producing them (this library's earlier default; not the reference's skip gate).
+
+    Shape:
+        - scores: ``(size,)`` per group.
+    """
+
+    def __init__(self, graph: DependencyGraph, momentum: float = PAPER_MOMENTUM, bn_closed_form: bool = True) -> None:
+        super().__init__(graph, momentum, bn_closed_form, residual="bn_sum")
 
 
 class TaylorFOFG(Importance):
@@ -293,6 +331,7 @@ class TaylorFOFG(Importance):
         for h in self._handles:
             h.remove()
         self._handles = []
+        self._per_example = {}
 
 
 class TaylorSO(Importance):
@@ -335,6 +374,74 @@ class TaylorSO(Importance):
         self._gates.remove()
 
 
+class OBD(TaylorSO):
+    """Optimal Brain Damage on the gates as the reference codes it: ``I = z * H_zz`` at ``z = 1`` (spec A.1, m. 10).
+
+    The diagonal of the Hessian of the minibatch loss with respect to each gate (one extra backward per channel, as
+    :class:`TaylorSO`), not squared (it can be negative), averaged over the window. Needs the loss at accumulate time.
+
+    Shape:
+        - scores: ``(size,)`` per group.
+    """
+
+    def accumulate(self, loss: torch.Tensor | None = None) -> None:
+        if loss is None:
+            raise ValueError("OBD.accumulate needs the minibatch loss (with its autograd graph)")
+        names = list(self._gates.z)
+        zs = [self._gates.z[n] for n in names]
+        grads = torch.autograd.grad(loss, zs, create_graph=True, retain_graph=True, allow_unused=True)
+        values: dict[str, torch.Tensor] = {}
+        for name, z, g in zip(names, zs, grads, strict=True):
+            hzz = torch.zeros(z.numel())
+            for c in range(z.numel()):
+                if g is None or not g[c].requires_grad:
+                    continue
+                (h,) = torch.autograd.grad(g[c], z, retain_graph=True, allow_unused=True)
+                hzz[c] = 0.0 if h is None else float(h[c])
+            values[name] = z.detach().float() * hzz
+        self._add(values)
+
+
+class TaylorOutput(TaylorFOFG):
+    """Taylor on the layer output (Molchanov et al., ICLR 2017; spec A.1, method 6).
+
+    Per minibatch and gate point: ``mean_{n,h,w} |a * dL/da|`` (absolute value per element), summed over the
+    group's gate points, then divided by its l2 norm over the group's channels (``+ 1e-8``), as the reference; then
+    the window mean and momentum like every data-driven criterion.
+
+    Shape:
+        - scores: ``(size,)`` per group.
+    """
+
+    def _hook(self, entries: list[tuple[str, GatePoint]]) -> Callable[..., None]:
+        def forward_hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if not (torch.is_grad_enabled() and out.requires_grad):
+                return
+            act = out.detach()
+
+            def grad_hook(grad: torch.Tensor) -> None:
+                prod = (act * grad).abs()
+                contrib = prod.transpose(0, 1).flatten(1).mean(1)  # (C,)
+                for group, gp in entries:
+                    part = contrib[gp.offset : gp.offset + gp.length].detach().float().cpu()
+                    prev = self._per_example.get(group)
+                    self._per_example[group] = part if prev is None else prev + part
+
+            out.register_hook(grad_hook)
+
+        return forward_hook
+
+    def _minibatch(self) -> dict[str, torch.Tensor]:
+        if not self._per_example:
+            raise RuntimeError("no output gradients recorded; call accumulate() after loss.backward()")
+        out = {}
+        for g in self.graph.groups:
+            v = self._per_example[g.name]
+            out[g.name] = v / (v.norm() + 1e-8)
+        self._per_example = {}
+        return out
+
+
 class _ProducerCriterion(Importance):
     """Base for criteria on the weights of the conv/linear layers producing each group's channels."""
 
@@ -370,7 +477,8 @@ class TaylorFOWeight(_ProducerCriterion):
 class WeightMagnitude(_ProducerCriterion):
     """ "Weight magnitude": ``sum w^2`` (``p=2``, method 2) or ``sum |w|`` (``p=1``, method 3) per filter (spec A.1).
 
-    Summed over the group's producers; :meth:`accumulate` is a no-op and no momentum is applied.
+    Summed over the group's producers; :meth:`accumulate` is a no-op. ``momentum`` (default 0; the reference engine
+    applies its 0.9 to every criterion) smooths the values across pruning steps like the data-driven criteria.
 
     Shape:
         - scores: ``(size,)`` per group.
@@ -378,10 +486,10 @@ class WeightMagnitude(_ProducerCriterion):
 
     needs_data = False
 
-    def __init__(self, graph: DependencyGraph, p: int = 2) -> None:
+    def __init__(self, graph: DependencyGraph, p: int = 2, momentum: float = 0.0) -> None:
         if p not in (1, 2):
             raise ValueError(f"p must be 1 or 2, got {p}")
-        super().__init__(graph, 0.0)
+        super().__init__(graph, momentum)
         self.p = p
 
     def _static(self) -> dict[str, torch.Tensor]:
@@ -402,8 +510,8 @@ class BNScale(Importance):
 
     needs_data = False
 
-    def __init__(self, graph: DependencyGraph) -> None:
-        super().__init__(graph, 0.0)
+    def __init__(self, graph: DependencyGraph, momentum: float = 0.0) -> None:
+        super().__init__(graph, momentum)
         for g in graph.groups:
             if not any(gp.is_bn for gp in g.gate_points):
                 raise ValueError(f"group {g.name!r} has no BatchNorm after its producers; BN scale is undefined")
@@ -433,8 +541,8 @@ class RandomImportance(Importance):
 
     needs_data = False
 
-    def __init__(self, graph: DependencyGraph, seed: int = 0) -> None:
-        super().__init__(graph, 0.0)
+    def __init__(self, graph: DependencyGraph, seed: int = 0, momentum: float = 0.0) -> None:
+        super().__init__(graph, momentum)
         self.seed = int(seed)
         self._gen = torch.Generator().manual_seed(self.seed)
 
@@ -448,9 +556,12 @@ class RandomImportance(Importance):
 
 #: Criterion names accepted by :func:`make_criterion` (and the configs), with the reference method id.
 CRITERIA: dict[str, type[Importance]] = {
-    "taylor_fo_bn": TaylorFO,  # 22 / 31
+    "taylor_fo_bn": TaylorFO,  # 22 / 31; residual streams: the shared skip gate (22)
+    "taylor_fo_bn_sum": TaylorFOBNSum,  # 31 summed over a residual stream's BNs (not in the reference)
     "taylor_fo_fg": TaylorFOFG,  # 23
     "taylor_so": TaylorSO,  # 11
+    "obd": OBD,  # 10
+    "taylor_output": TaylorOutput,  # 6 (ICLR 2017)
     "taylor_fo_weight": TaylorFOWeight,  # 0
     "weight_magnitude": WeightMagnitude,  # 2
     "bn_scale": BNScale,  # 30

@@ -24,6 +24,7 @@ from nvresearch.core.pruning import (
     TaylorSO,
     WeightMagnitude,
     count_macs_and_params,
+    make_criterion,
     oracle_importance,
     prune,
     rank_correlation,
@@ -308,10 +309,13 @@ def _random_keep(graph: DependencyGraph, frac: float, seed: int) -> list[torch.T
     return keep
 
 
-def _check_surgery(model: nn.Module, x: torch.Tensor, frac: float = 0.4) -> tuple[DependencyGraph, nn.Module]:
+def _check_surgery(
+    model: nn.Module, x: torch.Tensor, frac: float = 0.4, graph: DependencyGraph | None = None
+) -> tuple[DependencyGraph, nn.Module]:
     model.eval()
-    graph = DependencyGraph(model, x)
-    graph.set_keep(_random_keep(graph, frac, seed=1))
+    if graph is None:
+        graph = DependencyGraph(model, x)
+        graph.set_keep(_random_keep(graph, frac, seed=1))
     with torch.no_grad():
         full = model(x)
         with graph.masked():
@@ -360,6 +364,49 @@ def test_torchvision_groups_and_surgery_equal_masked(arch: str, n_groups: int, n
     assert not any("fc" == n or n.startswith("classifier.6") for n in names)  # the classifier output is fixed
 
 
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "convnext_tiny"])
+def test_prunes_to_60_percent_of_the_macs_with_surgery_equal_to_masking(arch: str) -> None:
+    """Squeeze-excitation (sigmoid-scaled channels), stochastic depth, channels-last Linear layers after a permute and
+    LayerNorm over channels (ConvNeXt: its MLP hidden channels are prunable) no longer stop pruning."""
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(num_classes=7).eval()
+    _bn_stats(model)
+    with torch.no_grad():  # ConvNeXt's layer scale starts at 1e-6: the blocks would barely change the output
+        for name, p in model.named_parameters():
+            if name.endswith("layer_scale"):
+                p.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 32, 32)
+    graph = DependencyGraph(model, x)
+    pruner = Pruner(graph, RandomImportance(graph), PruneTarget(macs_ratio=0.6), prune_per_step=200, frequency=1)
+    while not pruner.done:
+        pruner.prune_step()
+    assert graph.count()[0] <= 0.6 * pruner.full_macs
+    pruner.detach()
+    _check_surgery(model, x, graph=graph)
+
+
+def test_sigmoid_channels_only_prunable_through_a_product() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc1, self.fc2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+            self.gated = nn.Conv2d(3, 6, 1)  # its sigmoid output reaches a conv: a removed channel would be 1/2
+            self.head = nn.Conv2d(14, 5, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.conv(x))
+            y = y * torch.sigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3), keepdim=True)))))  # squeeze-excitation
+            z = torch.sigmoid(self.gated(x))
+            return self.head(torch.cat([y, z], 1)).mean((2, 3))
+
+    torch.manual_seed(0)
+    graph, _ = _check_surgery(Net(), torch.randn(2, 3, 6, 6), frac=0.3)
+    groups = {g.name: g for g in graph.groups}
+    assert set(groups) == {"conv", "fc1"}  # fc2 joins conv's group; "gated" is fixed
+    assert {p for p, _ in groups["conv"].producers} == {"conv", "fc2"}
+
+
 def test_resnet_groups_follow_the_residual_stream() -> None:
     model = torchvision.models.resnet50()
     graph = DependencyGraph(model, torch.zeros(1, 3, 32, 32))
@@ -376,8 +423,79 @@ def test_resnet_groups_follow_the_residual_stream() -> None:
         "layer2.0.conv1",
         "layer2.0.downsample.0",
     }
-    assert all(gp.is_bn for gp in stage.gate_points)  # the shared skip gate: after every BN of the stage
+    assert all(gp.is_bn for gp in stage.gate_points)  # the BNs producing the stream (taylor_fo_bn_sum)
+    # the reference's shared skip gate: after each block's final ReLU, i.e. on every block's output
+    assert [gp.module for gp in stage.stream_points] == ["layer1.0", "layer1.1", "layer1.2"]
+    last = next(g for g in graph.groups if g.name == "layer4.0.conv3")
+    assert [gp.module for gp in last.stream_points] == ["layer4.0", "layer4.1", "layer4.2"]  # not the global pool
+    assert not any(g.stream_points for g in graph.groups if "conv3" not in g.name)
     assert stage.size == 256
+
+
+class _Block(nn.Module):
+    """Basic residual block; the stage's shared skip gate (if given) scales its output after the final ReLU."""
+
+    def __init__(self, cin: int, cout: int, gate: nn.Module | None) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+        self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)) if cin != cout else None
+        self.relu = nn.ReLU()
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out = self.relu(out + (self.down(x) if self.down is not None else x))
+        return self.gate(out) if self.gate is not None else out
+
+
+class _TinyResNet(nn.Module):
+    def __init__(self, gated: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+        self.skip_gate = Gate(6) if gated else None  # one per stage, shared by its blocks (reference resnet.py)
+        self.blocks = nn.Sequential(_Block(4, 6, self.skip_gate), _Block(6, 6, self.skip_gate))
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def test_taylor_fo_bn_residual_stream_equals_official_skip_gate() -> None:
+    torch.manual_seed(0)
+    gated = _TinyResNet(gated=True).double()
+    with torch.no_grad():
+        for m in gated.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    plain = _TinyResNet().double()
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if "gate" not in k})
+    graph = _graph(plain)
+    stream = next(g for g in graph.groups if g.stream_points)
+    assert [gp.module for gp in stream.stream_points] == ["blocks.0", "blocks.1"] and stream.size == 6
+    skip, bn_sum = TaylorFO(graph), make_criterion("taylor_fo_bn_sum", graph)
+    default = make_criterion("taylor_fo_bn", graph)
+    assert default.residual == "skip_gate"  # the reference's criterion is the default
+    default.remove()
+    expected_window = torch.zeros(6, dtype=torch.float64)
+    for seed in (1, 2):
+        _backward(gated, seed)
+        expected_window += gated.skip_gate.weight.grad.square() / 2  # (z * dL/dz)^2 per minibatch, window mean
+        _backward(plain, seed)
+        skip.accumulate()
+        bn_sum.accumulate()
+    assert expected_window.abs().max() > 1e-8
+    scores, other = skip.scores(), bn_sum.scores()
+    torch.testing.assert_close(scores[stream.name], expected_window.float(), rtol=1e-5, atol=1e-12)
+    assert not torch.allclose(other[stream.name], scores[stream.name], rtol=1e-2)  # bn_sum is another criterion
+    for g in graph.groups:  # other groups: the same gate-after-BN scores under both
+        if g is not stream:
+            torch.testing.assert_close(scores[g.name], other[g.name])
+    skip.remove()
+    assert all(not m._forward_hooks for m in plain.modules())
+    with pytest.raises(ValueError, match="residual"):
+        TaylorFO(graph, residual="nosuch")
 
 
 def test_sequential_concat_depthwise_grouped_and_reuse() -> None:
@@ -579,6 +697,132 @@ def test_prune_function_returns_smaller_equivalent_network() -> None:
     with torch.no_grad(), pruner.graph.masked():
         torch.testing.assert_close(pruned(data[0][0]), net(data[0][0]))
     assert all(not m._forward_hooks for m in net.modules())
+
+
+@pytest.mark.parametrize("criterion", ["taylor_fo_fg", "taylor_fo_bn", "taylor_so"])
+def test_criterion_hooks_detached_when_pruning_ends(criterion: str) -> None:
+    """Pruning on minibatches of 8, then fine-tuning on one of 5: no hook of the criterion may still be recording
+    (FO-FG's per-example recorder crashed backward on the new batch size); the masks stay until finalize."""
+    net = _make_net()
+    graph = _graph(net)
+    pruner = Pruner(graph, make_criterion(criterion, graph), PruneTarget(channels=2), prune_per_step=1, frequency=1)
+    n_mask_hooks = len(pruner._handles)
+    it = 0
+    while not pruner.done:
+        net.zero_grad()
+        x, y = _batch(it, n=8)
+        loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward(retain_graph=criterion == "taylor_so")
+        pruner.after_backward(loss)
+        it += 1
+    assert it == 3 and pruner.removed == 2
+    hooks = sum(len(m._forward_hooks) for m in net.modules())
+    assert hooks == n_mask_hooks  # only the masks are left
+    for n in (8, 5):  # fine-tuning: a full minibatch, then the epoch's short last one
+        x, y = _batch(99, n=n)
+        net.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()  # n = 5 raised RuntimeError for FO-FG before the fix
+        assert not pruner.after_backward()
+    with torch.no_grad():
+        assert net(x).shape == (5, 5)
+        keep = graph.keep_masks()
+        out = net.bn1(net.conv1(x))  # masked channels are still zero after pruning ended
+        assert keep[0].all() or out[:, ~keep[0]].abs().max() == 0
+    pruner.finalize()
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_obd_equals_gate_hessian_diagonal() -> None:
+    gated = _make_net(gated=True)
+    plain = _make_net(gated=False)
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if "gate" not in k})
+    crit = make_criterion("obd", _graph(plain))
+    x, y = _batch(4)
+    gates = (gated.gate1.weight, gated.gate2.weight)
+    grads = torch.autograd.grad(nn.functional.cross_entropy(gated(x), y), gates, create_graph=True)
+    crit.accumulate(nn.functional.cross_entropy(plain(x), y))
+    for group, gate, g in zip(("conv1", "conv2"), gates, grads, strict=True):
+        hzz = torch.stack([torch.autograd.grad(g[c], gate, retain_graph=True)[0][c] for c in range(g.numel())])
+        assert (hzz < 0).any() or hzz.abs().max() > 1e-8
+        torch.testing.assert_close(crit.scores()[group], (gate * hzz).detach().float(), rtol=1e-5, atol=1e-12)
+    crit.remove()
+
+
+def test_taylor_output_mean_abs_normalised_per_layer() -> None:
+    plain = _make_net()
+    crit = make_criterion("taylor_output", _graph(plain))
+    x, y = _batch(5, n=4)
+    nn.functional.cross_entropy(plain(x), y).backward()
+    crit.accumulate()
+    a = plain.bn2(plain.conv2(torch.relu(plain.bn1(plain.conv1(x)))))  # the gate point: conv2's BN output
+    (grad,) = torch.autograd.grad(nn.functional.cross_entropy(plain.fc(torch.relu(a).mean((2, 3))), y), a)
+    raw = (a * grad).abs().mean((0, 2, 3))  # |a dL/da| per element, mean over n, h, w (ICLR 2017)
+    expected = raw / (raw.norm() + 1e-8)
+    assert not torch.allclose(raw, expected)
+    torch.testing.assert_close(crit.scores()["conv2"], expected.detach().float(), rtol=1e-5, atol=1e-9)
+    crit.remove()
+    assert all(not m._forward_hooks for m in plain.modules())
+
+
+def test_static_criteria_take_momentum() -> None:
+    net = _make_net()
+    graph = _graph(net)
+    crit = WeightMagnitude(graph, momentum=0.5)
+    first = crit.step()["conv1"]
+    with torch.no_grad():
+        net.conv1.weight.mul_(2.0)
+    torch.testing.assert_close(crit.step()["conv1"], 0.5 * first + 0.5 * 4.0 * first)
+    assert BNScale(graph, momentum=0.9).momentum == 0.9 and RandomImportance(graph, momentum=0.9).momentum == 0.9
+
+
+class _FixedScores(RandomImportance):
+    values = {"conv1": torch.tensor([10.0, 20, 30, 40]), "conv2": torch.tensor([1.0, 2, 3, 4, 5, 6])}
+
+    def __init__(self, graph: DependencyGraph) -> None:
+        super().__init__(graph)
+        self.steps = 0
+
+    def _static(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.values.items()}
+
+    def step(self) -> dict[str, torch.Tensor]:
+        self.steps += 1
+        return super().step()
+
+
+def test_engine_l2_normalisation_threshold_and_fixed_criteria() -> None:
+    net = _make_net()
+    removed = {}
+    for l2 in (False, True):
+        graph = _graph(net)
+        pruner = Pruner(graph, _FixedScores(graph), PruneTarget(channels=3), 3, 1, l2_normalization_per_layer=l2)
+        pruner.prune_step()
+        removed[l2] = [(~k).nonzero().flatten().tolist() for k in graph.keep_masks()]
+        pruner.detach()
+    assert removed[False] == [[], [0, 1, 2]]  # raw scores: the small layer goes first
+    assert removed[True] == [[0], [0, 1]]  # per-layer l2: 0.105, 0.183, 0.210 are the lowest
+    # pruning_threshold: no step while the mean loss since the last step exceeds it
+    for threshold, steps in ((0.01, 0), (100.0, 2)):
+        graph = _graph(net)
+        pruner = Pruner(graph, _FixedScores(graph), PruneTarget(steps=5), 1, 2, pruning_threshold=threshold)
+        ran = [pruner.after_backward(_backward(net, it)) for it in range(5)]
+        assert sum(ran) == steps and pruner.skipped == 2 - steps
+        pruner.detach()
+    with pytest.raises(ValueError, match="pruning_threshold"):
+        graph = _graph(net)
+        pruner = Pruner(graph, _FixedScores(graph), PruneTarget(steps=5), 1, 1, pruning_threshold=1.0)
+        pruner.after_backward()
+        pruner.after_backward()
+    pruner.detach()
+    # fixed_criteria: scored once, at the first step
+    graph = _graph(net)
+    crit = _FixedScores(graph)
+    pruner = Pruner(graph, crit, PruneTarget(steps=3), 1, 1, fixed_criteria=True)
+    for it in range(4):
+        pruner.after_backward(_backward(net, it))
+    assert crit.steps == 1 and len(pruner.history) == 3
+    assert [(~k).nonzero().flatten().tolist() for k in graph.keep_masks()] == [[], [0, 1, 2]]
+    pruner.detach()
 
 
 def test_macs_tiny_net_exact() -> None:

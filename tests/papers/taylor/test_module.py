@@ -80,3 +80,21 @@ def test_callback_state_round_trip_keeps_removed_channels(compose) -> None:
         assert torch.equal(a, b)
     with pytest.raises(AttributeError, match="no network attribute"):
         TaylorPruning(net_attr="nosuch", target_channels=1)._build(module)
+
+
+def test_callback_detaches_criterion_hooks_when_pruning_ends(compose) -> None:
+    """FO-FG pruning on minibatches of 8, then fine-tuning on 8 and on a short last minibatch of 5 (crashed the
+    backward pass while FO-FG's recorders stayed attached)."""
+    from nvresearch.taylor.callback import TaylorPruning
+
+    module = instantiate(compose(TAYLOR_FAST).model)
+    cb = TaylorPruning(criterion="taylor_fo_fg", prune_per_step=4, frequency=1, target_channels=8)
+    cb._build(module)
+    g = torch.Generator().manual_seed(0)
+    for n in (8, 8, 8, 8, 5):
+        x, y = torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+        module.net.zero_grad()
+        torch.nn.functional.cross_entropy(module.net(x), y).backward()
+        cb.on_after_backward(None, module)
+    assert cb.pruner.done and cb.pruner.removed == 8
+    assert sum(len(m._forward_hooks) for m in module.net.modules()) == len(cb.pruner._handles)  # the masks only
