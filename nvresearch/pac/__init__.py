@@ -48,6 +48,7 @@ from nvresearch.pac.upsampling.models import (
     DJIF,
     Bicubic,
     Bilinear,
+    DJIFResidual,
     JointBilateral,
     PacJointUpsample,
     PacJointUpsampleLite,
@@ -55,6 +56,7 @@ from nvresearch.pac.upsampling.models import (
 
 __all__ = [
     "DJIF",
+    "DJIFResidual",
     "FCN8s",
     "FCNWithCRF",
     "PacJointUpsampleLite",
