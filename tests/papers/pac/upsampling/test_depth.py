@@ -268,6 +268,42 @@ def test_normalized_l2_loss_by_hand() -> None:
     assert normalized_l2_loss((target - lr_min) / lr_scale, target, lr_min, lr_scale).item() == 0.0
 
 
+def test_normalized_l2_loss_crops_the_evaluation_border() -> None:
+    """Only the inner pixels count with ``border``: errors placed on the 1-pixel ring do not change the loss."""
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 1:3, 1:3] = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    output = torch.zeros(1, 1, 4, 4)
+    output[0, 0, 0, :] = 100.0  # ring errors, cropped away
+    output[0, 0, :, 3] = -50.0
+    lr_min, lr_scale = torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 2.0)
+    # inner normalised targets 0.5, 1, 1.5, 2 against 0: (0.25 + 1 + 2.25 + 4) / 4
+    assert normalized_l2_loss(output, target, lr_min, lr_scale, border=1).item() == pytest.approx(7.5 / 4)
+    assert normalized_l2_loss(output, target, lr_min, lr_scale).item() > 100  # without the crop the ring counts
+
+
+def test_training_step_loss_uses_the_eval_border() -> None:
+    from nvresearch.pac.upsampling.module import JointUpsamplingModule
+
+    class Ring(torch.nn.Module):
+        factor = 1
+
+        def forward(self, lowres: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros_like(guide[:, :1])
+            out[..., 0, :] = 10.0  # wrong only on the border
+            return out
+
+    module = JointUpsamplingModule(Ring(), eval_border=2)
+    module.log_losses = lambda *a, **k: None  # no trainer attached
+    batch = {
+        "lowres": torch.zeros(1, 1, 8, 8),
+        "guide": torch.zeros(1, 3, 8, 8),
+        "target": torch.zeros(1, 1, 8, 8),
+        "lr_min": torch.zeros(1, 1, 1, 1),
+        "lr_scale": torch.ones(1, 1, 1, 1),
+    }
+    assert module.training_step(batch, 0).item() == 0.0
+
+
 def test_per_image_rmse_by_hand_and_mean_vs_pooled() -> None:
     pred, target = _hand_batch()
     rmse = per_image_rmse(pred, target)
@@ -460,3 +496,4 @@ def test_cli_script_writes_16bit_png(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert 900 < png.min() and png.max() < 5500  # same units as the 16-bit input (mm)
     np.testing.assert_allclose(np.load(tmp_path / "up.npy"), png, atol=0.51)
     assert str(out) in capsys.readouterr().out
+
