@@ -10,7 +10,13 @@ Examples::
 Inputs: ``--rgb`` is any image OpenCV reads (PNG, JPEG); ``--depth`` is a single-channel 8/16-bit PNG (e.g. millimetres)
 or a ``.npy`` array (any units, e.g. metres). The output has the size of the RGB image; it is in the units of the input
 map. A trained model upsamples by its own factor: if the RGB image is not exactly ``factor`` times the map, the guide
-is resized to ``factor`` times the map and the result resized to the RGB size (spec B.2 ``apply_model``).
+is resized to ``factor`` times the map and the result resized to the RGB size (spec B.2 ``apply_model``); the script
+warns when it does.
+
+Holes: pixels that are ``inf``, NaN or 0 (Middlebury's infinite disparities, Kinect's zeros) hold no measurement. They
+are filled from their valid neighbours before the min-max normalisation and the network (so the output is dense and
+in the range of the valid values), and the script reports how many it filled. ``--keep-zeros`` treats 0 as a value.
+A map without any valid pixel is refused.
 
 The 16-bit PNG holds ``round(value * png_scale)`` clipped to [0, 65535]. ``--png-scale`` defaults to 1 for a 16-bit
 PNG input (same integer units as the input), 257 for an 8-bit PNG input (0-255 spread over 0-65535), and 1000 for a
@@ -31,7 +37,13 @@ import torch
 if __package__ in (None, ""):  # run as a file from a source checkout: make ``nvresearch`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nvresearch.pac.upsampling.inference import infer_factor, read_depth, read_image, upsample  # noqa: E402
+from nvresearch.pac.upsampling.inference import (  # noqa: E402
+    infer_factor,
+    invalid_mask,
+    read_depth,
+    read_image,
+    upsample,
+)
 from nvresearch.pac.upsampling.models import Bicubic, Bilinear  # noqa: E402
 
 
@@ -61,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--factor", type=int, help="upsampling factor (default: the model's, else from the sizes)")
     parser.add_argument("--png-scale", type=float, help="multiplier before writing the 16-bit PNG (see below)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--keep-zeros", action="store_true", help="0 is a valid value (default: 0 marks a hole)")
     return parser
 
 
@@ -81,7 +94,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         net = (Bicubic if args.model == "bicubic" else Bilinear)(factor)
     net = net.to(args.device)
 
-    out = upsample(net, guide, depth, factor=factor)[0].cpu().numpy()
+    invalid = invalid_mask(depth, zero_invalid=not args.keep_zeros)
+    n_bad, n_all = int(invalid.sum()), invalid.numel()
+    if n_bad == n_all:
+        raise ValueError(f"{args.depth}: no valid pixel (every value is inf, NaN{'' if args.keep_zeros else ' or 0'})")
+    if n_bad:
+        n_inf, n_nan = int(torch.isinf(depth).sum()), int(torch.isnan(depth).sum())
+        print(
+            f"filled {n_bad} invalid pixels of {n_all} ({100 * n_bad / n_all:.1f} %: {n_inf} inf, {n_nan} NaN, "
+            f"{n_bad - n_inf - n_nan} zero) from their valid neighbours before upsampling"
+        )
+    lr_size, rgb_size = tuple(depth.shape[-2:]), tuple(guide.shape[-2:])
+    model_size = (lr_size[0] * factor, lr_size[1] * factor)
+    if model_size != rgb_size:
+        ratio = (rgb_size[0] / lr_size[0], rgb_size[1] / lr_size[1])
+        print(
+            f"warning: the model upsamples x{factor}, but the RGB image {rgb_size[1]}x{rgb_size[0]} is "
+            f"x{ratio[1]:.3g} / x{ratio[0]:.3g} the depth map {lr_size[1]}x{lr_size[0]}: the guide is resized to "
+            f"{model_size[1]}x{model_size[0]} for the network and the result back to {rgb_size[1]}x{rgb_size[0]}",
+            file=sys.stderr,
+        )
+
+    out = upsample(net, guide, depth, factor=factor, invalid=invalid)[0].cpu().numpy()
     scale = args.png_scale if args.png_scale is not None else _png_scale(args.depth)
 
     import cv2

@@ -20,6 +20,7 @@ from nvresearch.core.layers.pac import (
 )
 from nvresearch.core.layers.pac.crf import PacCRF, PacCRFLoose, create_position_feats, create_YXRGB
 from nvresearch.core.layers.pac.swap import PacGuidance, SwappedPacConv2d, pac_from_conv, swap_conv_for_pac
+from nvresearch.pac.official import load_official
 from nvresearch.pac.segmentation.data import (
     SegmentationDataset,
     SyntheticSegmentation,
@@ -48,6 +49,7 @@ from nvresearch.pac.upsampling.models import (
     DJIF,
     Bicubic,
     Bilinear,
+    DJIFResidual,
     JointBilateral,
     PacJointUpsample,
     PacJointUpsampleLite,
@@ -55,6 +57,7 @@ from nvresearch.pac.upsampling.models import (
 
 __all__ = [
     "DJIF",
+    "DJIFResidual",
     "FCN8s",
     "FCNWithCRF",
     "PacJointUpsampleLite",
@@ -100,6 +103,7 @@ __all__ = [
     "upsample",
     "PacGuidance",
     "SwappedPacConv2d",
+    "load_official",
     "load_official_state_dict",
     "pac_from_conv",
     "swap_conv_for_pac",

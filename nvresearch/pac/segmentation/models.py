@@ -211,8 +211,11 @@ class FCNWithCRF(nn.Module):
         pairwise: One dict per pairwise term, the arguments of ``PacCRF.add_pairwise_kernel`` (``kernel_size``,
             ``dilation``, ``blur``, ``compat_type``, ...).
         feat_scale_init: Initial colour scale of the edge features.
-        frozen_backbone: Freeze the backbone (``requires_grad=False``, and it runs in eval mode and without
-            gradients), as stage 1 of the paper's recipe.
+        frozen_backbone: Freeze the backbone (``requires_grad=False``, run without gradients), as stage 1 of the
+            paper's recipe. Like the official code (``create_model``, which only stops the gradients), the frozen
+            backbone follows the network's train/eval mode, so its dropout stays active in training.
+        frozen_backbone_eval: Keep a frozen backbone in eval mode (no dropout) even while training; not the
+            official behaviour.
         perturbed_init: Perturb the CRF initialisation (the reference default).
 
     Shape:
@@ -229,6 +232,7 @@ class FCNWithCRF(nn.Module):
         feat_scale_init: float = 30.0,
         frozen_backbone: bool = False,
         perturbed_init: bool = True,
+        frozen_backbone_eval: bool = False,
     ) -> None:
         super().__init__()
         if crf_steps < 0:
@@ -239,6 +243,7 @@ class FCNWithCRF(nn.Module):
         self.num_classes = int(num_classes)
         self.crf_steps = int(crf_steps)
         self.frozen_backbone = bool(frozen_backbone)
+        self.frozen_backbone_eval = bool(frozen_backbone_eval)
         self.crf: nn.Module | None = None
         self.feat_scales = nn.ParameterList()
         if crf_steps > 0:
@@ -252,8 +257,8 @@ class FCNWithCRF(nn.Module):
 
     def train(self, mode: bool = True) -> FCNWithCRF:
         super().train(mode)
-        if self.frozen_backbone:
-            self.backbone.eval()  # no dropout in a frozen backbone
+        if self.frozen_backbone and self.frozen_backbone_eval:
+            self.backbone.eval()  # opt-in: no dropout in a frozen backbone (the reference keeps it)
         return self
 
     def crf_parameters(self) -> list[nn.Parameter]:

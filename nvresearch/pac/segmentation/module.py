@@ -23,7 +23,8 @@ class SegmentationModule(NVModule):
     1. epochs ``< unary_epochs``: only the backbone, with the loss on its own logits (this stands in for the
        pretrained FCN-8s of the paper, which the embedded task does not have);
     2. later epochs: the loss is on the CRF output (``log Q``); with ``freeze_backbone`` the backbone gets no
-       gradient and runs in eval mode (stage 1 of the paper's recipe). Without ``freeze_backbone`` everything
+       gradient (stage 1 of the paper's recipe) but keeps its dropout active, as the official code (which only
+       sets ``requires_grad=False``), unless ``frozen_backbone_eval``. Without ``freeze_backbone`` everything
        trains jointly (stage 2).
 
     ``val/miou`` and ``test/miou`` (torchmetrics ``MulticlassJaccardIndex``: one dataset-level confusion matrix,
@@ -36,6 +37,7 @@ class SegmentationModule(NVModule):
         num_classes: Classes, background included.
         unary_epochs: Epochs of phase 1.
         freeze_backbone: Do not train the backbone after phase 1.
+        frozen_backbone_eval: Run the frozen backbone in eval mode (no dropout) after phase 1; not the reference.
         loss_focus: ``fce_{t}`` threshold of :func:`~nvresearch.pac.segmentation.losses.segmentation_loss`
             (None: plain CE).
         crf_lr_scale: Learning-rate multiplier of the CRF parameters.
@@ -65,12 +67,14 @@ class SegmentationModule(NVModule):
         backbone_weights: str | None = None,
         weights: str | None = None,
         export_dir: str | None = None,
+        frozen_backbone_eval: bool = False,
     ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler, grad_clip_norm=grad_clip_norm)
         self.net = net
         self.num_classes = int(num_classes)
         self.unary_epochs = int(unary_epochs)
         self.freeze_backbone = bool(freeze_backbone)
+        self.frozen_backbone_eval = bool(frozen_backbone_eval)
         self.loss_focus = loss_focus
         self.crf_lr_scale = float(crf_lr_scale)
         self.num_samples = int(num_samples)
@@ -120,7 +124,8 @@ class SegmentationModule(NVModule):
             logits = self.net.backbone(image)
         else:
             if self.freeze_backbone:
-                self.net.backbone.eval()
+                if self.frozen_backbone_eval:
+                    self.net.backbone.eval()
                 with torch.no_grad():
                     unary = self.net.backbone(image)
             else:

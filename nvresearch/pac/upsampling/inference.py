@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from nvresearch.pac.upsampling.data import normalize_lowres
 from nvresearch.pac.upsampling.metrics import denormalize
 
-__all__ = ["infer_factor", "read_depth", "read_image", "upsample"]
+__all__ = ["fill_invalid", "infer_factor", "invalid_mask", "read_depth", "read_image", "upsample"]
 
 
 def infer_factor(lowres_size: tuple[int, int], guide_size: tuple[int, int]) -> int:
@@ -25,6 +25,58 @@ def infer_factor(lowres_size: tuple[int, int], guide_size: tuple[int, int]) -> i
     return 2 ** round(math.log2(ratio))
 
 
+def invalid_mask(lowres: Tensor, zero_invalid: bool = True) -> Tensor:
+    """Pixels of a depth or disparity map that hold no measurement: ``inf`` or NaN, and 0 if ``zero_invalid``.
+
+    Real maps mark holes this way: Middlebury disparities with infinities, Kinect and KITTI depth with zeros.
+
+    Shape:
+        - lowres: :math:`(*, h, w)`; output: bool, like ``lowres``.
+    """
+    bad = ~torch.isfinite(lowres)
+    if zero_invalid:
+        bad |= lowres == 0
+    return bad
+
+
+def fill_invalid(lowres: Tensor, invalid: Tensor) -> Tensor:
+    """Fill invalid pixels from their valid neighbours, growing inwards ring by ring.
+
+    Each pass gives every invalid pixel next to a valid or already filled one the mean of those 3x3 neighbours, so a
+    hole takes the values around it and the filled map stays within the range of the valid values (the
+    min-max normalisation therefore sees only the valid range).
+
+    Args:
+        lowres: Map in data units.
+        invalid: True where ``lowres`` has no value (see :func:`invalid_mask`).
+
+    Returns:
+        The map with every invalid pixel filled; valid pixels are unchanged.
+
+    Raises:
+        ValueError: if a sample and channel has no valid pixel at all.
+
+    Shape:
+        - lowres, invalid: :math:`(B, C, h, w)`; output: :math:`(B, C, h, w)`.
+    """
+    if lowres.shape != invalid.shape or lowres.dim() != 4:
+        raise ValueError(f"expected (B, C, h, w) map and mask of one shape, got {tuple(lowres.shape)}, {invalid.shape}")
+    known = (~invalid).to(lowres.dtype)
+    if (known.sum(dim=(-2, -1)) == 0).any():
+        raise ValueError("the depth map has no valid pixel (all inf, NaN or 0)")
+    b, c, h, w = lowres.shape
+    x = torch.where(invalid, torch.zeros_like(lowres), lowres).reshape(b * c, 1, h, w)
+    known = known.reshape(b * c, 1, h, w)
+    ones = torch.ones(1, 1, 3, 3, dtype=lowres.dtype, device=lowres.device)
+    while bool((known == 0).any()):
+        total = F.conv2d(x * known, ones, padding=1)
+        count = F.conv2d(known, ones, padding=1)
+        grow = (known == 0) & (count > 0)
+        x = torch.where(grow, total / count.clamp_min(1), x)
+        known = torch.where(grow, torch.ones_like(known), known)
+    return x.reshape(b, c, h, w)
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for tensor in list(model.parameters()) + list(model.buffers()):
         return tensor.device
@@ -32,7 +84,9 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def upsample(model: nn.Module, guide: Tensor, lowres: Tensor, factor: int | None = None) -> Tensor:
+def upsample(
+    model: nn.Module, guide: Tensor, lowres: Tensor, factor: int | None = None, invalid: Tensor | None = None
+) -> Tensor:
     """Upsample a low-resolution map guided by an image, in the map's own units (spec B.2 ``apply_model``).
 
     The map is min-max normalised per sample and channel like the training data, passed through ``model`` and
@@ -40,12 +94,17 @@ def upsample(model: nn.Module, guide: Tensor, lowres: Tensor, factor: int | None
     bilinearly resized to ``lowres * factor`` for the model and the output resized back to the guide's size. Runs
     without gradients on the model's device; the model's train/eval mode is left as it is (call ``model.eval()``).
 
+    Invalid pixels (``invalid``, by default the non-finite ones) are filled from their valid neighbours
+    (:func:`fill_invalid`) before the normalisation and the network, so they neither stretch the min-max range nor
+    reach the network as ``inf``; the output is dense.
+
     Args:
         model: A joint upsampling model called as ``model(target_lr, guide)``.
         guide: RGB guide in [0, 1].
         lowres: Low-resolution map in data units (e.g. metres, or disparity).
         factor: Upsampling factor of the model. If None, ``model.factor`` if the model has one, else the power of two
             closest to the size ratio.
+        invalid: True where ``lowres`` holds no value (e.g. :func:`invalid_mask`); None: the non-finite pixels.
 
     Shape:
         - guide: :math:`(3, H, W)` or :math:`(B, 3, H, W)`.
@@ -60,6 +119,7 @@ def upsample(model: nn.Module, guide: Tensor, lowres: Tensor, factor: int | None
     unbatched = lowres.dim() == 3
     guide4 = guide[None] if guide.dim() == 3 else guide
     lr4 = lowres[None] if unbatched else lowres
+    bad = ~torch.isfinite(lr4) if invalid is None else (invalid[None] if unbatched else invalid).to(torch.bool)
     if guide4.shape[0] != lr4.shape[0]:
         if guide4.shape[0] != 1:
             raise ValueError(f"batch sizes differ: guide {guide4.shape[0]}, lowres {lr4.shape[0]}")
@@ -70,6 +130,8 @@ def upsample(model: nn.Module, guide: Tensor, lowres: Tensor, factor: int | None
     device = _model_device(model)
     guide4 = guide4.to(device=device, dtype=torch.float32)
     lr4 = lr4.to(device=device, dtype=torch.float32)
+    if bool(bad.any()):
+        lr4 = fill_invalid(lr4, bad.to(device))
 
     size = tuple(guide4.shape[-2:])
     model_size = (lr4.shape[-2] * factor, lr4.shape[-1] * factor)

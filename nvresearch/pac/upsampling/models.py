@@ -19,7 +19,9 @@ from nvresearch.core.layers.pac import PacConvTranspose2d
 
 __all__ = [
     "DJIF",
+    "DJIF_KERNELS",
     "LITE_WIDTHS",
+    "DJIFResidual",
     "Bicubic",
     "Bilinear",
     "JointBilateral",
@@ -345,48 +347,78 @@ class PacJointUpsampleLite(PacJointUpsample):
         super().__init__(factor, channels=channels, **LITE_WIDTHS[factor], **kwargs)  # type: ignore[arg-type]
 
 
+def _djif_branch(in_channels: int, widths: tuple[int, int, int], paddings: tuple[int, int, int]) -> nn.Sequential:
+    """conv9x9, ReLU, conv1x1, ReLU, conv5x5 with the given paddings; indices 0-4 are the official state-dict names."""
+    layers: list[nn.Module] = []
+    for i, (width, k, pad) in enumerate(zip(widths, DJIF_KERNELS, paddings)):
+        layers.append(nn.Conv2d(in_channels, width, k, padding=pad))
+        if i < 2:
+            layers.append(nn.ReLU())
+        in_channels = width
+    return nn.Sequential(*layers)
+
+
+DJIF_KERNELS = (9, 1, 5)
+"""Filter sizes of the three convs of each DJIF branch (spec B.1)."""
+
+
 class DJIF(nn.Module):
     """Deep joint image filtering (Li et al., ECCV 2016) as the PAC paper reimplements it (spec B.1, D.1).
 
     The low-resolution target is bilinearly upsampled to the guide's size. A target branch and a guidance branch
     (each conv9x9 -> 96, ReLU, conv1x1 -> 48, ReLU, conv5x5 -> 1) feed a joint branch on their concatenation
-    (conv9x9 -> 64, ReLU, conv1x1 -> 32, ReLU, conv5x5 -> 1): 56,323 parameters. All convs use "same" padding.
-    With ``residual=True`` (default) the joint output is added to the bilinear upsampling, the residual learning of
-    the DJIF paper; the spec does not say whether the PAC reimplementation does this (docs/papers/pac.md).
-    Multi-channel targets are folded into the batch, like :class:`PacJointUpsample`.
+    (conv9x9 -> 64, ReLU, conv1x1 -> 32, ReLU, conv5x5 -> 1): 56,323 parameters. The joint output is the prediction;
+    there is no residual from the bilinear upsampling (official ``task_jointUpsampling/models.py`` ``DJIF``).
+
+    Padding follows the official code: the joint branch pads each conv by ``k // 2`` ("same": 4, 0, 2), while the
+    target and guidance branches spread the same total of 6 pixels evenly over their three convs (2, 2, 2): the 9x9
+    conv shrinks the map by 2 pixels per side and the 1x1 conv, on zero padding, grows it back, so a branch keeps
+    the input's size but its values near the border differ from "same" padding (by several percent with identical
+    weights). ``same_padding=True`` pads every conv by ``k // 2`` instead (our earlier layout).
+
+    State-dict names are the official ones (``branch_t.0``, ``branch_t.2``, ``branch_t.4``, ``branch_g.*``,
+    ``branch_joint.*``), so the released ``x{4,8,16}_djif_weights_epoch_5000.pth`` files load with
+    ``load_state_dict`` (see :func:`nvresearch.pac.load_official`). A target with ``C`` channels is processed as
+    ``C`` single-channel samples sharing the guidance, as in the reference (which builds every joint-upsampling
+    model with one channel, also for flow).
 
     Args:
         factor: Upsampling factor.
         channels: Channels of the target.
         guide_channels: Channels of the guide.
-        residual: Add the bilinear upsampling to the output.
+        residual: Add the bilinear upsampling to the output (the DJIF paper's residual learning; not in the PAC
+            reference). :class:`DJIFResidual` sets it.
+        same_padding: Pad every conv by ``k // 2`` instead of the official branch paddings.
 
     Shape:
         - target_lr: :math:`(B, C, h, w)` normalised to [0, 1]; guide: :math:`(B, 3, h f, w f)` in [0, 1].
         - output: :math:`(B, C, h f, w f)`.
     """
 
-    def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3, residual: bool = True) -> None:
+    def __init__(
+        self,
+        factor: int,
+        channels: int = 1,
+        guide_channels: int = 3,
+        residual: bool = False,
+        same_padding: bool = False,
+    ) -> None:
         super().__init__()
         if int(factor) != factor or factor < 1:
             raise ValueError(f"factor must be a positive integer, got {factor}")
         self.factor = int(factor)
         self.channels = channels
         self.guide_channels = guide_channels
-        self.residual = residual
-
-        def branch(in_ch: int, widths: tuple[int, int, int]) -> nn.Sequential:
-            layers: OrderedDict[str, nn.Module] = OrderedDict()
-            for i, (width, k) in enumerate(zip(widths, (9, 1, 5)), start=1):
-                layers[f"conv{i}"] = nn.Conv2d(in_ch, width, k, padding=k // 2)
-                if i < 3:
-                    layers[f"relu{i}"] = nn.ReLU(inplace=True)
-                in_ch = width
-            return nn.Sequential(layers)
-
-        self.branch_t = branch(1, (96, 48, 1))
-        self.branch_g = branch(guide_channels, (96, 48, 1))
-        self.branch_joint = branch(2, (64, 32, 1))
+        self.residual = bool(residual)
+        self.same_padding = bool(same_padding)
+        same = tuple(k // 2 for k in DJIF_KERNELS)
+        total = sum(same)
+        # Official layout: the target and guidance branches spread the joint branch's total padding evenly.
+        spread = (total // 3, total // 3, total - 2 * (total // 3))
+        tg = same if same_padding else spread
+        self.branch_t = _djif_branch(1, (96, 48, 1), tg)  # type: ignore[arg-type]
+        self.branch_g = _djif_branch(guide_channels, (96, 48, 1), tg)  # type: ignore[arg-type]
+        self.branch_joint = _djif_branch(2, (64, 32, 1), same)  # type: ignore[arg-type]
 
     def forward(self, target_lr: Tensor, guide: Tensor) -> Tensor:
         _check_inputs(target_lr, guide, self.factor, self.channels, self.guide_channels)
@@ -400,3 +432,23 @@ class DJIF(nn.Module):
         if self.residual:
             out = out + up
         return out.reshape(b, c, *size)
+
+
+class DJIFResidual(DJIF):
+    """DJIF predicting a correction of the bilinear upsampling, with "same" padding everywhere (not the reference).
+
+    The residual learning of the DJIF paper, which the PAC reference's reimplementation does not use. Short CPU runs
+    train it faster than :class:`DJIF` (it starts at the bilinear upsampling); the same parameters and names as
+    :class:`DJIF`.
+
+    Args:
+        factor: Upsampling factor.
+        channels: Channels of the target.
+        guide_channels: Channels of the guide.
+
+    Shape:
+        - target_lr: :math:`(B, C, h, w)`; guide: :math:`(B, 3, h f, w f)`; output: :math:`(B, C, h f, w f)`.
+    """
+
+    def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3) -> None:
+        super().__init__(factor, channels=channels, guide_channels=guide_channels, residual=True, same_padding=True)

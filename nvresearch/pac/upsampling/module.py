@@ -32,7 +32,8 @@ class JointUpsamplingModule(NVModule):
     Args:
         net: maps ``(lowres (B,C,h,w) in [0,1], guide (B,3,H,W))`` to the HR prediction in normalised space.
         optimizer / scheduler: factories, see :class:`~nvresearch.core.training.NVModule`.
-        eval_border: pixels cropped on every side before computing RMSE (6 for NYU, as the reference).
+        eval_border: pixels cropped on every side before computing RMSE and the training loss (6 for NYU, as the
+            reference).
         metric_scale: multiplies RMSE (100: metres -> centimetres, the unit of the paper's table).
         num_samples: images in each picture written to ``samples/``.
         guidance_lr_scale: learning-rate multiplier of the guidance branch (``net.guidance_parameters()``); 1 is
@@ -80,7 +81,8 @@ class JointUpsamplingModule(NVModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self(batch["lowres"], batch["guide"])
-        l2 = normalized_l2_loss(out, batch["target"], batch["lr_min"], batch["lr_scale"])
+        # the loss skips the evaluation border, as the reference's training does (6 px on NYU)
+        l2 = normalized_l2_loss(out, batch["target"], batch["lr_min"], batch["lr_scale"], border=self.eval_border)
         self.log_losses({"loss": l2, "l2": l2}, "train", batch_size=out.shape[0])
         return l2
 

@@ -29,7 +29,7 @@ PAPER = {
 }
 OURS_KEYS = {"Bilinear": "test/epe_bilinear", "Bicubic": "test/epe_bicubic", "PacJointUpsample": "test/epe"}
 # Small-mode ablations: the same recipe without guidance (constant kernels: plain transposed convolutions), and
-# DJIF (residual, Adam 1e-3 with the paper config's schedule), each reported as its run's test/epe.
+# DJIF (the official one: no residual; Adam 1e-3 with the paper config's schedule), each reported as its run's test/epe.
 ABLATIONS = {
     "PAC, zero guidance": ("zero_guidance", ["+model.net.zero_guidance=true"]),
     "DJIF": ("djif", ["model=pac/djif", "model.net.channels=2", "model.optimizer.lr=1e-3"]),

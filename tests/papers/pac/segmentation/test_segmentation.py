@@ -169,10 +169,31 @@ def test_frozen_backbone_trains_only_the_crf() -> None:
     net.frozen_backbone = True
     net.backbone.requires_grad_(False)
     net.train()
-    assert not net.backbone.training and net.crf.training
+    assert net.backbone.training and net.crf.training  # the reference only stops gradients: dropout stays on
     net(torch.randn(2, 3, 16, 16)).sum().backward()
     assert all(p.grad is None for p in net.backbone.parameters())
     assert net.crf.messengers[0].weight.grad is not None and net.feat_scales[0].grad is not None
+
+
+def test_frozen_backbone_keeps_dropout_active_like_the_reference() -> None:
+    """``fcn8sfrozen_*`` (stage 1) stops the backbone's gradients only: in training, its dropout still drops."""
+    torch.manual_seed(0)
+    net = create_model("fcn8saltfrozen_crfi2p4d331", 3, fc6_kernel=3, **{**TINY, "dropout": 0.5})
+    assert net.frozen_backbone
+    with torch.no_grad():
+        for p in net.backbone.parameters():  # the score layers start at zero: give the logits something to drop
+            p.normal_(0.0, 0.3)
+    x = torch.randn(1, 3, 16, 16)
+    net.train()
+    with torch.no_grad():
+        a, b = net.unary(x), net.unary(x)
+    assert (a - b).abs().max() > 1e-6  # two dropout draws differ
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net.unary(x), net.unary(x))
+    net.frozen_backbone_eval = True  # the opt-out
+    net.train()
+    assert not net.backbone.training and net.crf.training
 
 
 def _blurry_unary(label: torch.Tensor, num_classes: int, stride: int = 8) -> torch.Tensor:
@@ -446,7 +467,9 @@ def test_module_phases_route_gradients(compose) -> None:
         assert all(p.grad is None for p in module.net.crf_parameters())
         module.zero_grad(set_to_none=True)
         epoch["value"] = cfg.model.unary_epochs  # phase 2: the CRF on the frozen backbone
+        module.train()
         module.training_step(batch, 0).backward()
+        assert module.net.backbone.training  # dropout stays on, as in the reference
         assert module.net.backbone.conv1_1.weight.grad is None
         assert all(p.grad is not None for p in module.net.crf_parameters())
     finally:

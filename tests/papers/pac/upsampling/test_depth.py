@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nvresearch.pac.upsampling.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres, normalize_lowres
-from nvresearch.pac.upsampling.inference import read_depth, read_image, upsample
+from nvresearch.pac.upsampling.inference import fill_invalid, invalid_mask, read_depth, read_image, upsample
 from nvresearch.pac.upsampling.losses import normalized_l2_loss
 from nvresearch.pac.upsampling.metrics import crop_border, denormalize, per_image_epe, per_image_rmse
 from nvresearch.pac.upsampling.models import Bicubic, Bilinear, JointBilateral, PacJointUpsample
@@ -268,6 +268,42 @@ def test_normalized_l2_loss_by_hand() -> None:
     assert normalized_l2_loss((target - lr_min) / lr_scale, target, lr_min, lr_scale).item() == 0.0
 
 
+def test_normalized_l2_loss_crops_the_evaluation_border() -> None:
+    """Only the inner pixels count with ``border``: errors placed on the 1-pixel ring do not change the loss."""
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 1:3, 1:3] = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    output = torch.zeros(1, 1, 4, 4)
+    output[0, 0, 0, :] = 100.0  # ring errors, cropped away
+    output[0, 0, :, 3] = -50.0
+    lr_min, lr_scale = torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 2.0)
+    # inner normalised targets 0.5, 1, 1.5, 2 against 0: (0.25 + 1 + 2.25 + 4) / 4
+    assert normalized_l2_loss(output, target, lr_min, lr_scale, border=1).item() == pytest.approx(7.5 / 4)
+    assert normalized_l2_loss(output, target, lr_min, lr_scale).item() > 100  # without the crop the ring counts
+
+
+def test_training_step_loss_uses_the_eval_border() -> None:
+    from nvresearch.pac.upsampling.module import JointUpsamplingModule
+
+    class Ring(torch.nn.Module):
+        factor = 1
+
+        def forward(self, lowres: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros_like(guide[:, :1])
+            out[..., 0, :] = 10.0  # wrong only on the border
+            return out
+
+    module = JointUpsamplingModule(Ring(), eval_border=2)
+    module.log_losses = lambda *a, **k: None  # no trainer attached
+    batch = {
+        "lowres": torch.zeros(1, 1, 8, 8),
+        "guide": torch.zeros(1, 3, 8, 8),
+        "target": torch.zeros(1, 1, 8, 8),
+        "lr_min": torch.zeros(1, 1, 1, 1),
+        "lr_scale": torch.ones(1, 1, 1, 1),
+    }
+    assert module.training_step(batch, 0).item() == 0.0
+
+
 def test_per_image_rmse_by_hand_and_mean_vs_pooled() -> None:
     pred, target = _hand_batch()
     rmse = per_image_rmse(pred, target)
@@ -460,3 +496,85 @@ def test_cli_script_writes_16bit_png(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert 900 < png.min() and png.max() < 5500  # same units as the 16-bit input (mm)
     np.testing.assert_allclose(np.load(tmp_path / "up.npy"), png, atol=0.51)
     assert str(out) in capsys.readouterr().out
+
+
+def test_fill_invalid_by_hand_and_all_invalid_refused() -> None:
+    nan, inf = float("nan"), float("inf")
+    lr = torch.tensor([[[[1.0, 2.0, 3.0], [4.0, nan, 6.0], [7.0, 8.0, inf]]]])
+    bad = invalid_mask(lr)
+    assert bad.sum() == 2 and bad[0, 0, 1, 1] and bad[0, 0, 2, 2]
+    filled = fill_invalid(lr, bad)
+    # first ring: the centre sees the 7 valid neighbours (1+2+3+4+6+7+8) / 7 = 31/7; the corner sees 6 and 8
+    assert filled[0, 0, 1, 1].item() == pytest.approx(31 / 7)
+    assert filled[0, 0, 2, 2].item() == pytest.approx(7.0)
+    assert torch.equal(filled[~bad], lr[~bad])
+    zeros = torch.tensor([[[[0.0, 5.0], [5.0, 5.0]]]])
+    assert invalid_mask(zeros).sum() == 1 and invalid_mask(zeros, zero_invalid=False).sum() == 0
+    # a hole far from any value is filled ring by ring, always within the valid range
+    far = torch.full((1, 1, 9, 9), nan)
+    far[0, 0, 0, 0], far[0, 0, 0, 8] = 2.0, 4.0
+    out = fill_invalid(far, invalid_mask(far))
+    assert torch.isfinite(out).all() and out.min() >= 2.0 and out.max() <= 4.0
+    with pytest.raises(ValueError, match="no valid pixel"):
+        fill_invalid(torch.full((1, 1, 2, 2), inf), torch.ones(1, 1, 2, 2, dtype=torch.bool))
+
+
+def test_upsample_fills_holes_before_normalising() -> None:
+    torch.manual_seed(0)
+    guide, lr = torch.rand(3, 32, 24), torch.rand(1, 4, 3) * 3 + 1
+    holed = lr.clone()
+    holed[0, 1, 1] = float("inf")
+    holed[0, 2, 0] = float("nan")
+    out = upsample(Bilinear(8), guide, holed)
+    assert torch.isfinite(out).all()
+    filled = fill_invalid(holed[None], invalid_mask(holed[None]))[0]
+    torch.testing.assert_close(out, upsample(Bilinear(8), guide, filled))
+    assert out.min() >= lr.min() - 1e-5 and out.max() <= lr.max() + 1e-5  # no value outside the valid range
+
+
+def test_cli_script_fills_holes_reports_them_and_warns_on_resize(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cv2 = pytest.importorskip("cv2")
+    spec = importlib.util.spec_from_file_location("pac_upsample_script", ROOT / "scripts" / "pac_upsample.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.full((32, 40, 3), 128, dtype=np.uint8))
+    disparity = np.linspace(10, 50, 20, dtype=np.float32).reshape(4, 5)
+    disparity[1, 2] = np.inf  # Middlebury's unknown disparity
+    disparity[3, 0] = 0.0  # a Kinect-style hole
+    np.save(tmp_path / "disp.npy", disparity)
+    argv = ["--model", "bilinear", "--rgb", str(tmp_path / "rgb.png"), "--depth", str(tmp_path / "disp.npy")]
+    out, npy = tmp_path / "up.png", tmp_path / "up.npy"
+    assert script.main([*argv, "--out", str(out), "--out-npy", str(npy), "--png-scale", "100"]) == 0
+    result = np.load(npy)
+    assert np.isfinite(result).all() and 10 - 1e-4 <= result.min() and result.max() <= 50 + 1e-4
+    png = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert png.min() >= 1000 and png.max() <= 5000  # no 0 / 65535 saturation from the holes
+    captured = capsys.readouterr()
+    assert "filled 2 invalid pixels of 20" in captured.out and "1 inf" in captured.out and "1 zero" in captured.out
+    assert "warning" not in captured.err
+    # --keep-zeros: the zero is a value (the output reaches 0)
+    assert script.main([*argv, "--out", str(out), "--out-npy", str(npy), "--keep-zeros"]) == 0
+    assert np.load(npy).min() < 1.0 and "filled 1 invalid" in capsys.readouterr().out
+    # all holes: refused with the path
+    np.save(tmp_path / "empty.npy", np.full((4, 5), np.inf, dtype=np.float32))
+    with pytest.raises(ValueError, match="empty.npy.*no valid pixel"):
+        script.main(
+            [
+                "--model",
+                "bilinear",
+                "--rgb",
+                str(tmp_path / "rgb.png"),
+                "--depth",
+                str(tmp_path / "empty.npy"),
+                "--out",
+                str(out),
+            ]
+        )
+    # a guide that is not factor x the map: said on stderr
+    cv2.imwrite(str(tmp_path / "rgb30.png"), np.full((30, 40, 3), 128, dtype=np.uint8))
+    argv = ["--model", "bilinear", "--rgb", str(tmp_path / "rgb30.png"), "--depth", str(tmp_path / "disp.npy")]
+    assert script.main([*argv, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the model upsamples x8" in err and "resized to 40x32" in err

@@ -17,7 +17,7 @@ from nvresearch.pac.upsampling.data import (
     read_flo,
     write_flo,
 )
-from nvresearch.pac.upsampling.models import DJIF, PacJointUpsample, PacJointUpsampleLite
+from nvresearch.pac.upsampling.models import DJIF, DJIFResidual, PacJointUpsample, PacJointUpsampleLite
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -57,15 +57,15 @@ def test_pac_residual_predicts_a_correction_of_bilinear() -> None:
 
 def test_djif_residual_starts_near_bilinear_and_folds_channels() -> None:
     torch.manual_seed(0)
-    net = DJIF(4, channels=2)
+    net = DJIFResidual(4, channels=2)
     lr, guide = torch.rand(1, 2, 3, 3), torch.rand(1, 3, 12, 12)
     with torch.no_grad():
-        for conv in (net.branch_joint.conv3,):
+        for conv in (net.branch_joint[4],):
             conv.weight.zero_()
             conv.bias.zero_()
         up = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bilinear", align_corners=False)
         torch.testing.assert_close(net(lr, guide), up)  # zero residual: exactly the bilinear upsampling
-    one = DJIF(4, channels=1)
+    one = DJIFResidual(4, channels=1)
     one.load_state_dict(net.state_dict())
     torch.testing.assert_close(net(lr, guide)[:, 1:], one(lr[:, 1:], guide))
 
