@@ -286,7 +286,9 @@ class FazeModule(NVModule):
         torch.save(
             {"meta_mlp": meta.state_dict(), "joint_mlp": joint.state_dict(), "results": self.results}, out / "stage2.pt"
         )
-        FazeGazeEstimator(self.dted, meta).save(out / "estimator.pt")
+        # The estimator records the run's preprocessing so that predict() on uint8 patches sees what training saw.
+        equalize = bool(getattr(self.trainer.datamodule, "equalize", True))
+        FazeGazeEstimator(self.dted, meta, equalize).save(out / "estimator.pt")
         ks = [c.k for c in meta_curve]
         draw_error_curve(
             ks,

@@ -97,3 +97,22 @@ def test_fast_run_writes_table_plot_pictures_and_estimator(compose, tmp_path):
     assert predict(model, images).shape == (12, 2)
     mine = personalize(model, images, gaze, k=9, steps=5, lr=1e-4)
     assert not torch.equal(predict(mine, images), predict(model, images))
+
+    # The estimator carries the run's preprocessing (data.equalize=false here): predict() on the test persons' uint8
+    # patches, as stored in the file, reproduces the run's k = 0 error without being told how to preprocess.
+    assert model.equalize is False
+    import h5py
+
+    from nvresearch.core.geometry import angular_error, pitchyaw_to_vector
+    from nvresearch.faze.data import load_split
+
+    split = load_split(h5.path.parent / "split.json")
+    with h5py.File(h5.path, "r") as f:
+        test = [(f[p]["pixels"][:], f[p]["labels"][:, :2]) for p in split["test"]]
+    errors = {}
+    for equalize in (None, True):
+        vec = [(pitchyaw_to_vector(predict(model, px[-30:], equalize=equalize)), y[-30:]) for px, y in test]
+        errs = [angular_error(v, pitchyaw_to_vector(torch.from_numpy(y))) for v, y in vec]
+        errors[equalize] = float(torch.cat(errs).mean())
+    assert errors[None] == pytest.approx(metrics["test/error_k0"], rel=1e-4, abs=1e-4)
+    assert abs(errors[True] - metrics["test/error_k0"]) > 0.1  # equalising (the old default) is not what it saw
