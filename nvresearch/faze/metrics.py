@@ -1,8 +1,9 @@
 """FAZE evaluation (spec C.5, A.7): angular error and the personalisation protocol, error against k.
 
 Protocol: each test person with more than ``min_samples`` samples keeps its last ``test_last`` samples as its test
-set; for each k and each of ``repeats`` draws (Python ``random`` seeded with ``seed``), a copy of the gaze MLP is
-fine-tuned with full-batch SGD on k samples drawn from the rest, then evaluated on the test set. The error for k is
+set; for each k, Python ``random`` is reseeded with ``seed`` and, person by person, ``repeats`` calibration sets of k
+samples are drawn from the rest (the official ``2_meta_learning.py`` order: reseed per k, person-major), a copy of
+the gaze MLP is fine-tuned with full-batch SGD on each, then evaluated on the test set. The error for k is
 the mean over all (person, test sample, repeat) triples; its spread is the std over repeats of the per-repeat mean.
 """
 
@@ -70,18 +71,18 @@ def personalization_curve(
     people = [p for p in persons if len(p.features) > test_last]
     if not people:
         raise ValueError(f"no test person has more than test_last={test_last} samples")
-    rng = random.Random(seed)
     out = []
     for k in ks:
         k = int(k)
+        rng = random.Random(seed)  # reseeded per k: the draws of one k do not depend on which other ks are run
         start = (inits or {}).get(k, mlp)
         eligible = [p for p in people if len(p.features) - test_last >= k]
         if not eligible:
             continue
         reps = 1 if k == 0 else repeats
         sx, sy, qx, qy = [], [], [], []
-        for _ in range(reps):
-            for p in eligible:
+        for p in eligible:  # person-major, as the official loop: person, then its repeats
+            for _ in range(reps):
                 pool = len(p.features) - test_last
                 idx = torch.tensor(rng.sample(range(pool), k), dtype=torch.long)
                 sx.append(p.features[idx])
@@ -93,8 +94,8 @@ def personalization_curve(
         if k > 0 and steps > 0:
             params = batched_adapt(start, torch.stack(sx), torch.stack(sy), _mean_angle, steps, lr, params=params)
         with torch.no_grad():
-            err = angular_error(batched_forward(start, params, qx_t), qy_t)  # (reps * persons, test_last)
-        per_repeat = err.view(reps, len(eligible), -1).mean(dim=(1, 2))
+            err = angular_error(batched_forward(start, params, qx_t), qy_t)  # (persons * reps, test_last)
+        per_repeat = err.view(len(eligible), reps, -1).mean(dim=(0, 2))
         std = float(per_repeat.std(unbiased=False)) if reps > 1 else 0.0
         out.append(CurvePoint(k, float(err.mean()), std, len(eligible)))
     return out

@@ -234,8 +234,12 @@ class FazeModule(NVModule):
 
         joint = joint_train(train_codes, cfg)
         if cfg.per_k:
-            inits = {k: meta_train(train_codes, cfg, k=max(k, 1)) for k in ks}
-            meta = inits[min(ks, key=lambda k: (k == 0, k))]
+            # One model per k > 0; k = 0 (no adaptation) evaluates the smallest k's model instead of training a
+            # duplicate of it.
+            inits = {k: meta_train(train_codes, cfg, k=k) for k in ks if k > 0}
+            meta = inits[min(inits)] if inits else meta_train(train_codes, cfg, k=1)
+            if 0 in ks:
+                inits[0] = meta
         else:
             meta = meta_train(train_codes, cfg)
             inits = None

@@ -116,3 +116,33 @@ def test_fast_run_writes_table_plot_pictures_and_estimator(compose, tmp_path):
         errors[equalize] = float(torch.cat(errs).mean())
     assert errors[None] == pytest.approx(metrics["test/error_k0"], rel=1e-4, abs=1e-4)
     assert abs(errors[True] - metrics["test/error_k0"]) > 0.1  # equalising (the old default) is not what it saw
+    # personalize() on the protocol's draws (reseeded per k, person-major, 2 repeats) reproduces the run's k = 3
+    import random
+
+    rng, errs = random.Random(4089213955), []
+    for px, y in test:
+        for _ in range(2):
+            idx = rng.sample(range(30), 3)
+            mine = personalize(model, px[idx], y[idx], steps=5, lr=6e-4)
+            errs.append(
+                angular_error(pitchyaw_to_vector(predict(mine, px[-30:])), pitchyaw_to_vector(torch.tensor(y[-30:])))
+            )
+    assert float(torch.cat(errs).mean()) == pytest.approx(metrics["test/error_k3"], rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_per_k_meta_training_skips_k0(compose, tmp_path, monkeypatch):
+    """One meta-learned model per k > 0; k = 0 evaluates the smallest k's model rather than training a duplicate."""
+    import nvresearch.faze.module as faze_module
+
+    calls = []
+    real = faze_module.meta_train
+
+    def recording(codes, cfg, k=None):
+        calls.append(k)
+        return real(codes, cfg, k=k)
+
+    monkeypatch.setattr(faze_module, "meta_train", recording)
+    metrics = train(compose(_fast(tmp_path, "model.stage2.per_k=true", "model.stage2.ks=[0,1,3]")))
+    assert calls == [1, 3]
+    assert {"test/error_k0", "test/error_k1", "test/error_k3"} <= set(metrics)

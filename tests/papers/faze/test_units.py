@@ -479,6 +479,35 @@ def test_personalization_curve_protocol_on_a_known_toy() -> None:
         personalization_curve(joint, test, [0], test_last=100)
 
 
+def test_personalization_curve_draws_as_the_official_protocol() -> None:
+    """Official 2_meta_learning.py: random reseeded for each k, then person by person its repeats of k calibration
+    samples drawn from all but the last test_last; each draw adapts a copy with full-batch SGD. The curve equals that
+    loop written out with core.meta.adapt, and one k's result does not depend on which other ks are evaluated."""
+    import random
+
+    from nvresearch.core.geometry import angular_error
+    from nvresearch.core.meta import adapt
+
+    test = _toy_persons(3, 50, seed=5)
+    torch.manual_seed(0)
+    mlp = GazeMLP()
+    kw = dict(test_last=20, repeats=3, steps=4, lr=1e-3, seed=11)
+    with torch_threads(1):
+        alone = personalization_curve(mlp, test, [3], **kw)[0]
+        among = {c.k: c for c in personalization_curve(mlp, test, [0, 1, 3], **kw)}
+        rng, errs = random.Random(11), []
+        for p in test:
+            for _ in range(3):
+                idx = rng.sample(range(30), 3)
+                mine = adapt(mlp, (p.features[idx], p.targets[idx]), lambda a, b: angular_error(a, b).mean(), 4, 1e-3)
+                with torch.no_grad():
+                    errs.append(angular_error(mine(p.features[-20:]), p.targets[-20:]))
+    err = torch.stack(errs).view(3, 3, 20)  # (person, repeat, sample)
+    assert among[3].mean == pytest.approx(alone.mean, abs=1e-6)
+    assert alone.mean == pytest.approx(err.mean().item(), abs=1e-4)
+    assert alone.std == pytest.approx(err.mean(dim=(0, 2)).std(unbiased=False).item(), abs=1e-4)
+
+
 @pytest.mark.parametrize("first_order", [True, False])
 @pytest.mark.parametrize("activation", ["selu", "relu"])
 def test_mlp_meta_loss_equals_the_generic_batched_meta_loss(first_order: bool, activation: str) -> None:
