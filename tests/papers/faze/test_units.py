@@ -586,3 +586,62 @@ def test_rotation_x_moves_code_rows() -> None:
     z = F.normalize(torch.randn(1, 2, 3), dim=1)
     r = rotation_x(torch.tensor([math.radians(45)]))
     assert (rotate_codes(z, torch.eye(3)[None], r) - z).abs().max() > 0.1
+
+
+# ---------------------------------------------------------------------------------------------------- official files
+def _official_dted_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state dict with the official DT-ED's 51 names and shapes (spec F), as DataParallel saves it."""
+    g = torch.Generator().manual_seed(seed)
+    return {f"module.{k}": torch.randn(v.shape, generator=g) for k, v in DTED().state_dict().items()}
+
+
+def test_load_official_dted_and_maml_checkpoints(tmp_path) -> None:
+    from nvresearch.faze import load_official
+
+    state = _official_dted_state()
+    torch.save(state, tmp_path / "at_step_0057101.pth.tar")
+    dted = load_official(tmp_path / "at_step_0057101.pth.tar")
+    assert isinstance(dted, DTED) and not dted.training
+    for key, value in dted.state_dict().items():
+        assert torch.equal(value, state[f"module.{key}"]), key
+    # The MAML MLP as 2_meta_learning.py saves it: layerNN.weights / layerNN.bias.
+    g = torch.Generator().manual_seed(1)
+    maml = {
+        "layer01.weights": torch.randn(64, 6, generator=g),
+        "layer01.bias": torch.randn(64, generator=g),
+        "layer02.weights": torch.randn(3, 64, generator=g),
+        "layer02.bias": torch.randn(3, generator=g),
+    }
+    torch.save(maml, tmp_path / "maml.pth.tar")
+    mlp = load_official(tmp_path / "maml.pth.tar")
+    assert isinstance(mlp, GazeMLP) and mlp.activation == "selu"
+    x = torch.randn(5, 6)
+    expected = F.normalize(
+        F.linear(
+            F.selu(F.linear(x, maml["layer01.weights"], maml["layer01.bias"])),
+            maml["layer02.weights"],
+            maml["layer02.bias"],
+        ),
+        dim=-1,
+    )
+    torch.testing.assert_close(mlp(x), expected)
+
+
+def test_load_official_reports_what_did_not_map(tmp_path) -> None:
+    from nvresearch.faze import OfficialCheckpointError, load_official
+
+    state = _official_dted_state()
+    del state["module.gaze1.weight"]
+    state["module.fc_enc.weight"] = torch.zeros(100, 640)
+    state["module.triplet_head.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "bad.pth.tar")
+    with pytest.raises(OfficialCheckpointError) as err:
+        load_official(tmp_path / "bad.pth.tar")
+    msg = str(err.value)
+    assert "bad.pth.tar" in msg and "1 missing: gaze1.weight" in msg and "1 unexpected: triplet_head.weight" in msg
+    assert "1 wrong shape: fc_enc.weight (100, 640) (ours (118, 640))" in msg
+    (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
+    with pytest.raises(OfficialCheckpointError, match="cannot read .*junk.pth.tar"):
+        load_official(tmp_path / "junk.pth.tar")
+    with pytest.raises(FileNotFoundError, match="no official FAZE checkpoint at"):
+        load_official(tmp_path / "absent.pth.tar")
