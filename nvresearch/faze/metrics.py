@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nvresearch.core.geometry import angular_error, pitchyaw_to_vector
+from nvresearch.core.geometry import angular_error, pitchyaw_to_vector, vector_to_pitchyaw
 from nvresearch.core.meta import batched_adapt, batched_forward, stack_params
 
-__all__ = ["CurvePoint", "angular_error_deg", "personalization_curve"]
+__all__ = ["CurvePoint", "angular_error_deg", "offset_correction_curve", "personalization_curve"]
 
 
 def angular_error_deg(prediction: Tensor, target: Tensor) -> Tensor:
@@ -103,3 +103,48 @@ def personalization_curve(
 
 def _mean_angle(prediction: Tensor, target: Tensor) -> Tensor:
     return angular_error(prediction, target).mean()
+
+
+@torch.no_grad()
+def offset_correction_curve(
+    mlp: nn.Module,
+    persons: Sequence[object],
+    ks: Sequence[int],
+    test_last: int = 500,
+    repeats: int = 10,
+    seed: int = 4089213955,
+) -> list[CurvePoint]:
+    """The offset-correction baseline: subtract the mean (pitch, yaw) error of the k calibration samples.
+
+    No learning: ``mlp`` predicts, the mean of ``label - prediction`` over the k samples (in pitch and yaw) is added
+    to its predictions on the test set. Calibration sets are the same draws as :func:`personalization_curve` with the
+    same ``seed`` (reseeded per k, person-major); k = 0 is the unadapted error.
+
+    Returns:
+        One :class:`CurvePoint` per evaluated k, in the order of ``ks``.
+    """
+    people = [p for p in persons if len(p.features) > test_last]
+    if not people:
+        raise ValueError(f"no test person has more than test_last={test_last} samples")
+    out = []
+    for k in ks:
+        k = int(k)
+        rng = random.Random(seed)  # the draws of personalization_curve
+        eligible = [p for p in people if len(p.features) - test_last >= k]
+        if not eligible:
+            continue
+        reps = 1 if k == 0 else repeats
+        errs = []
+        for p in eligible:
+            pred = vector_to_pitchyaw(mlp(p.features))
+            label = vector_to_pitchyaw(p.targets)
+            for _ in range(reps):
+                idx = torch.tensor(rng.sample(range(len(p.features) - test_last), k), dtype=torch.long)
+                offset = (label[idx] - pred[idx]).mean(0) if k > 0 else torch.zeros(2)
+                fixed = pitchyaw_to_vector(pred[-test_last:] + offset)
+                errs.append(angular_error(fixed, p.targets[-test_last:]))
+        err = torch.stack(errs).view(len(eligible), reps, -1)
+        per_repeat = err.mean(dim=(0, 2))
+        std = float(per_repeat.std(unbiased=False)) if reps > 1 else 0.0
+        out.append(CurvePoint(k, float(err.mean()), std, len(eligible)))
+    return out

@@ -80,6 +80,8 @@ def test_fast_run_writes_table_plot_pictures_and_estimator(compose, tmp_path):
     run = tmp_path / "run"
     for k in (0, 1, 3, 9):
         assert f"test/error_k{k}" in metrics and f"test/joint_error_k{k}" in metrics
+        assert f"test/offset_error_k{k}" in metrics
+    assert metrics["test/offset_error_k0"] == pytest.approx(metrics["test/joint_error_k0"], abs=1e-4)
     assert "test/error_k64" not in metrics  # larger than every calibration pool (60 - 30)
     assert metrics["test/person_independent_error"] <= metrics["test/dted_error"]
     saved = json.loads((run / "metrics.json").read_text())["metrics"]

@@ -508,6 +508,37 @@ def test_personalization_curve_draws_as_the_official_protocol() -> None:
     assert alone.std == pytest.approx(err.mean(dim=(0, 2)).std(unbiased=False).item(), abs=1e-4)
 
 
+def test_offset_correction_curve_removes_a_constant_offset_and_shares_the_draws() -> None:
+    """A model that returns the optical axis is wrong by each person's constant (pitch, yaw) offset: subtracting the
+    mean error of k >= 1 samples removes it exactly; k = 0 keeps it; the draws are personalization_curve's."""
+    import random
+
+    from nvresearch.core.geometry import angular_error, vector_to_pitchyaw
+    from nvresearch.faze.metrics import offset_correction_curve
+
+    class Optical(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :3]
+
+    test = _toy_persons(4, 50, seed=7)
+    curve = {c.k: c for c in offset_correction_curve(Optical(), test, [0, 1, 3], test_last=20, repeats=3, seed=2)}
+    assert curve[0].mean > 3.0 and curve[0].std == 0.0  # |kappa| of 6 deg std per axis
+    assert curve[1].mean < 0.2 and curve[3].mean < 0.2
+    # the same calibration samples as the protocol's loop: one biased label per draw shows which samples were used
+    biased = [PersonCodes(p.person, p.features, p.targets.clone(), p.gaze) for p in test]
+    for p in biased:
+        p.targets[:30] = pitchyaw_to_vector(p.gaze[:30] + torch.arange(30.0)[:, None] * 0.01)
+    got = offset_correction_curve(Optical(), biased, [3], test_last=20, repeats=3, seed=2)[0]
+    rng, errs = random.Random(2), []
+    for p in biased:
+        pred = vector_to_pitchyaw(p.features[:, :3])
+        for _ in range(3):
+            idx = rng.sample(range(30), 3)
+            off = (vector_to_pitchyaw(p.targets[idx]) - pred[idx]).mean(0)
+            errs.append(angular_error(pitchyaw_to_vector(pred[-20:] + off), p.targets[-20:]))
+    assert got.mean == pytest.approx(torch.cat(errs).mean().item(), abs=1e-4)
+
+
 @pytest.mark.parametrize("first_order", [True, False])
 @pytest.mark.parametrize("activation", ["selu", "relu"])
 def test_mlp_meta_loss_equals_the_generic_batched_meta_loss(first_order: bool, activation: str) -> None:
