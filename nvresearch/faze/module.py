@@ -310,8 +310,11 @@ class FazeModule(NVModule):
             self.samples_dir / "error_vs_k.png",
             hlines={"DT-ED (k=0)": dted},
         )
-        lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s}"]
-        lines += [f"{c.k:>5d} {c.mean:>9.2f}° {joint_by_k[c.k].mean:>9.2f}°" for c in meta_curve]
+        lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s} {'offset corr.':>12s}"]
+        lines += [
+            f"{c.k:>5d} {c.mean:>9.2f}° {joint_by_k[c.k].mean:>9.2f}° {offset_by_k.get(c.k, math.nan):>11.2f}°"
+            for c in meta_curve
+        ]
         lines.append(f"DT-ED gaze head (person-independent): {dted:.2f}°")
         table = "FAZE error vs k (test persons):\n" + "\n".join(lines)
         print(table, flush=True)  # once on the console (Hydra's log handler would repeat a log.info there)
