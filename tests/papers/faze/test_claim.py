@@ -20,8 +20,10 @@ def test_personalisation_beats_person_independent_estimation(compose):
     Measured since DT-ED normalises the gaze and head codes separately (as the official code) and the calibration
     draws follow the official order (``pytest -m claim tests/papers/faze -rP``, one thread, shared 2-core AMD EPYC,
     seed 1): k = 3 16.3 % (6.18 vs 7.39 deg) and k = 9 21.5 % (5.80 deg), so this test FAILS at k = 3; the bar is
-    kept (docs/papers/faze.md, Results and Open). Before the fix: k = 3 32.7 % (seed 1) and 31.1 % (seed 2), k = 9
-    37.2 % and 38.6 %.
+    kept (docs/papers/faze.md, Results and Open). The offset-correction probe (``test/offset_error_k<k>``, same
+    run) scores 6.36 deg at k = 3 and 5.74 deg at k = 9, better than MAML from k = 6 on, so it is not asserted yet:
+    the eye-strip world must first give persons more than a constant offset. Before the fix: k = 3 32.7 % (seed 1)
+    and 31.1 % (seed 2), k = 9 37.2 % and 38.6 %.
     """
     metrics = train(compose(["paper=faze", "logger=csv", "trainer.enable_progress_bar=false"]))
     base = metrics["test/person_independent_error"]
