@@ -27,6 +27,7 @@ from nvresearch.faze.losses import (
 )
 from nvresearch.faze.metrics import CurvePoint, personalization_curve
 from nvresearch.faze.models import DTED, DenseNetDecoder, DenseNetEncoder, GazeMLP, normalize_codes, rotate_codes
+from nvresearch.faze.official import OfficialCheckpointError, load_official
 
 __all__ = [
     "DTED",
@@ -37,6 +38,7 @@ __all__ = [
     "FazeGazeEstimator",
     "FazeH5",
     "GazeMLP",
+    "OfficialCheckpointError",
     "PairDataset",
     "PersonCodes",
     "SampleDataset",
@@ -46,6 +48,7 @@ __all__ = [
     "gaze_angular_loss",
     "joint_train",
     "linear_ramp",
+    "load_official",
     "load_split",
     "meta_train",
     "normalize_codes",

@@ -10,6 +10,8 @@ Example::
 
 ``calib_images`` / ``images`` are uint8 ``(N, H, W, 3)`` RGB eye-region patches in the layout of the preprocessed
 HDF5 files (or float ``(N, 3, H, W)`` already in [-1, 1]); ``calib_gaze`` is ``(N, 2)`` (pitch, yaw) radians.
+uint8 patches get the preprocessing the model was trained with (``estimator.preprocessing``, saved in
+``estimator.pt``: e.g. luma equalisation on for GazeCapture, off for the embedded world).
 """
 
 from __future__ import annotations
@@ -37,36 +39,51 @@ class FazeGazeEstimator(nn.Module):
     Args:
         dted: the trained DT-ED (only its encoder is used).
         mlp: the (meta-learned or personalised) gaze MLP.
+        equalize: the run's ``data.equalize``: uint8 patches given to :func:`predict` / :func:`personalize` are
+            luma-equalised as in training (the reference preprocessing is on). Saved with the networks.
 
     Shape:
         images: ``(B, 3, H, W)`` in [-1, 1]; returns ``(B, 3)`` unit vectors (``v(pitch, yaw)`` convention).
     """
 
-    def __init__(self, dted: DTED, mlp: GazeMLP) -> None:
+    def __init__(self, dted: DTED, mlp: GazeMLP, equalize: bool = True) -> None:
         super().__init__()
         self.dted = dted
         self.mlp = mlp
+        self.equalize = bool(equalize)
+
+    @property
+    def preprocessing(self) -> dict[str, bool]:
+        """How uint8 patches were turned into the training input (what :meth:`save` records)."""
+        return {"equalize": self.equalize}
 
     @classmethod
-    def from_module(cls, module: nn.Module) -> FazeGazeEstimator:
-        """Build from a trained :class:`~nvresearch.faze.module.FazeModule` (copies its DT-ED and meta-learned MLP)."""
-        return cls(copy.deepcopy(module.dted), copy.deepcopy(module.gaze_mlp)).eval()
+    def from_module(cls, module: nn.Module, equalize: bool = True) -> FazeGazeEstimator:
+        """Build from a trained :class:`~nvresearch.faze.module.FazeModule` (copies its DT-ED and meta-learned MLP).
+
+        ``equalize`` is the ``data.equalize`` the module was trained with.
+        """
+        return cls(copy.deepcopy(module.dted), copy.deepcopy(module.gaze_mlp), equalize).eval()
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the networks and their constructor arguments to one file (read back by :meth:`load`)."""
+        """Write the networks, their constructor arguments and the preprocessing to one file (see :meth:`load`)."""
         path = Path(path)
         payload = {
             "dted_config": self.dted.config,
             "dted": self.dted.state_dict(),
             "mlp_config": self.mlp.config,
             "mlp": self.mlp.state_dict(),
+            "preprocessing": self.preprocessing,
         }
         torch.save(payload, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> FazeGazeEstimator:
-        """Rebuild an estimator written by :meth:`save` (each FAZE run writes ``<run>/estimator.pt``)."""
+        """Rebuild an estimator written by :meth:`save` (each FAZE run writes ``<run>/estimator.pt``).
+
+        Files written before the preprocessing was recorded get the reference preprocessing (equalisation on).
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no FAZE estimator file at '{path}' (written by a run as <run>/estimator.pt)")
@@ -74,7 +91,11 @@ class FazeGazeEstimator(nn.Module):
         dted, mlp = DTED(**payload["dted_config"]), GazeMLP(**payload["mlp_config"])
         dted.load_state_dict(payload["dted"])
         mlp.load_state_dict(payload["mlp"])
-        return cls(dted, mlp).eval()
+        preprocessing = payload.get("preprocessing", {"equalize": True})
+        unknown = sorted(set(preprocessing) - {"equalize"})
+        if unknown:
+            raise ValueError(f"'{path}' records preprocessing keys this version does not know: {unknown}")
+        return cls(dted, mlp, equalize=bool(preprocessing["equalize"])).eval()
 
     @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:
@@ -98,18 +119,19 @@ def _as_images(images: Tensor | np.ndarray, equalize: bool = True) -> Tensor:
 
 
 @torch.no_grad()
-def predict(model: FazeGazeEstimator, images: Tensor | np.ndarray) -> Tensor:
+def predict(model: FazeGazeEstimator, images: Tensor | np.ndarray, equalize: bool | None = None) -> Tensor:
     """Gaze (pitch, yaw) in radians for a batch of eye-region patches.
 
     Args:
         model: a :class:`FazeGazeEstimator` (person-independent or personalised).
         images: float ``(B, 3, H, W)`` in [-1, 1], or uint8 ``(B, H, W, 3)`` RGB patches as stored in the HDF5 files.
+        equalize: luma-equalise uint8 patches; None (default): as the model was trained (``model.equalize``).
 
     Returns:
         ``(B, 2)`` radians.
     """
     model.eval()
-    x = _as_images(images).to(next(model.parameters()).device)
+    x = _as_images(images, model.equalize if equalize is None else equalize).to(next(model.parameters()).device)
     return vector_to_pitchyaw(model(x))
 
 
@@ -121,6 +143,7 @@ def personalize(
     steps: int = 1000,
     lr: float = 1e-5,
     seed: int = 0,
+    equalize: bool | None = None,
 ) -> FazeGazeEstimator:
     """Few-shot personalisation (PS-GEN, spec A.7): fine-tune a copy of the gaze MLP on k calibration samples.
 
@@ -134,11 +157,12 @@ def personalize(
         k: use k of them, drawn at random with ``seed`` (None: all).
         steps / lr: SGD steps and step size (reference: 1000 at 1e-5; use the values the model was evaluated with).
         seed: seeds the draw of the k samples.
+        equalize: luma-equalise uint8 patches; None (default): as the model was trained (``model.equalize``).
 
     Returns:
         The personalised :class:`FazeGazeEstimator`.
     """
-    x = _as_images(images)
+    x = _as_images(images, model.equalize if equalize is None else equalize)
     y = torch.as_tensor(np.asarray(gaze_labels) if not isinstance(gaze_labels, Tensor) else gaze_labels).float()
     if y.dim() != 2 or y.shape[1] != 2 or y.shape[0] != x.shape[0]:
         raise ValueError(f"gaze_labels must be (N, 2) for N={x.shape[0]} images, got {tuple(y.shape)}")
@@ -146,7 +170,7 @@ def personalize(
     k = n if k is None else int(k)
     if not 0 <= k <= n:
         raise ValueError(f"k={k} calibration samples requested but {n} were given")
-    out = FazeGazeEstimator(model.dted, copy.deepcopy(model.mlp))
+    out = FazeGazeEstimator(model.dted, copy.deepcopy(model.mlp), model.equalize)
     if k == 0 or steps == 0:
         return out.eval()
     idx = torch.tensor(random.Random(seed).sample(range(n), k), dtype=torch.long)

@@ -1,8 +1,9 @@
 """FAZE evaluation (spec C.5, A.7): angular error and the personalisation protocol, error against k.
 
 Protocol: each test person with more than ``min_samples`` samples keeps its last ``test_last`` samples as its test
-set; for each k and each of ``repeats`` draws (Python ``random`` seeded with ``seed``), a copy of the gaze MLP is
-fine-tuned with full-batch SGD on k samples drawn from the rest, then evaluated on the test set. The error for k is
+set; for each k, Python ``random`` is reseeded with ``seed`` and, person by person, ``repeats`` calibration sets of k
+samples are drawn from the rest (the official ``2_meta_learning.py`` order: reseed per k, person-major), a copy of
+the gaze MLP is fine-tuned with full-batch SGD on each, then evaluated on the test set. The error for k is
 the mean over all (person, test sample, repeat) triples; its spread is the std over repeats of the per-repeat mean.
 """
 
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nvresearch.core.geometry import angular_error, mean_angular_error
+from nvresearch.core.geometry import angular_error, mean_angular_error, pitchyaw_to_vector, vector_to_pitchyaw
 from nvresearch.core.meta import batched_adapt, batched_forward, stack_params
 
-__all__ = ["CurvePoint", "personalization_curve"]
+__all__ = ["CurvePoint", "offset_correction_curve", "personalization_curve"]
 
 
 @dataclass
@@ -59,18 +60,18 @@ def personalization_curve(
     people = [p for p in persons if len(p.features) > test_last]
     if not people:
         raise ValueError(f"no test person has more than test_last={test_last} samples")
-    rng = random.Random(seed)
     out = []
     for k in ks:
         k = int(k)
+        rng = random.Random(seed)  # reseeded per k: the draws of one k do not depend on which other ks are run
         start = (inits or {}).get(k, mlp)
         eligible = [p for p in people if len(p.features) - test_last >= k]
         if not eligible:
             continue
         reps = 1 if k == 0 else repeats
         sx, sy, qx, qy = [], [], [], []
-        for _ in range(reps):
-            for p in eligible:
+        for p in eligible:  # person-major, as the official loop: person, then its repeats
+            for _ in range(reps):
                 pool = len(p.features) - test_last
                 idx = torch.tensor(rng.sample(range(pool), k), dtype=torch.long)
                 sx.append(p.features[idx])
@@ -84,8 +85,53 @@ def personalization_curve(
                 start, torch.stack(sx), torch.stack(sy), mean_angular_error, steps, lr, params=params
             )
         with torch.no_grad():
-            err = angular_error(batched_forward(start, params, qx_t), qy_t)  # (reps * persons, test_last)
-        per_repeat = err.view(reps, len(eligible), -1).mean(dim=(1, 2))
+            err = angular_error(batched_forward(start, params, qx_t), qy_t)  # (persons * reps, test_last)
+        per_repeat = err.view(len(eligible), reps, -1).mean(dim=(0, 2))
+        std = float(per_repeat.std(unbiased=False)) if reps > 1 else 0.0
+        out.append(CurvePoint(k, float(err.mean()), std, len(eligible)))
+    return out
+
+
+@torch.no_grad()
+def offset_correction_curve(
+    mlp: nn.Module,
+    persons: Sequence[object],
+    ks: Sequence[int],
+    test_last: int = 500,
+    repeats: int = 10,
+    seed: int = 4089213955,
+) -> list[CurvePoint]:
+    """The offset-correction baseline: subtract the mean (pitch, yaw) error of the k calibration samples.
+
+    No learning: ``mlp`` predicts, the mean of ``label - prediction`` over the k samples (in pitch and yaw) is added
+    to its predictions on the test set. Calibration sets are the same draws as :func:`personalization_curve` with the
+    same ``seed`` (reseeded per k, person-major); k = 0 is the unadapted error.
+
+    Returns:
+        One :class:`CurvePoint` per evaluated k, in the order of ``ks``.
+    """
+    people = [p for p in persons if len(p.features) > test_last]
+    if not people:
+        raise ValueError(f"no test person has more than test_last={test_last} samples")
+    out = []
+    for k in ks:
+        k = int(k)
+        rng = random.Random(seed)  # the draws of personalization_curve
+        eligible = [p for p in people if len(p.features) - test_last >= k]
+        if not eligible:
+            continue
+        reps = 1 if k == 0 else repeats
+        errs = []
+        for p in eligible:
+            pred = vector_to_pitchyaw(mlp(p.features))
+            label = vector_to_pitchyaw(p.targets)
+            for _ in range(reps):
+                idx = torch.tensor(rng.sample(range(len(p.features) - test_last), k), dtype=torch.long)
+                offset = (label[idx] - pred[idx]).mean(0) if k > 0 else torch.zeros(2)
+                fixed = pitchyaw_to_vector(pred[-test_last:] + offset)
+                errs.append(angular_error(fixed, p.targets[-test_last:]))
+        err = torch.stack(errs).view(len(eligible), reps, -1)
+        per_repeat = err.mean(dim=(0, 2))
         std = float(per_repeat.std(unbiased=False)) if reps > 1 else 0.0
         out.append(CurvePoint(k, float(err.mean()), std, len(eligible)))
     return out

@@ -201,9 +201,9 @@ class DTED(nn.Module):
 
     The encoder maps an eye-region image to an appearance code ``z_app`` (64), a gaze code ``Z_g`` (2x3) and a head
     code ``Z_h`` (16x3) (slices of one 118-d vector: app first, then the rows of a row-major reshape to ``(18, 3)``).
-    The 3D codes are column-normalised, then rotated by the relative rotations of gaze and head and decoded with the
-    appearance code into another image of the same person. A gaze head (6 -> 64 -> ReLU -> 3, unit output) reads
-    the unrotated gaze code.
+    The gaze and head codes are column-normalised, each on its own, then rotated by the relative rotations of gaze
+    and head and decoded with the appearance code into another image of the same person. A gaze head
+    (6 -> 64 -> ReLU -> 3, unit output) reads the unrotated gaze code.
 
     Args:
         z_app / z_gaze / z_head: appearance size and numbers of 3D rows of the gaze and head codes.
@@ -284,15 +284,19 @@ class DTED(nn.Module):
             )
 
     def encode(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Images -> ``(z_app (B, 64), Z_g (B, 2, 3), Z_h (B, 16, 3))``, the 3D codes normalised (spec A.3)."""
+        """Images -> ``(z_app (B, 64), Z_g (B, 2, 3), Z_h (B, 16, 3))``, gaze and head codes normalised separately."""
         self._check_images(images)
         feats = self.encoder(images).mean(dim=(2, 3))
         z = self.fc_enc(feats)
         z_app = z[:, : self.z_app]
         z3d = z[:, self.z_app :].reshape(z.shape[0], self.z_gaze + self.z_head, 3)
+        z_gaze, z_head = z3d[:, : self.z_gaze], z3d[:, self.z_gaze :]
         if self.normalize_3d_codes:
-            z3d = normalize_codes(z3d, self.normalize_axis)
-        return z_app, z3d[:, : self.z_gaze], z3d[:, self.z_gaze :]
+            # The gaze and head codes are normalised each on its own (official dt_ed.py, maybe_do_norm): normalising
+            # the stacked 18 rows together would leave the gaze code's columns at norm ~0.2-0.3.
+            z_gaze = normalize_codes(z_gaze, self.normalize_axis)
+            z_head = normalize_codes(z_head, self.normalize_axis)
+        return z_app, z_gaze, z_head
 
     def decode(self, z_app: Tensor, z_gaze: Tensor, z_head: Tensor) -> Tensor:
         """Codes (already rotated to the target pose) -> image ``(B, 3, H, W)``, unbounded."""

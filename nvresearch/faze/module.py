@@ -36,7 +36,7 @@ from nvresearch.faze.losses import (
     linear_ramp,
     reconstruction_l1_loss,
 )
-from nvresearch.faze.metrics import personalization_curve
+from nvresearch.faze.metrics import offset_correction_curve, personalization_curve
 from nvresearch.faze.models import DTED, GazeMLP, rotate_codes
 from nvresearch.faze.visual import draw_error_curve, to_unit_range
 
@@ -234,8 +234,12 @@ class FazeModule(NVModule):
 
         joint = joint_train(train_codes, cfg)
         if cfg.per_k:
-            inits = {k: meta_train(train_codes, cfg, k=max(k, 1)) for k in ks}
-            meta = inits[min(ks, key=lambda k: (k == 0, k))]
+            # One model per k > 0; k = 0 (no adaptation) evaluates the smallest k's model instead of training a
+            # duplicate of it.
+            inits = {k: meta_train(train_codes, cfg, k=k) for k in ks if k > 0}
+            meta = inits[min(inits)] if inits else meta_train(train_codes, cfg, k=1)
+            if 0 in ks:
+                inits[0] = meta
         else:
             meta = meta_train(train_codes, cfg)
             inits = None
@@ -244,6 +248,10 @@ class FazeModule(NVModule):
         )
         meta_curve = personalization_curve(meta, test_codes, ks, inits=inits, **common)
         joint_curve = personalization_curve(joint, test_codes, ks, **common)
+        # The trivial probe: the jointly trained MLP plus the mean error of the k samples (no learning).
+        offset_curve = offset_correction_curve(
+            joint, test_codes, ks, test_last=cfg.test_last, repeats=cfg.repeats, seed=cfg.seed
+        )
         self.gaze_mlp.load_state_dict(meta.state_dict())
 
         joint_k0 = next((c.mean for c in joint_curve if c.k == 0), math.inf)
@@ -253,12 +261,15 @@ class FazeModule(NVModule):
             metrics[f"error_k{c.k}"] = c.mean
         for c in joint_curve:
             metrics[f"joint_error_k{c.k}"] = c.mean
+        for c in offset_curve:
+            metrics[f"offset_error_k{c.k}"] = c.mean
         for name, value in metrics.items():
             self.log(f"test/{name}", value, add_dataloader_idx=False)
         self.results = {
             "metrics": metrics,
             "meta_curve": [dataclasses.asdict(c) for c in meta_curve],
             "joint_curve": [dataclasses.asdict(c) for c in joint_curve],
+            "offset_curve": [dataclasses.asdict(c) for c in offset_curve],
             "test_persons": len(test_codes),
             "meta_train_persons": len(train_codes),
         }
@@ -268,9 +279,11 @@ class FazeModule(NVModule):
     def _write_stage2(self, meta: GazeMLP, joint: GazeMLP, meta_curve: list, joint_curve: list, dted: float) -> None:
         out = self.output_dir
         joint_by_k = {c.k: c for c in joint_curve}
+        offset_by_k = {c["k"]: c["mean"] for c in self.results.get("offset_curve", [])}
         with open(out / "error_vs_k.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["k", "meta_mean_deg", "meta_std_deg", "joint_mean_deg", "joint_std_deg", "persons"])
+            header = ["k", "meta_mean_deg", "meta_std_deg", "joint_mean_deg", "joint_std_deg", "offset_mean_deg"]
+            writer.writerow([*header, "persons"])
             for c in meta_curve:
                 j = joint_by_k.get(c.k)
                 writer.writerow(
@@ -280,13 +293,16 @@ class FazeModule(NVModule):
                         f"{c.std:.4f}",
                         f"{j.mean:.4f}" if j else "",
                         f"{j.std:.4f}" if j else "",
+                        f"{offset_by_k[c.k]:.4f}" if c.k in offset_by_k else "",
                         c.persons,
                     ]
                 )
         torch.save(
             {"meta_mlp": meta.state_dict(), "joint_mlp": joint.state_dict(), "results": self.results}, out / "stage2.pt"
         )
-        FazeGazeEstimator(self.dted, meta).save(out / "estimator.pt")
+        # The estimator records the run's preprocessing so that predict() on uint8 patches sees what training saw.
+        equalize = bool(getattr(self.trainer.datamodule, "equalize", True))
+        FazeGazeEstimator(self.dted, meta, equalize).save(out / "estimator.pt")
         ks = [c.k for c in meta_curve]
         draw_error_curve(
             ks,
@@ -294,8 +310,11 @@ class FazeModule(NVModule):
             self.samples_dir / "error_vs_k.png",
             hlines={"DT-ED (k=0)": dted},
         )
-        lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s}"]
-        lines += [f"{c.k:>5d} {c.mean:>9.2f}° {joint_by_k[c.k].mean:>9.2f}°" for c in meta_curve]
+        lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s} {'offset corr.':>12s}"]
+        lines += [
+            f"{c.k:>5d} {c.mean:>9.2f}° {joint_by_k[c.k].mean:>9.2f}° {offset_by_k.get(c.k, math.nan):>11.2f}°"
+            for c in meta_curve
+        ]
         lines.append(f"DT-ED gaze head (person-independent): {dted:.2f}°")
         table = "FAZE error vs k (test persons):\n" + "\n".join(lines)
         print(table, flush=True)  # once on the console (Hydra's log handler would repeat a log.info there)

@@ -80,6 +80,8 @@ def test_fast_run_writes_table_plot_pictures_and_estimator(compose, tmp_path):
     run = tmp_path / "run"
     for k in (0, 1, 3, 9):
         assert f"test/error_k{k}" in metrics and f"test/joint_error_k{k}" in metrics
+        assert f"test/offset_error_k{k}" in metrics
+    assert metrics["test/offset_error_k0"] == pytest.approx(metrics["test/joint_error_k0"], abs=1e-4)
     assert "test/error_k64" not in metrics  # larger than every calibration pool (60 - 30)
     assert metrics["test/person_independent_error"] <= metrics["test/dted_error"]
     saved = json.loads((run / "metrics.json").read_text())["metrics"]
@@ -97,3 +99,52 @@ def test_fast_run_writes_table_plot_pictures_and_estimator(compose, tmp_path):
     assert predict(model, images).shape == (12, 2)
     mine = personalize(model, images, gaze, k=9, steps=5, lr=1e-4)
     assert not torch.equal(predict(mine, images), predict(model, images))
+
+    # The estimator carries the run's preprocessing (data.equalize=false here): predict() on the test persons' uint8
+    # patches, as stored in the file, reproduces the run's k = 0 error without being told how to preprocess.
+    assert model.equalize is False
+    import h5py
+
+    from nvresearch.core.geometry import angular_error, pitchyaw_to_vector
+    from nvresearch.faze.data import load_split
+
+    split = load_split(h5.path.parent / "split.json")
+    with h5py.File(h5.path, "r") as f:
+        test = [(f[p]["pixels"][:], f[p]["labels"][:, :2]) for p in split["test"]]
+    errors = {}
+    for equalize in (None, True):
+        vec = [(pitchyaw_to_vector(predict(model, px[-30:], equalize=equalize)), y[-30:]) for px, y in test]
+        errs = [angular_error(v, pitchyaw_to_vector(torch.from_numpy(y))) for v, y in vec]
+        errors[equalize] = float(torch.cat(errs).mean())
+    assert errors[None] == pytest.approx(metrics["test/error_k0"], rel=1e-4, abs=1e-4)
+    assert abs(errors[True] - metrics["test/error_k0"]) > 0.1  # equalising (the old default) is not what it saw
+    # personalize() on the protocol's draws (reseeded per k, person-major, 2 repeats) reproduces the run's k = 3
+    import random
+
+    rng, errs = random.Random(4089213955), []
+    for px, y in test:
+        for _ in range(2):
+            idx = rng.sample(range(30), 3)
+            mine = personalize(model, px[idx], y[idx], steps=5, lr=6e-4)
+            errs.append(
+                angular_error(pitchyaw_to_vector(predict(mine, px[-30:])), pitchyaw_to_vector(torch.tensor(y[-30:])))
+            )
+    assert float(torch.cat(errs).mean()) == pytest.approx(metrics["test/error_k3"], rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_per_k_meta_training_skips_k0(compose, tmp_path, monkeypatch):
+    """One meta-learned model per k > 0; k = 0 evaluates the smallest k's model rather than training a duplicate."""
+    import nvresearch.faze.module as faze_module
+
+    calls = []
+    real = faze_module.meta_train
+
+    def recording(codes, cfg, k=None):
+        calls.append(k)
+        return real(codes, cfg, k=k)
+
+    monkeypatch.setattr(faze_module, "meta_train", recording)
+    metrics = train(compose(_fast(tmp_path, "model.stage2.per_k=true", "model.stage2.ks=[0,1,3]")))
+    assert calls == [1, 3]
+    assert {"test/error_k0", "test/error_k1", "test/error_k3"} <= set(metrics)

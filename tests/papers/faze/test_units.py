@@ -74,10 +74,11 @@ def test_dted_shapes_normalisation_and_modes() -> None:
     out = m(x, eye, eye, eye, eye, image_b=x)
     assert out["image_b_hat"].shape == (3, 3, 32, 64)
     assert out["z_app"].shape == (3, 64) and out["z_gaze"].shape == (3, 2, 3) and out["z_head"].shape == (3, 16, 3)
-    # Spec A.3 / E.1: columns (dim 1 of (B, F, 3)) are unit norm, rows are not.
-    z3d = torch.cat([out["z_gaze"], out["z_head"]], 1)
-    torch.testing.assert_close(z3d.norm(dim=1), torch.ones(3, 3))
-    assert (z3d.norm(dim=2) - 1).abs().max() > 0.05
+    # Official dt_ed.py: the gaze (B, 2, 3) and head (B, 16, 3) codes are normalised each on its own over dim 1,
+    # so each code's 3 columns are unit norm (not those of the stacked 18 rows) and its rows are not.
+    for code in (out["z_gaze"], out["z_head"]):
+        torch.testing.assert_close(code.norm(dim=1), torch.ones(3, 3))
+        assert (code.norm(dim=2) - 1).abs().max() > 0.05
     torch.testing.assert_close(out["gaze_hat"].norm(dim=-1), torch.ones(3))
     m.eval()  # no BatchNorm, no dropout: train and eval give the same output
     torch.testing.assert_close(m(x, eye, eye, eye, eye)["image_b_hat"], out["image_b_hat"])
@@ -85,6 +86,82 @@ def test_dted_shapes_normalisation_and_modes() -> None:
         m.encode(torch.randn(1, 3, 64, 64))
     with pytest.raises(ValueError, match="divisible by 32"):
         DTED(image_size=(40, 64))
+
+
+def _official_layout_dted(sd: dict[str, torch.Tensor], x, xb, rga, rha, rgb, rhb, z_app: int = 64, z_gaze: int = 2):
+    """An independent, functional DT-ED of the official layout (dt_ed.py, densenet.py) on a state dict.
+
+    InstanceNorm -> LeakyReLU(0.01) -> bias-free conv composites, dense concatenation, 1x1 transition + 2x2 average
+    pooling; ``z = fc_enc(GAP)`` split into app | gaze rows | head rows (row-major (., 3)); the gaze and head codes
+    L2-normalised separately over dim 1; rows rotated ``Z R_a`` / ``Z R_a R_b^T``; decoder mirrored with transposed
+    convolutions, no output activation.
+    """
+
+    def pre(t):
+        return F.leaky_relu(F.instance_norm(t), 0.01)
+
+    def trunk(t, prefix, transposed):
+        b = 1
+        while f"{prefix}.block{b}.compo1.conv.weight" in sd:
+            i = 1
+            while (key := f"{prefix}.block{b}.compo{i}.conv.weight") in sd:
+                conv = F.conv_transpose2d if transposed else F.conv2d
+                t = torch.cat([t, conv(pre(t), sd[key], padding=1)], 1)
+                i += 1
+            if (key := f"{prefix}.trans{b}.composite.conv.weight") in sd:
+                t = F.avg_pool2d(F.conv2d(pre(t), sd[key]), 2)
+            elif (key := f"{prefix}.trans{b}.conv.weight") in sd:
+                t = F.conv_transpose2d(pre(t), sd[key], stride=2, padding=1, output_padding=1)
+            b += 1
+        return t
+
+    def encode(img):
+        t = F.conv2d(img, sd["encoder.initial.conv1.weight"], stride=2, padding=1)
+        t = F.conv2d(pre(t), sd["encoder.initial.conv2.weight"], stride=2, padding=1)
+        z = F.linear(trunk(t, "encoder", False).mean(-1).mean(-1), sd["fc_enc.weight"], sd["fc_enc.bias"])
+        rows = z[:, z_app:].reshape(len(z), -1, 3)
+        return z[:, :z_app], F.normalize(rows[:, :z_gaze], dim=1), F.normalize(rows[:, z_gaze:], dim=1)
+
+    app, g, h = encode(x)
+    _, g_b, h_b = encode(xb)
+    gaze_hat = F.linear(F.relu(F.linear(g.flatten(1), sd["gaze1.weight"], sd["gaze1.bias"])), sd["gaze2.weight"])
+    gaze_hat = F.normalize(gaze_hat + sd["gaze2.bias"], dim=-1)
+    zd = torch.cat([app, (g @ rga @ rgb.mT).flatten(1), (h @ rha @ rhb.mT).flatten(1)], 1)
+    t = F.linear(zd, sd["fc_dec.weight"], sd["fc_dec.bias"])
+    c = sd["decoder.block1.compo1.conv.weight"].shape[0]
+    t = trunk(t.view(len(t), c, x.shape[2] // 32, x.shape[3] // 32), "decoder", True)  # bottleneck: 1/32 of H, W
+    t = pre(F.conv_transpose2d(t, sd["decoder.last.conv1.weight"], stride=2, padding=1, output_padding=1))
+    t = pre(F.conv_transpose2d(t, sd["decoder.last.conv2.weight"], stride=2, padding=1, output_padding=1))
+    image_b_hat = F.conv2d(t, sd["decoder.last.conv3.weight"], padding=1)
+    return {
+        "z_app": app,
+        "z_gaze": g,
+        "z_head": h,
+        "canon_gaze": g @ rga,
+        "canon_head": h @ rha,
+        "canon_gaze_b": g_b @ rgb,
+        "canon_head_b": h_b @ rhb,
+        "gaze_hat": gaze_hat,
+        "image_b_hat": image_b_hat,
+    }
+
+
+def test_dted_equals_an_independent_official_layout_on_identical_weights() -> None:
+    """Every output of DTED.forward equals a functional reimplementation of the official layout run on the same
+    state dict (codes, frontalised codes of a and b, gaze estimate, decoded image). With the stacked 18-row
+    normalisation of before, the gaze code differed by ~0.8 and the decoded image by ~1.6 at the official size."""
+    torch.manual_seed(0)
+    m = DTED(growth_rate=4, decoder_input_c=8, image_size=(32, 64)).eval()
+    with torch.no_grad():
+        for p in m.parameters():  # non-zero biases too, so a swapped bias would show
+            p.add_(0.1 * torch.randn_like(p))
+    rots = [pitchyaw_to_rotation(torch.rand(3, 2) - 0.5) for _ in range(4)]
+    x, xb = torch.randn(3, 3, 32, 64), torch.randn(3, 3, 32, 64)
+    with torch.no_grad():
+        ours = m(x, *rots, image_b=xb)
+        ref = _official_layout_dted(m.state_dict(), x, xb, *rots)
+    for key, value in ref.items():
+        torch.testing.assert_close(ours[key], value, atol=1e-5, rtol=1e-5, msg=lambda s, k=key: f"{k}: {s}")
 
 
 def test_latent_slices_follow_the_reference_layout() -> None:
@@ -402,6 +479,66 @@ def test_personalization_curve_protocol_on_a_known_toy() -> None:
         personalization_curve(joint, test, [0], test_last=100)
 
 
+def test_personalization_curve_draws_as_the_official_protocol() -> None:
+    """Official 2_meta_learning.py: random reseeded for each k, then person by person its repeats of k calibration
+    samples drawn from all but the last test_last; each draw adapts a copy with full-batch SGD. The curve equals that
+    loop written out with core.meta.adapt, and one k's result does not depend on which other ks are evaluated."""
+    import random
+
+    from nvresearch.core.geometry import angular_error
+    from nvresearch.core.meta import adapt
+
+    test = _toy_persons(3, 50, seed=5)
+    torch.manual_seed(0)
+    mlp = GazeMLP()
+    kw = dict(test_last=20, repeats=3, steps=4, lr=1e-3, seed=11)
+    with torch_threads(1):
+        alone = personalization_curve(mlp, test, [3], **kw)[0]
+        among = {c.k: c for c in personalization_curve(mlp, test, [0, 1, 3], **kw)}
+        rng, errs = random.Random(11), []
+        for p in test:
+            for _ in range(3):
+                idx = rng.sample(range(30), 3)
+                mine = adapt(mlp, (p.features[idx], p.targets[idx]), lambda a, b: angular_error(a, b).mean(), 4, 1e-3)
+                with torch.no_grad():
+                    errs.append(angular_error(mine(p.features[-20:]), p.targets[-20:]))
+    err = torch.stack(errs).view(3, 3, 20)  # (person, repeat, sample)
+    assert among[3].mean == pytest.approx(alone.mean, abs=1e-6)
+    assert alone.mean == pytest.approx(err.mean().item(), abs=1e-4)
+    assert alone.std == pytest.approx(err.mean(dim=(0, 2)).std(unbiased=False).item(), abs=1e-4)
+
+
+def test_offset_correction_curve_removes_a_constant_offset_and_shares_the_draws() -> None:
+    """A model that returns the optical axis is wrong by each person's constant (pitch, yaw) offset: subtracting the
+    mean error of k >= 1 samples removes it exactly; k = 0 keeps it; the draws are personalization_curve's."""
+    import random
+
+    from nvresearch.core.geometry import angular_error, vector_to_pitchyaw
+    from nvresearch.faze.metrics import offset_correction_curve
+
+    class Optical(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :3]
+
+    test = _toy_persons(4, 50, seed=7)
+    curve = {c.k: c for c in offset_correction_curve(Optical(), test, [0, 1, 3], test_last=20, repeats=3, seed=2)}
+    assert curve[0].mean > 3.0 and curve[0].std == 0.0  # |kappa| of 6 deg std per axis
+    assert curve[1].mean < 0.2 and curve[3].mean < 0.2
+    # the same calibration samples as the protocol's loop: one biased label per draw shows which samples were used
+    biased = [PersonCodes(p.person, p.features, p.targets.clone(), p.gaze) for p in test]
+    for p in biased:
+        p.targets[:30] = pitchyaw_to_vector(p.gaze[:30] + torch.arange(30.0)[:, None] * 0.01)
+    got = offset_correction_curve(Optical(), biased, [3], test_last=20, repeats=3, seed=2)[0]
+    rng, errs = random.Random(2), []
+    for p in biased:
+        pred = vector_to_pitchyaw(p.features[:, :3])
+        for _ in range(3):
+            idx = rng.sample(range(30), 3)
+            off = (vector_to_pitchyaw(p.targets[idx]) - pred[idx]).mean(0)
+            errs.append(angular_error(pitchyaw_to_vector(pred[-20:] + off), p.targets[-20:]))
+    assert got.mean == pytest.approx(torch.cat(errs).mean().item(), abs=1e-4)
+
+
 @pytest.mark.parametrize("first_order", [True, False])
 @pytest.mark.parametrize("activation", ["selu", "relu"])
 def test_mlp_meta_loss_equals_the_generic_batched_meta_loss(first_order: bool, activation: str) -> None:
@@ -481,3 +618,62 @@ def test_rotation_x_moves_code_rows() -> None:
     z = F.normalize(torch.randn(1, 2, 3), dim=1)
     r = rotation_x(torch.tensor([math.radians(45)]))
     assert (rotate_codes(z, torch.eye(3)[None], r) - z).abs().max() > 0.1
+
+
+# ---------------------------------------------------------------------------------------------------- official files
+def _official_dted_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state dict with the official DT-ED's 51 names and shapes (spec F), as DataParallel saves it."""
+    g = torch.Generator().manual_seed(seed)
+    return {f"module.{k}": torch.randn(v.shape, generator=g) for k, v in DTED().state_dict().items()}
+
+
+def test_load_official_dted_and_maml_checkpoints(tmp_path) -> None:
+    from nvresearch.faze import load_official
+
+    state = _official_dted_state()
+    torch.save(state, tmp_path / "at_step_0057101.pth.tar")
+    dted = load_official(tmp_path / "at_step_0057101.pth.tar")
+    assert isinstance(dted, DTED) and not dted.training
+    for key, value in dted.state_dict().items():
+        assert torch.equal(value, state[f"module.{key}"]), key
+    # The MAML MLP as 2_meta_learning.py saves it: layerNN.weights / layerNN.bias.
+    g = torch.Generator().manual_seed(1)
+    maml = {
+        "layer01.weights": torch.randn(64, 6, generator=g),
+        "layer01.bias": torch.randn(64, generator=g),
+        "layer02.weights": torch.randn(3, 64, generator=g),
+        "layer02.bias": torch.randn(3, generator=g),
+    }
+    torch.save(maml, tmp_path / "maml.pth.tar")
+    mlp = load_official(tmp_path / "maml.pth.tar")
+    assert isinstance(mlp, GazeMLP) and mlp.activation == "selu"
+    x = torch.randn(5, 6)
+    expected = F.normalize(
+        F.linear(
+            F.selu(F.linear(x, maml["layer01.weights"], maml["layer01.bias"])),
+            maml["layer02.weights"],
+            maml["layer02.bias"],
+        ),
+        dim=-1,
+    )
+    torch.testing.assert_close(mlp(x), expected)
+
+
+def test_load_official_reports_what_did_not_map(tmp_path) -> None:
+    from nvresearch.faze import OfficialCheckpointError, load_official
+
+    state = _official_dted_state()
+    del state["module.gaze1.weight"]
+    state["module.fc_enc.weight"] = torch.zeros(100, 640)
+    state["module.triplet_head.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "bad.pth.tar")
+    with pytest.raises(OfficialCheckpointError) as err:
+        load_official(tmp_path / "bad.pth.tar")
+    msg = str(err.value)
+    assert "bad.pth.tar" in msg and "1 missing: gaze1.weight" in msg and "1 unexpected: triplet_head.weight" in msg
+    assert "1 wrong shape: fc_enc.weight (100, 640) (ours (118, 640))" in msg
+    (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
+    with pytest.raises(OfficialCheckpointError, match="cannot read .*junk.pth.tar"):
+        load_official(tmp_path / "junk.pth.tar")
+    with pytest.raises(FileNotFoundError, match="no official FAZE checkpoint at"):
+        load_official(tmp_path / "absent.pth.tar")
