@@ -8,8 +8,13 @@ from nvresearch.core.training.run import train
 
 
 @pytest.mark.claim
+@pytest.mark.xfail(
+    strict=True,
+    reason="not shown on today's eye-strip world since the DT-ED normalises gaze and head codes apart as the official "
+    "code does: k = 3 gains 16.3 % < 20 % (issue 15: the world must give persons more than a constant offset)",
+)
 def test_personalisation_beats_person_independent_estimation(compose):
-    """Claim (FAZE Sec. 5, spec D / H.3): few-shot personalisation lowers the gaze error of a person-independent
+    """Claim (FAZE Sec. 5, Fig. 5): few-shot personalisation lowers the gaze error of a person-independent
     estimator by a clear margin.
 
     Runs exactly the default embedded run (``python -m nvresearch.train paper=faze``: 800 DT-ED steps, then stage 2).
