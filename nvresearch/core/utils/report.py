@@ -1,4 +1,6 @@
-"""Plain-text result tables for the reproduce scripts: our numbers beside the paper's (torch-free, Lightning-free).
+"""Plain-text result tables for the reproduce scripts: our numbers beside the paper's.
+
+The module imports no torch, Lightning or Hydra (the ``nvresearch.core.utils`` package around it imports torch).
 
 Every ``scripts/reproduce/<slug>/*.py`` prints its table with :func:`print_table` and saves the numbers with
 :func:`write_json`, so that the tables of all papers read the same way: a missing number is ``-``, the first column
