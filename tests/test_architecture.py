@@ -44,6 +44,7 @@ PAPER_TORCH_ONLY = ("models", "losses", "data", "metrics")
 LAZY_TRAINING_STACK = {
     # module -> external top-level names it may import inside a function, and why
     "nvresearch.core.utils.instantiate": ({"omegaconf"}, "converts a DictConfig the caller already holds"),
+    "nvresearch.core.utils.schema": ({"omegaconf"}, "reads a DictConfig the caller already holds, unresolved"),
 }
 
 
