@@ -3,6 +3,6 @@
 from nvresearch.core.data.cache import MemoryCache
 from nvresearch.core.data.errors import DatasetLayoutError
 from nvresearch.core.data.loaders import make_loader
-from nvresearch.core.data.samplers import EpochSampler, split_epoch_key
+from nvresearch.core.data.samplers import EpochSampler, split_epoch_key, split_seed
 
-__all__ = ["DatasetLayoutError", "EpochSampler", "MemoryCache", "make_loader", "split_epoch_key"]
+__all__ = ["DatasetLayoutError", "EpochSampler", "MemoryCache", "make_loader", "split_epoch_key", "split_seed"]

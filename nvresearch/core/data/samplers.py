@@ -93,3 +93,13 @@ def split_epoch_key(key: int | tuple[int, int], default_epoch: int = 0) -> tuple
         epoch, index = key
         return int(epoch), int(index)
     return int(default_epoch), int(key)
+
+
+_SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
+
+
+def split_seed(seed: int, split: str) -> int:
+    """The seed of one split of a procedural dataset: ``seed * 10 + 0/1/2`` for train/val/test (disjoint draws)."""
+    if split not in _SPLIT_OFFSETS:
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    return int(seed) * 10 + _SPLIT_OFFSETS[split]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nvresearch.core.data import DatasetLayoutError, MemoryCache, split_epoch_key
+from nvresearch.core.data import DatasetLayoutError, MemoryCache, split_epoch_key, split_seed
 from nvresearch.core.utils.color import hsv_to_rgb
 
 __all__ = [
@@ -235,11 +235,9 @@ class SyntheticSegmentation(Dataset):
             cache: keep the images in memory once rendered (:class:`~nvresearch.core.data.MemoryCache`), so that
                 each is rendered once instead of once per epoch.
         """
-        offset = {"train": 0, "val": 1, "test": 2}
-        if split not in offset:
-            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        seed = split_seed(seed, split)
         sizes = {"train": train_size, "val": val_size, "test": test_size}
-        base = cls(int(sizes[split]), int(size), int(num_classes), seed=int(seed) * 10 + offset[split])
+        base = cls(int(sizes[split]), int(size), int(num_classes), seed=seed)
         return MemoryCache(base) if cache else base
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nvresearch.core.data import DatasetLayoutError, MemoryCache, split_epoch_key
+from nvresearch.core.data import DatasetLayoutError, MemoryCache, split_epoch_key, split_seed
 
 __all__ = [
     "FLO_MAGIC",
@@ -875,7 +875,6 @@ def _render_flow_scene(rng: np.random.Generator, height: int, width: int) -> tup
 
 
 # Scene seeds per split: disjoint, so no scene is both trained on and evaluated.
-_SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
 
 
 def _synthetic_split(
@@ -887,7 +886,6 @@ def _synthetic_split(
     seed: int,
     cache: bool,
 ) -> Dataset:
-    if split not in _SPLIT_OFFSET:
-        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
-    base = scenes(int(sizes[split]), height=int(height), width=int(width), seed=int(seed) * 10 + _SPLIT_OFFSET[split])
+    seed = split_seed(seed, split)
+    base = scenes(int(sizes[split]), height=int(height), width=int(width), seed=seed)
     return MemoryCache(base) if cache else base
