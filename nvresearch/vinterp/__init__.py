@@ -1,0 +1,38 @@
+"""vinterp: Unsupervised Video Interpolation Using Cycle Consistency (Reda et al., ICCV 2019).
+
+Torch-only public pieces: the SuperSloMo networks and the cycle construct (``models``), the backward warp (from
+``nvresearch.core.geometry.warp``). Lightning pieces, when they come, live in ``nvresearch.vinterp.module`` and
+``nvresearch.vinterp.datamodule``, which this package does not import.
+"""
+
+from nvresearch.core.geometry.warp import backward_warp
+from nvresearch.vinterp.models import (
+    MEAN_PIXEL,
+    CycleOutput,
+    FlowComputation,
+    FlowInterpolation,
+    Interpolation,
+    PerceptualFeatures,
+    SuperSloMo,
+    UNet,
+    cycle_times,
+    time_from_index,
+)
+from nvresearch.vinterp.official import OfficialCheckpointError, load_official, official_state_dict
+
+__all__ = [
+    "MEAN_PIXEL",
+    "CycleOutput",
+    "OfficialCheckpointError",
+    "FlowComputation",
+    "FlowInterpolation",
+    "Interpolation",
+    "PerceptualFeatures",
+    "SuperSloMo",
+    "UNet",
+    "backward_warp",
+    "cycle_times",
+    "load_official",
+    "official_state_dict",
+    "time_from_index",
+]
