@@ -1,11 +1,22 @@
 """vinterp: Unsupervised Video Interpolation Using Cycle Consistency (Reda et al., ICCV 2019).
 
-Torch-only public pieces: the SuperSloMo networks and the cycle construct (``models``), the backward warp (from
-``nvresearch.core.geometry.warp``). Lightning pieces, when they come, live in ``nvresearch.vinterp.module`` and
-``nvresearch.vinterp.datamodule``, which this package does not import.
+Torch-only public pieces: the SuperSloMo networks and the cycle construct (``models``), the official losses
+(``losses``), ``load_official``, and the backward warp (from ``nvresearch.core.geometry.warp``). Lightning pieces,
+when they come, live in ``nvresearch.vinterp.module`` and ``nvresearch.vinterp.datamodule``, which this package does
+not import.
 """
 
 from nvresearch.core.geometry.warp import backward_warp
+from nvresearch.vinterp.losses import (
+    LossWeights,
+    cycle_consistency_loss,
+    cycle_terms,
+    perceptual_loss,
+    pseudo_targets,
+    smoothness_loss,
+    supervised_loss,
+    supervised_terms,
+)
 from nvresearch.vinterp.models import (
     MEAN_PIXEL,
     CycleOutput,
@@ -27,12 +38,20 @@ __all__ = [
     "FlowComputation",
     "FlowInterpolation",
     "Interpolation",
+    "LossWeights",
     "PerceptualFeatures",
     "SuperSloMo",
     "UNet",
     "backward_warp",
+    "cycle_consistency_loss",
+    "cycle_terms",
     "cycle_times",
     "load_official",
     "official_state_dict",
+    "perceptual_loss",
+    "pseudo_targets",
+    "smoothness_loss",
+    "supervised_loss",
+    "supervised_terms",
     "time_from_index",
 ]
