@@ -1,9 +1,9 @@
 """vinterp: Unsupervised Video Interpolation Using Cycle Consistency (Reda et al., ICCV 2019).
 
 Torch-only public pieces: the SuperSloMo networks and the cycle construct (``models``), the official losses
-(``losses``), ``load_official``, and the backward warp (from ``nvresearch.core.geometry.warp``). Lightning pieces,
-when they come, live in ``nvresearch.vinterp.module`` and ``nvresearch.vinterp.datamodule``, which this package does
-not import.
+(``losses``), the evaluation protocol (``metrics``), ``load_official``, and the
+backward warp (from ``nvresearch.core.geometry.warp``). Lightning pieces, when they come, live in
+``nvresearch.vinterp.module`` and ``nvresearch.vinterp.datamodule``, which this package does not import.
 """
 
 from nvresearch.core.geometry.warp import backward_warp
@@ -16,6 +16,15 @@ from nvresearch.vinterp.losses import (
     smoothness_loss,
     supervised_loss,
     supervised_terms,
+)
+from nvresearch.vinterp.metrics import (
+    InterpolationScores,
+    frame_metrics,
+    interpolate_window,
+    interpolation_error,
+    psnr,
+    quantize,
+    ssim,
 )
 from nvresearch.vinterp.models import (
     MEAN_PIXEL,
@@ -38,6 +47,7 @@ __all__ = [
     "FlowComputation",
     "FlowInterpolation",
     "Interpolation",
+    "InterpolationScores",
     "LossWeights",
     "PerceptualFeatures",
     "SuperSloMo",
@@ -46,11 +56,17 @@ __all__ = [
     "cycle_consistency_loss",
     "cycle_terms",
     "cycle_times",
+    "frame_metrics",
+    "interpolate_window",
+    "interpolation_error",
     "load_official",
     "official_state_dict",
     "perceptual_loss",
     "pseudo_targets",
+    "psnr",
+    "quantize",
     "smoothness_loss",
+    "ssim",
     "supervised_loss",
     "supervised_terms",
     "time_from_index",
