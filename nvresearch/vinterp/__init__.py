@@ -1,12 +1,23 @@
 """vinterp: Unsupervised Video Interpolation Using Cycle Consistency (Reda et al., ICCV 2019).
 
 Torch-only public pieces: the SuperSloMo networks and the cycle construct (``models``), the official losses
-(``losses``), the evaluation protocol (``metrics``), ``load_official``, and the
+(``losses``), the evaluation protocol (``metrics``), the dataset readers (``data``), ``load_official``, and the
 backward warp (from ``nvresearch.core.geometry.warp``). Lightning pieces, when they come, live in
 ``nvresearch.vinterp.module`` and ``nvresearch.vinterp.datamodule``, which this package does not import.
 """
 
 from nvresearch.core.geometry.warp import backward_warp
+from nvresearch.vinterp.data import (
+    CycleTriplets,
+    EvalWindows,
+    SupervisedWindows,
+    extract_video_frames,
+    find_videos,
+    load_frame,
+    middlebury_windows,
+    ucf101_windows,
+    vimeo_triplet_windows,
+)
 from nvresearch.vinterp.losses import (
     LossWeights,
     cycle_consistency_loss,
@@ -43,6 +54,8 @@ from nvresearch.vinterp.official import OfficialCheckpointError, load_official, 
 __all__ = [
     "MEAN_PIXEL",
     "CycleOutput",
+    "CycleTriplets",
+    "EvalWindows",
     "OfficialCheckpointError",
     "FlowComputation",
     "FlowInterpolation",
@@ -50,16 +63,21 @@ __all__ = [
     "InterpolationScores",
     "LossWeights",
     "PerceptualFeatures",
+    "SupervisedWindows",
     "SuperSloMo",
     "UNet",
     "backward_warp",
     "cycle_consistency_loss",
     "cycle_terms",
     "cycle_times",
+    "extract_video_frames",
+    "find_videos",
     "frame_metrics",
     "interpolate_window",
     "interpolation_error",
+    "load_frame",
     "load_official",
+    "middlebury_windows",
     "official_state_dict",
     "perceptual_loss",
     "pseudo_targets",
@@ -70,4 +88,6 @@ __all__ = [
     "supervised_loss",
     "supervised_terms",
     "time_from_index",
+    "ucf101_windows",
+    "vimeo_triplet_windows",
 ]
