@@ -284,11 +284,16 @@ class CycleTriplets(SupervisedWindows):
     ) -> None:
         super().__init__(videos, num_interp, sample_rate, step_size, crop, flip, reverse, seed, source)
 
+    def _offset(self) -> int:
+        return max(1, self.sample_rate) + self.sample_rate * self.num_interp
+
     def _count(self, n: int) -> int:
-        return max(0, super()._count(n) - 1)
+        # The official count (one fewer than VideoInterp's) is right for sample_rate 0 only: with s >= 1 its last
+        # triplets would read past the video. Count the triplets that fit, which is the same number for s = 0.
+        return max(0, (n - 2 * self._offset() - 1) // self.step_size + 1)
 
     def indices(self, start: int, k: int) -> list[int]:
-        o = max(1, self.sample_rate) + self.sample_rate * self.num_interp
+        o = self._offset()
         return [start, start + o, start + 2 * o]
 
 

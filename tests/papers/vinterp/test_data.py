@@ -136,6 +136,7 @@ def test_cycle_triplets_consecutive_low_fps_frames(tmp_path: Path) -> None:
     assert all(1 <= ds[(e, 0)]["index"] <= 7 for e in range(5))
     spaced = CycleTriplets.from_root(tmp_path / "a", num_interp=1, sample_rate=1, flip=False, reverse=False)
     assert _numbers(spaced[0]["frames"]) == [0, 2, 4]  # offset max(1, s) + s N = 2
+    assert len(spaced) == 2 and _numbers(spaced[1]["frames"]) == [1, 3, 5]  # only triplets that fit in 6 frames
 
 
 def test_ucf101_layout(tmp_path: Path) -> None:
