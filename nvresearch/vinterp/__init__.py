@@ -8,15 +8,21 @@ backward warp (from ``nvresearch.core.geometry.warp``). Lightning pieces, when t
 
 from nvresearch.core.geometry.warp import backward_warp
 from nvresearch.vinterp.data import (
+    SOURCE_DOMAIN,
+    TARGET_DOMAIN,
     CycleTriplets,
     EvalWindows,
+    SpriteDomain,
     SupervisedWindows,
+    ensure_sprite_world,
     extract_video_frames,
     find_videos,
     load_frame,
     middlebury_windows,
+    render_sprite_clip,
     ucf101_windows,
     vimeo_triplet_windows,
+    write_sprite_world,
 )
 from nvresearch.vinterp.losses import (
     LossWeights,
@@ -53,6 +59,8 @@ from nvresearch.vinterp.official import OfficialCheckpointError, load_official, 
 
 __all__ = [
     "MEAN_PIXEL",
+    "SOURCE_DOMAIN",
+    "TARGET_DOMAIN",
     "CycleOutput",
     "CycleTriplets",
     "EvalWindows",
@@ -63,6 +71,7 @@ __all__ = [
     "InterpolationScores",
     "LossWeights",
     "PerceptualFeatures",
+    "SpriteDomain",
     "SupervisedWindows",
     "SuperSloMo",
     "UNet",
@@ -70,6 +79,7 @@ __all__ = [
     "cycle_consistency_loss",
     "cycle_terms",
     "cycle_times",
+    "ensure_sprite_world",
     "extract_video_frames",
     "find_videos",
     "frame_metrics",
@@ -83,6 +93,7 @@ __all__ = [
     "pseudo_targets",
     "psnr",
     "quantize",
+    "render_sprite_clip",
     "smoothness_loss",
     "ssim",
     "supervised_loss",
@@ -90,4 +101,5 @@ __all__ = [
     "time_from_index",
     "ucf101_windows",
     "vimeo_triplet_windows",
+    "write_sprite_world",
 ]

@@ -17,13 +17,19 @@ crop, ``files`` the frame paths. Training samples draw k, the crop and the flips
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -32,17 +38,24 @@ from nvresearch.core.data import DatasetLayoutError, split_epoch_key
 __all__ = [
     "FRAME_LAYOUT",
     "IMAGE_EXTENSIONS",
+    "DOMAINS",
+    "SOURCE_DOMAIN",
+    "TARGET_DOMAIN",
     "CycleTriplets",
     "EvalWindows",
+    "SpriteDomain",
     "SupervisedWindows",
+    "ensure_sprite_world",
     "extract_video_frames",
     "find_videos",
     "load_frame",
     "middlebury_windows",
     "natural_key",
+    "render_sprite_clip",
     "ucf101_windows",
     "vimeo_triplet_windows",
     "window_count",
+    "write_sprite_world",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -420,3 +433,191 @@ def extract_video_frames(video: str | os.PathLike, out_dir: str | os.PathLike, e
     if written == 0:
         raise DatasetLayoutError(f"OpenCV decoded no frame from '{video}'")
     return written
+
+
+# ---------------------------------------------------------------------------------------------- embedded world
+@dataclass(frozen=True)
+class SpriteDomain:
+    """Statistics of one domain of the embedded sprite videos (spec H.1, H.2).
+
+    Attributes:
+        sprite_speed: range of a sprite's speed in pixels per high-frame-rate frame.
+        background_speed: range of the background's translation speed (pixels per frame), so that no pixel is
+            static and a frame blend cannot fake the metric.
+        acceleration: largest |a| of a sprite (pixels per frame^2): non-linear motion.
+        texture: ``stripes`` (sinusoid gratings) or ``checker`` (checkerboards) on the sprites.
+        texture_frequency: range of the texture frequencies (cycles per pixel).
+        background_frequency: range of the background's sinusoid frequencies (cycles per pixel).
+        sprites: range of the number of sprites per clip.
+        radius: range of the sprite radii in pixels.
+    """
+
+    sprite_speed: tuple[float, float]
+    background_speed: tuple[float, float]
+    acceleration: float
+    texture: str
+    texture_frequency: tuple[float, float]
+    background_frequency: tuple[float, float]
+    sprites: tuple[int, int] = (2, 4)
+    radius: tuple[float, float] = (5.0, 12.0)
+
+
+# Source ("Adobe-240fps"): small motion, gratings; target ("SlowFlow"): 2-3x larger motion with acceleration,
+# checkerboards, busier background (spec H.2).
+SOURCE_DOMAIN = SpriteDomain((0.25, 1.0), (0.2, 0.5), 0.0, "stripes", (0.04, 0.10), (0.015, 0.04))
+TARGET_DOMAIN = SpriteDomain((1.5, 3.0), (0.5, 1.0), 0.04, "checker", (0.06, 0.14), (0.03, 0.07))
+DOMAINS = {"source": SOURCE_DOMAIN, "target": TARGET_DOMAIN}
+
+
+def _uniform(g: torch.Generator, lo: float, hi: float, n: int = 1) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def _direction(g: torch.Generator, speed: Tensor) -> Tensor:
+    angle = _uniform(g, 0.0, 2 * torch.pi)
+    return torch.cat((torch.cos(angle), torch.sin(angle))) * speed
+
+
+def render_sprite_clip(
+    domain: SpriteDomain, seed: int, times: Sequence[float], size: int = 64, supersample: int = 4
+) -> Tensor:
+    """Frames of one procedural clip at arbitrary times (exact at every intermediate time; spec H.1).
+
+    A translating background of summed sinusoids and 2-4 textured sprites (disc, square, triangle; fixed depth order)
+    moving as ``p(tau) = p0 + v tau + a tau^2 / 2``, with the texture attached to the sprite; rendered at
+    ``supersample`` x the resolution and box-filtered (sub-pixel motion, anti-aliasing). ``tau`` is in
+    high-frame-rate frames; a sprite is centred in the canvas at ``tau = 8``.
+
+    Args:
+        domain: motion and texture statistics. seed: the clip's seed. times: the ``tau`` of each frame.
+        size: canvas side in pixels. supersample: rendering factor.
+
+    Shape:
+        returns float32 ``(T, 3, size, size)`` in 0-255.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    hi = size * supersample
+    coords = (torch.arange(hi, dtype=torch.float64) + 0.5) / supersample - 0.5
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    # background: 5 oriented sinusoids per channel around a random base colour, translating at one velocity
+    n_waves = 5
+    freqs = _uniform(g, *domain.background_frequency, n_waves)
+    angles = _uniform(g, 0, torch.pi, n_waves)
+    phases = _uniform(g, 0, 2 * torch.pi, n_waves)
+    amps = _uniform(g, 10, 30, 3 * n_waves).view(3, n_waves)
+    base = _uniform(g, 80, 170, 3)
+    v_bg = _direction(g, _uniform(g, *domain.background_speed))
+    n_sprites = int(torch.randint(domain.sprites[0], domain.sprites[1] + 1, (1,), generator=g))
+    sprites = []
+    for _ in range(n_sprites):
+        sprites.append(
+            {
+                "shape": int(torch.randint(0, 3, (1,), generator=g)),
+                "radius": float(_uniform(g, *domain.radius)),
+                "centre": _uniform(g, 0.2 * size, 0.8 * size, 2),
+                "velocity": _direction(g, _uniform(g, *domain.sprite_speed)),
+                "accel": _uniform(g, -domain.acceleration, domain.acceleration, 2),
+                "freq": _uniform(g, *domain.texture_frequency, 2),
+                "phase": _uniform(g, 0, 2 * torch.pi, 2),
+                "colours": _uniform(g, 20, 235, 6).view(2, 3),
+            }
+        )
+    frames = []
+    for tau in times:
+        x, y = xx - v_bg[0] * tau, yy - v_bg[1] * tau
+        pattern = torch.stack(
+            [
+                torch.sin(2 * torch.pi * f * (x * torch.cos(a) + y * torch.sin(a)) + p)
+                for f, a, p in zip(freqs, angles, phases, strict=True)
+            ]
+        )
+        img = (base.view(3, 1, 1) + torch.einsum("cw,whx->chx", amps, pattern)).clamp(30, 225)
+        for s in sprites:
+            dt = tau - 8.0
+            cx, cy = s["centre"] + s["velocity"] * dt + 0.5 * s["accel"] * dt * dt
+            lx, ly = xx - cx, yy - cy
+            r = s["radius"]
+            if s["shape"] == 0:
+                mask = lx**2 + ly**2 <= r**2
+            elif s["shape"] == 1:
+                mask = (lx.abs() <= 0.8 * r) & (ly.abs() <= 0.8 * r)
+            else:  # an upward triangle inside the radius
+                mask = (ly <= 0.5 * r) & (ly >= -r + 2 * lx.abs() * 0.9)
+            if domain.texture == "stripes":
+                w = 0.5 + 0.5 * torch.sin(2 * torch.pi * s["freq"][0] * (lx + 0.7 * ly) + s["phase"][0])
+            else:
+                w = (
+                    torch.sin(2 * torch.pi * s["freq"][0] * lx + s["phase"][0])
+                    * torch.sin(2 * torch.pi * s["freq"][1] * ly + s["phase"][1])
+                    > 0
+                ).double()
+            tex = s["colours"][0].view(3, 1, 1) * w + s["colours"][1].view(3, 1, 1) * (1 - w)
+            img = torch.where(mask, tex, img)
+        frames.append(F.avg_pool2d(img[None], supersample)[0])
+    return torch.stack(frames).float()
+
+
+def _save_png(frame: Tensor, path: Path) -> None:
+    from PIL import Image
+
+    arr = frame.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    Image.fromarray(arr).save(path)
+
+
+# Which frames each part of the world holds: high-frame-rate source clips (tau 0..16), low-frame-rate target video
+# (every 8th frame: the unlabelled triplets), and 9-frame evaluation windows (tau 0..8: inputs 0 and 8, 7 targets).
+_WORLD_PARTS = {
+    ("source", "train"): list(range(17)),
+    ("source", "test"): list(range(9)),
+    ("target", "train"): [0, 8, 16, 24, 32],
+    ("target", "test"): list(range(9)),
+}
+
+
+def write_sprite_world(
+    root: str | os.PathLike, clips: Mapping[str, int], size: int = 64, seed: int = 0, supersample: int = 4
+) -> Path:
+    """Write the embedded two-domain sprite world in the frame-folder layout (``<root>/<domain>/<split>/<clip>/``).
+
+    ``source/train``: high-frame-rate clips of 17 frames (supervised pretraining with 7 intermediate targets);
+    ``target/train``: low-frame-rate clips of 5 frames (tau 0, 8, ..., 32: 3 unlabelled triplets each);
+    ``source/test`` and ``target/test``: 9-frame windows at high frame rate (inputs tau 0 and 8, targets 1..7).
+
+    Args:
+        root: output folder. clips: number of clips per part, keys ``source_train``, ``source_test``,
+            ``target_train``, ``target_test``. size: frame side. seed: world seed (clip c of part p is seeded
+            from (seed, part, c)). supersample: rendering factor.
+
+    Returns:
+        ``root``.
+    """
+    root = Path(root)
+    for part_id, ((domain, split), times) in enumerate(_WORLD_PARTS.items()):
+        for c in range(int(clips[f"{domain}_{split}"])):
+            folder = root / domain / split / f"clip_{c:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            clip_seed = (int(seed) * 1_000_003 + part_id * 100_003 + c) & 0x7FFF_FFFF
+            frames = render_sprite_clip(DOMAINS[domain], clip_seed, times, size, supersample)
+            for i, frame in enumerate(frames):
+                _save_png(frame, folder / f"{i:05d}.png")
+    return root
+
+
+def ensure_sprite_world(cache_dir: str | os.PathLike, **params: Any) -> Path:
+    """Write the sprite world once per parameter set under ``cache_dir/sprites_<hash>/`` and return its root.
+
+    ``params`` are those of :func:`write_sprite_world` (except ``root``); the world is a pure function of them.
+    A finished world holds ``done.json``; a partial one (interrupted) is written again.
+    """
+    canonical = json.dumps(params, sort_keys=True, default=dict)
+    root = Path(cache_dir).expanduser() / f"sprites_{hashlib.sha1(canonical.encode()).hexdigest()[:12]}"
+    if not (root / "done.json").is_file():
+        tmp = Path(tempfile.mkdtemp(prefix=f"{root.name}.tmp", dir=root.parent if root.parent.exists() else None))
+        write_sprite_world(tmp, **params)
+        (tmp / "done.json").write_text(canonical)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, root)
+        except OSError:  # another process finished first: keep its copy
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
