@@ -56,6 +56,8 @@ __all__ = [
     "vimeo_triplet_windows",
     "window_count",
     "write_sprite_world",
+    "AdaptationPairs",
+    "sprite_world_split",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -571,6 +573,7 @@ _WORLD_PARTS = {
     ("source", "test"): list(range(9)),
     ("target", "train"): [0, 8, 16, 24, 32],
     ("target", "test"): list(range(9)),
+    ("target", "val"): list(range(9)),
 }
 
 
@@ -581,19 +584,20 @@ def write_sprite_world(
 
     ``source/train``: high-frame-rate clips of 17 frames (supervised pretraining with 7 intermediate targets);
     ``target/train``: low-frame-rate clips of 5 frames (tau 0, 8, ..., 32: 3 unlabelled triplets each);
-    ``source/test`` and ``target/test``: 9-frame windows at high frame rate (inputs tau 0 and 8, targets 1..7).
+    ``source/test``, ``target/test`` and ``target/val``: 9-frame windows at high frame rate (inputs tau 0 and 8,
+    targets 1..7).
 
     Args:
         root: output folder. clips: number of clips per part, keys ``source_train``, ``source_test``,
-            ``target_train``, ``target_test``. size: frame side. seed: world seed (clip c of part p is seeded
-            from (seed, part, c)). supersample: rendering factor.
+            ``target_train``, ``target_test``, ``target_val`` (missing keys: 0 clips). size: frame side.
+            seed: world seed (clip c of part p is seeded from (seed, part, c)). supersample: rendering factor.
 
     Returns:
         ``root``.
     """
     root = Path(root)
     for part_id, ((domain, split), times) in enumerate(_WORLD_PARTS.items()):
-        for c in range(int(clips[f"{domain}_{split}"])):
+        for c in range(int(clips.get(f"{domain}_{split}", 0))):
             folder = root / domain / split / f"clip_{c:04d}"
             folder.mkdir(parents=True, exist_ok=True)
             clip_seed = (int(seed) * 1_000_003 + part_id * 100_003 + c) & 0x7FFF_FFFF
@@ -621,3 +625,45 @@ def ensure_sprite_world(cache_dir: str | os.PathLike, **params: Any) -> Path:
         except OSError:  # another process finished first: keep its copy
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+class AdaptationPairs(Dataset):
+    """Training items of the embedded run: a supervised window of the source domain and an unlabelled cycle triplet
+    of the target domain, side by side (``{"source": ..., "target": ...}``); the module uses the first while it
+    pretrains and the second while it adapts. Length: the longer of the two, the shorter one cycled."""
+
+    def __init__(self, source: Dataset, target: Dataset) -> None:
+        self.source, self.target = source, target
+
+    def __len__(self) -> int:
+        return max(len(self.source), len(self.target))  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = split_epoch_key(key)
+        s, t = len(self.source), len(self.target)  # type: ignore[arg-type]
+        return {"source": self.source[(epoch, index % s)], "target": self.target[(epoch, index % t)]}
+
+
+def sprite_world_split(
+    split: str,
+    cache_dir: str,
+    clips: Mapping[str, int],
+    size: int = 64,
+    supersample: int = 4,
+    num_interp: int = 7,
+    seed: int = 0,
+) -> Dataset:
+    """One split of the embedded sprite world (written once under ``cache_dir``): ``train`` gives
+    :class:`AdaptationPairs` of source supervised windows (``sample_rate`` 1) and target cycle triplets (consecutive
+    low-frame-rate frames, ``sample_rate`` 0), with flips and time reversal; ``val`` / ``test`` the target domain's
+    evaluation windows (N = ``num_interp``)."""
+    root = ensure_sprite_world(cache_dir, clips=dict(clips), size=size, seed=seed, supersample=supersample)
+    if split == "train":
+        source = SupervisedWindows.from_root(root / "source" / "train", num_interp=num_interp, seed=seed)
+        target = CycleTriplets(
+            find_videos(root / "target" / "train"), num_interp, 0, 1, seed=seed + 1, source=str(root)
+        )
+        return AdaptationPairs(source, target)
+    if split in ("val", "test"):
+        return EvalWindows.from_root(root / "target" / split, num_interp=num_interp)
+    raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
