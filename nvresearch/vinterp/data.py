@@ -646,20 +646,25 @@ class AdaptationPairs(Dataset):
 
 def sprite_world_split(
     split: str,
-    cache_dir: str,
     clips: Mapping[str, int],
     size: int = 64,
     supersample: int = 4,
     num_interp: int = 7,
+    source_step: int = 1,
     seed: int = 0,
+    cache_dir: str | None = None,
 ) -> Dataset:
-    """One split of the embedded sprite world (written once under ``cache_dir``): ``train`` gives
-    :class:`AdaptationPairs` of source supervised windows (``sample_rate`` 1) and target cycle triplets (consecutive
+    """One split of the embedded sprite world (written once under ``cache_dir``, default
+    ``<tempdir>/nvresearch_vinterp``): ``train`` gives :class:`AdaptationPairs` of source supervised windows
+    (``sample_rate`` 1, a window at every ``source_step``-th frame) and target cycle triplets (consecutive
     low-frame-rate frames, ``sample_rate`` 0), with flips and time reversal; ``val`` / ``test`` the target domain's
     evaluation windows (N = ``num_interp``)."""
-    root = ensure_sprite_world(cache_dir, clips=dict(clips), size=size, seed=seed, supersample=supersample)
+    cache = cache_dir or os.path.join(tempfile.gettempdir(), "nvresearch_vinterp")
+    root = ensure_sprite_world(cache, clips=dict(clips), size=size, seed=seed, supersample=supersample)
     if split == "train":
-        source = SupervisedWindows.from_root(root / "source" / "train", num_interp=num_interp, seed=seed)
+        source = SupervisedWindows.from_root(
+            root / "source" / "train", num_interp=num_interp, step_size=source_step, seed=seed
+        )
         target = CycleTriplets(
             find_videos(root / "target" / "train"), num_interp, 0, 1, seed=seed + 1, source=str(root)
         )
