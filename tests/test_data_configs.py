@@ -24,7 +24,8 @@ def _params(fn) -> dict[str, inspect.Parameter]:
 
 
 def test_every_data_folder_is_covered():
-    assert {c.split("/")[0] for c in DATA_CONFIGS} == {"faze", "funit", "pac", "taylor"} and len(DATA_CONFIGS) >= 18
+    folders = {c.split("/")[0] for c in DATA_CONFIGS}
+    assert folders == {"faze", "funit", "pac", "taylor", "vinterp"} and len(DATA_CONFIGS) >= 19
 
 
 @pytest.mark.parametrize("name", DATA_CONFIGS)
@@ -68,6 +69,7 @@ TINY = {
     "faze/tiny": "faze/default",
     "taylor/tiny": "taylor/default",
     "taylor/lenet": "taylor/default",
+    "vinterp/tiny": "vinterp/default",
 }
 
 
