@@ -16,6 +16,7 @@ PAPERS: tuple[str, ...] = (
     "funit",
     "taylor",
     "faze",
+    "scops",
 )
 """Slugs of the papers that are implemented (each is a subpackage ``nvresearch.<slug>``)."""
 

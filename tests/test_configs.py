@@ -23,7 +23,8 @@ EXPERIMENTS = sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment
 def test_every_paper_config_has_a_package():
     import nvresearch
 
-    assert set(PAPERS) == set(nvresearch.PAPERS)
+    # scops (issue 19) has its networks, losses, metrics and readers on main but no training config yet
+    assert set(PAPERS) == set(nvresearch.PAPERS) - {"scops"}
 
 
 @pytest.mark.parametrize("paper", PAPERS)
