@@ -1,10 +1,26 @@
 """SCOPS: Self-Supervised Co-Part Segmentation (Hung et al., CVPR 2019).
 
 Torch-only public pieces: the part segmentation network, the frozen VGG-19 features and the part bases
-(:mod:`nvresearch.scops.models`). Thin-plate splines (kornia) and Hungarian matching (scipy) are imported inside the
-functions that need them, so importing this package loads neither.
+(:mod:`nvresearch.scops.models`); the losses and the random thin-plate-spline warp (:mod:`nvresearch.scops.losses`).
+Thin-plate splines (kornia) and Hungarian matching (scipy) are imported inside the functions that need them, so
+importing this package loads neither.
 """
 
+from nvresearch.scops.losses import (
+    LOSS_WEIGHTS,
+    TPSWarp,
+    concentration_loss,
+    equivariance_loss,
+    equivariance_losses,
+    landmark_equivariance_loss,
+    orthonormality_loss,
+    part_centers,
+    random_similarity_tps,
+    semantic_consistency_loss,
+    semantic_targets,
+    similarity_tps,
+    total_loss,
+)
 from nvresearch.scops.models import (
     ASPP,
     PartBasis,
@@ -17,6 +33,19 @@ from nvresearch.scops.models import (
 
 __all__ = [
     "ASPP",
+    "LOSS_WEIGHTS",
+    "TPSWarp",
+    "concentration_loss",
+    "equivariance_loss",
+    "equivariance_losses",
+    "landmark_equivariance_loss",
+    "orthonormality_loss",
+    "part_centers",
+    "random_similarity_tps",
+    "semantic_consistency_loss",
+    "semantic_targets",
+    "similarity_tps",
+    "total_loss",
     "PartBasis",
     "PartSegmenter",
     "VGGFeatures",
