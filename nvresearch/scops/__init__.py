@@ -1,7 +1,8 @@
 """SCOPS: Self-Supervised Co-Part Segmentation (Hung et al., CVPR 2019).
 
 Torch-only public pieces: the part segmentation network, the frozen VGG-19 features and the part bases
-(:mod:`nvresearch.scops.models`); the losses and the random thin-plate-spline warp (:mod:`nvresearch.scops.losses`).
+(:mod:`nvresearch.scops.models`); the losses and the random thin-plate-spline warp (:mod:`nvresearch.scops.losses`); the
+evaluation (:mod:`nvresearch.scops.metrics`).
 Thin-plate splines (kornia) and Hungarian matching (scipy) are imported inside the functions that need them, so
 importing this package loads neither.
 """
@@ -21,6 +22,15 @@ from nvresearch.scops.losses import (
     similarity_tps,
     total_loss,
 )
+from nvresearch.scops.metrics import (
+    ari,
+    hungarian_match,
+    landmark_centers,
+    landmark_regression_error,
+    mean_error_iod,
+    nmi,
+    part_agreement,
+)
 from nvresearch.scops.models import (
     ASPP,
     PartBasis,
@@ -35,6 +45,13 @@ __all__ = [
     "ASPP",
     "LOSS_WEIGHTS",
     "TPSWarp",
+    "ari",
+    "hungarian_match",
+    "landmark_centers",
+    "landmark_regression_error",
+    "mean_error_iod",
+    "nmi",
+    "part_agreement",
     "concentration_loss",
     "equivariance_loss",
     "equivariance_losses",
