@@ -2,11 +2,12 @@
 
 Torch-only public pieces: the part segmentation network, the frozen VGG-19 features and the part bases
 (:mod:`nvresearch.scops.models`); the losses and the random thin-plate-spline warp (:mod:`nvresearch.scops.losses`); the
-evaluation (:mod:`nvresearch.scops.metrics`).
+evaluation (:mod:`nvresearch.scops.metrics`); the dataset readers (:mod:`nvresearch.scops.data`).
 Thin-plate splines (kornia) and Hungarian matching (scipy) are imported inside the functions that need them, so
 importing this package loads neither.
 """
 
+from nvresearch.scops.data import CAFFE_MEAN_RGB, CelebAWild, CUBParts, PartImageFolder, caffe_normalize
 from nvresearch.scops.losses import (
     LOSS_WEIGHTS,
     TPSWarp,
@@ -43,6 +44,11 @@ from nvresearch.scops.models import (
 
 __all__ = [
     "ASPP",
+    "CAFFE_MEAN_RGB",
+    "CUBParts",
+    "CelebAWild",
+    "PartImageFolder",
+    "caffe_normalize",
     "LOSS_WEIGHTS",
     "TPSWarp",
     "ari",
