@@ -41,6 +41,7 @@ from nvresearch.scops.models import (
     load_matching,
     upsample_logits,
 )
+from nvresearch.scops.official import OfficialCheckpointError, load_official, load_official_basis
 
 __all__ = [
     "ASPP",
@@ -50,11 +51,14 @@ __all__ = [
     "PartImageFolder",
     "caffe_normalize",
     "LOSS_WEIGHTS",
+    "OfficialCheckpointError",
     "TPSWarp",
     "ari",
     "hungarian_match",
     "landmark_centers",
     "landmark_regression_error",
+    "load_official",
+    "load_official_basis",
     "mean_error_iod",
     "nmi",
     "part_agreement",
