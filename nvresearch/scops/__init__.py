@@ -7,7 +7,15 @@ Thin-plate splines (kornia) and Hungarian matching (scipy) are imported inside t
 importing this package loads neither.
 """
 
-from nvresearch.scops.data import CAFFE_MEAN_RGB, CelebAWild, CUBParts, PartImageFolder, caffe_normalize
+from nvresearch.scops.data import (
+    CAFFE_MEAN_RGB,
+    CelebAWild,
+    CUBParts,
+    PartImageFolder,
+    PartObjects,
+    caffe_normalize,
+    render_part_object,
+)
 from nvresearch.scops.losses import (
     LOSS_WEIGHTS,
     TPSWarp,
@@ -25,6 +33,7 @@ from nvresearch.scops.losses import (
 )
 from nvresearch.scops.metrics import (
     ari,
+    colour_kmeans_parts,
     hungarian_match,
     landmark_centers,
     landmark_regression_error,
@@ -49,11 +58,13 @@ __all__ = [
     "CUBParts",
     "CelebAWild",
     "PartImageFolder",
+    "PartObjects",
     "caffe_normalize",
     "LOSS_WEIGHTS",
     "OfficialCheckpointError",
     "TPSWarp",
     "ari",
+    "colour_kmeans_parts",
     "hungarian_match",
     "landmark_centers",
     "landmark_regression_error",
@@ -69,6 +80,7 @@ __all__ = [
     "orthonormality_loss",
     "part_centers",
     "random_similarity_tps",
+    "render_part_object",
     "semantic_consistency_loss",
     "semantic_targets",
     "similarity_tps",

@@ -36,6 +36,7 @@ Own images (:class:`PartImageFolder`)::
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,14 +48,19 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nvresearch.core.data import DatasetLayoutError
+from nvresearch.core.utils.color import hsv_to_rgb
 
 __all__ = [
     "CAFFE_MEAN_RGB",
     "CELEBA_LAYOUT",
     "CUB_LAYOUT",
+    "LANDMARK_NAMES",
+    "PART_NAMES",
     "CelebAWild",
     "CUBParts",
     "PartImageFolder",
+    "PartObjects",
+    "render_part_object",
     "caffe_normalize",
     "load_gray",
     "load_rgb",
@@ -415,3 +421,173 @@ class PartImageFolder(Dataset):
         else:
             saliency = torch.ones(s)
         return {"image": caffe_normalize(resize_bilinear(rgb, s)), "saliency": saliency, "name": path.name}
+
+
+# ------------------------------------------------------------------------------------------ embedded part objects
+PART_NAMES: tuple[str, ...] = ("background", "torso", "head", "upper limb", "lower limb")
+"""Labels of the embedded world's part maps (0 = background)."""
+
+LANDMARK_NAMES: tuple[str, ...] = ("head centre", "torso centre", "upper limb tip", "lower limb tip", "tail")
+"""The 5 landmarks of the embedded world; the first two give the normalising distance (the IOD analogue)."""
+
+# part geometry in the object frame at 64 px (x forward, y down): ellipse semi-axes, anchor on the torso, direction
+# of the part from its anchor and the distance of its centre from the anchor
+_TORSO_AXES = (12.0, 7.0)
+_HEAD_RADIUS = 6.0
+_LIMB_AXES = (10.0, 3.0)
+_HEAD_ANCHOR, _HEAD_OFFSET = (11.0, 0.0), 5.0
+_LIMB_ANCHORS = ((-2.0, -6.0), (-2.0, 6.0))
+_LIMB_DIRECTIONS_DEG = (-110.0, 110.0)
+_LIMB_OFFSET = 9.0
+
+
+def _rot(angle: Tensor) -> Tensor:
+    c, s = angle.cos(), angle.sin()
+    return torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+
+
+def render_part_object(
+    generator: torch.Generator,
+    size: int = 64,
+    rotation_deg: float = 45.0,
+    scale_range: Sequence[float] = (0.8, 1.2),
+    shift: float = 8.0,
+    articulation_deg: float = 15.0,
+    clutter: int = 3,
+) -> dict[str, Tensor]:
+    """One image of the embedded world (spec scops.md H.1): an object of 4 rigid parts (torso ellipse, head disc, two
+    elongated limbs attached at fixed anchors) under a random similarity pose (rotation, scale, position) with a small
+    articulation of the head and limbs, on a low-frequency background with clutter blobs.
+
+    Each part has its own texture family (torso: stripes across its axis, head: dots, upper limb: checker, lower limb:
+    stripes along its axis) with per-instance period and phase, drawn in the part's own frame so that it turns with
+    the part. All parts of one image share the same two colours, drawn per image: colour says nothing about the part
+    (a fixed colour per part made colour k-means perfect in a pilot), texture, shape and layout do.
+
+    Returns:
+        ``image (3, S, S)`` in [0, 1], ``labels (S, S)`` long (0 = background, 1..4 = :data:`PART_NAMES`),
+        ``landmarks (5, 2)`` ``(x, y)`` pixels (:data:`LANDMARK_NAMES`).
+    """
+    g = generator
+    s = int(size)
+    unit = s / 64.0
+
+    def u(low: float, high: float, *shape: int) -> Tensor:
+        return torch.rand(shape or (), generator=g, dtype=torch.float64) * (high - low) + low
+
+    angle = u(-rotation_deg, rotation_deg) * math.pi / 180
+    scale = u(float(scale_range[0]), float(scale_range[1])) * unit
+    centre = torch.tensor([s / 2.0, s / 2.0], dtype=torch.float64) + u(-shift, shift, 2) * unit
+    rot = _rot(angle)
+    ys, xs = torch.meshgrid(torch.arange(s, dtype=torch.float64), torch.arange(s, dtype=torch.float64), indexing="ij")
+    pix = torch.stack([xs + 0.5, ys + 0.5], -1) - centre  # pixel centres relative to the object centre
+    obj = pix @ rot / scale  # object frame: inverse rotation (row vectors times R), inverse scale
+
+    def to_image(p: Tensor) -> Tensor:
+        return centre + scale * (rot @ p)
+
+    # parts: (label, centre in the object frame, orientation in the object frame, semi-axes)
+    parts = []
+    for k, (anchor, direction) in enumerate(zip(_LIMB_ANCHORS, _LIMB_DIRECTIONS_DEG, strict=True)):
+        theta = (direction + float(u(-articulation_deg, articulation_deg))) * math.pi / 180
+        axis = torch.tensor([math.cos(theta), math.sin(theta)], dtype=torch.float64)
+        parts.append((3 + k, torch.tensor(anchor, dtype=torch.float64) + _LIMB_OFFSET * axis, theta, _LIMB_AXES))
+    parts.append((1, torch.zeros(2, dtype=torch.float64), 0.0, _TORSO_AXES))
+    theta = float(u(-articulation_deg, articulation_deg)) * math.pi / 180
+    head_axis = torch.tensor([math.cos(theta), math.sin(theta)], dtype=torch.float64)
+    head_centre = torch.tensor(_HEAD_ANCHOR, dtype=torch.float64) + _HEAD_OFFSET * head_axis
+    parts.append((2, head_centre, theta, (_HEAD_RADIUS, _HEAD_RADIUS)))
+
+    # two colours per image, shared by all parts; well apart in hue
+    hue = u(0.0, 1.0)
+    colours = hsv_to_rgb(
+        torch.stack([hue, (hue + u(0.3, 0.7)) % 1.0]), torch.stack([u(0.5, 1.0), u(0.5, 1.0)]), u(0.5, 1.0, 2)
+    )  # (2, 3)
+
+    # background: a 4 x 4 grid of random colours up-sampled, plus clutter ellipses of random colours
+    grid = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64)
+    image = F.interpolate(grid, size=(s, s), mode="bicubic", align_corners=True)[0].clamp(0, 1)
+    for _ in range(int(clutter)):
+        c = u(0, s, 2)
+        axes = u(3, 8, 2) * unit
+        a = u(0, math.pi)
+        local = (torch.stack([xs + 0.5, ys + 0.5], -1) - c) @ _rot(a)
+        inside = (local[..., 0] / axes[0]) ** 2 + (local[..., 1] / axes[1]) ** 2 <= 1
+        image[:, inside] = torch.rand(3, 1, generator=g, dtype=torch.float64)
+
+    labels = torch.zeros(s, s, dtype=torch.long)
+    period = {1: u(3.5, 5.0), 2: u(2.5, 3.5), 3: u(2.0, 3.0), 4: u(2.0, 3.0)}
+    phase = u(0.0, 2 * math.pi, 5)
+    for label, pc, theta, (ax, ay) in parts:
+        local = (obj - pc) @ _rot(torch.tensor(theta, dtype=torch.float64))
+        lx, ly = local[..., 0], local[..., 1]
+        inside = (lx / ax) ** 2 + (ly / ay) ** 2 <= 1
+        p = period[label]
+        if label == 1:  # stripes across the torso's axis
+            t = 0.5 + 0.5 * torch.sin(2 * math.pi * lx / p + phase[1])
+        elif label == 2:  # dots
+            t = ((torch.sin(2 * math.pi * lx / p + phase[2]) * torch.sin(2 * math.pi * ly / p)) > 0.25).double()
+        elif label == 3:  # checker
+            t = ((torch.floor(lx / p + phase[3]) + torch.floor(ly / p)) % 2).double()
+        else:  # stripes along the limb's axis
+            t = 0.5 + 0.5 * torch.sin(2 * math.pi * ly / (p / 2) + phase[4])
+        texture = colours[0][:, None] * t[inside] + colours[1][:, None] * (1 - t[inside])
+        image[:, inside] = texture
+        labels[inside] = label
+
+    ends = [
+        head_centre,
+        torch.zeros(2, dtype=torch.float64),
+        parts[0][1] + _LIMB_AXES[0] * torch.tensor([math.cos(parts[0][2]), math.sin(parts[0][2])], dtype=torch.float64),
+        parts[1][1] + _LIMB_AXES[0] * torch.tensor([math.cos(parts[1][2]), math.sin(parts[1][2])], dtype=torch.float64),
+        torch.tensor([-_TORSO_AXES[0], 0.0], dtype=torch.float64),
+    ]
+    landmarks = torch.stack([to_image(p) for p in ends]) - 0.5  # pixel-centre convention: pixel j spans [j, j+1)
+    return {"image": image.float(), "labels": labels, "landmarks": landmarks.float()}
+
+
+class PartObjects(Dataset):
+    """The embedded default: :func:`render_part_object` images, deterministic per ``(seed, index)``, rendered once.
+
+    Samples follow the readers' format: ``image`` (RGB x 255 minus the Caffe mean), ``saliency`` (the ground-truth
+    foreground, box-blurred over ``saliency_blur`` pixels when > 0, a stand-in for a saliency detector), and the
+    ground truth ``labels (S, S)`` and ``landmarks (5, 2)``.
+
+    Args:
+        num_images: how many images.
+        size: image side (the geometry scales with it; 64 in the spec's world).
+        seed: the world's seed; image ``i`` depends on ``(seed, i)`` only.
+        saliency_blur: box-blur width of the saliency map (0: the exact foreground).
+        **render: passed to :func:`render_part_object` (rotation_deg, scale_range, shift, articulation_deg, clutter).
+    """
+
+    def __init__(
+        self, num_images: int, size: int = 64, seed: int = 0, saliency_blur: int = 0, **render: object
+    ) -> None:
+        self.size, self.seed = int(size), int(seed)
+        images, labels, landmarks = [], [], []
+        for i in range(int(num_images)):
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+            out = render_part_object(g, self.size, **render)  # type: ignore[arg-type]
+            images.append(out["image"])
+            labels.append(out["labels"])
+            landmarks.append(out["landmarks"])
+        self.images = torch.stack(images)
+        self.labels = torch.stack(labels)
+        self.landmarks = torch.stack(landmarks)
+        fg = (self.labels > 0).float()[:, None]
+        if saliency_blur > 0:
+            k = int(saliency_blur)
+            fg = F.avg_pool2d(F.pad(fg, (k // 2, (k - 1) // 2, k // 2, (k - 1) // 2), mode="replicate"), k, stride=1)
+        self.saliency = fg[:, 0]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        return {
+            "image": caffe_normalize(self.images[index] * 255.0),
+            "saliency": self.saliency[index],
+            "labels": self.labels[index],
+            "landmarks": self.landmarks[index],
+        }

@@ -20,8 +20,10 @@ from nvresearch.scops.models import upsample_logits
 
 __all__ = [
     "ari",
+    "colour_kmeans_parts",
     "contingency",
     "hungarian_match",
+    "kmeans",
     "landmark_centers",
     "landmark_regression_error",
     "mean_error_iod",
@@ -196,3 +198,57 @@ def part_agreement(pred: Tensor, gt: Tensor, foreground: Tensor | None = None) -
     if foreground is not None:
         pred, gt = pred[foreground.bool()], gt[foreground.bool()]
     return {"nmi": nmi(pred, gt), "ari": ari(pred, gt)}
+
+
+# ---------------------------------------------------------------------------------------------------- probes
+def kmeans(points: Tensor, k: int, iterations: int = 20, generator: torch.Generator | None = None) -> Tensor:
+    """Lloyd's k-means with k-means++ seeding; returns the cluster of each point (an empty cluster keeps its centre).
+
+    Shape:
+        points: ``(N, D)``; returns ``(N,)`` long in ``[0, k)``.
+    """
+    x = points.double()
+    n = x.shape[0]
+    centres = x[torch.randint(n, (1,), generator=generator)]
+    for _ in range(1, int(k)):
+        d2 = torch.cdist(x, centres).pow(2).min(dim=1).values
+        prob = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+        centres = torch.cat([centres, x[torch.multinomial(prob, 1, generator=generator)]])
+    for _ in range(int(iterations)):
+        assign = torch.cdist(x, centres).argmin(dim=1)
+        for c in range(int(k)):
+            members = x[assign == c]
+            if members.shape[0]:
+                centres[c] = members.mean(dim=0)
+    return torch.cdist(x, centres).argmin(dim=1)
+
+
+def colour_kmeans_parts(
+    images: Tensor,
+    foreground: Tensor,
+    k: int,
+    with_position: bool = False,
+    per_image: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The trivial probe of part discovery: k-means on the colour (and optionally the position) of the foreground
+    pixels, over the whole set or image by image. Background pixels get label 0, clusters ``1..k``.
+
+    Shape:
+        images: ``(N, 3, H, W)``; foreground: ``(N, H, W)`` bool; returns ``(N, H, W)`` long.
+    """
+    n, _, h, w = images.shape
+    fg = foreground.bool()
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    feats = images.permute(0, 2, 3, 1)
+    if with_position:
+        feats = torch.cat([feats, torch.stack([xs, ys], -1).expand(n, h, w, 2).to(feats.dtype)], dim=-1)
+    out = torch.zeros(n, h, w, dtype=torch.long)
+    groups = [torch.arange(n)[i : i + 1] for i in range(n)] if per_image else [torch.arange(n)]
+    for idx in groups:
+        mask = fg[idx]
+        if mask.any():
+            sub = out[idx]
+            sub[mask] = kmeans(feats[idx][mask], k, generator=generator) + 1
+            out[idx] = sub
+    return out

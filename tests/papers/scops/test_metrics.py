@@ -12,6 +12,7 @@ from nvresearch.scops.metrics import (
     ari,
     contingency,
     hungarian_match,
+    kmeans,
     landmark_centers,
     landmark_regression_error,
     mean_error_iod,
@@ -85,3 +86,10 @@ def test_part_agreement_on_foreground_only() -> None:
     fg = gt > 0
     assert part_agreement(pred, gt, fg) == {"nmi": pytest.approx(1.0), "ari": pytest.approx(1.0)}
     assert part_agreement(pred, gt)["ari"] < 1.0
+
+
+def test_kmeans_separates_blobs() -> None:
+    g = torch.Generator().manual_seed(0)
+    pts = torch.cat([torch.randn(50, 2, generator=g) * 0.1, torch.randn(50, 2, generator=g) * 0.1 + 5])
+    labels = kmeans(pts, 2, generator=g)
+    assert labels[:50].unique().numel() == 1 and labels[50:].unique().numel() == 1 and labels[0] != labels[-1]
