@@ -27,11 +27,14 @@ from nvresearch.scops.models import l2_normalize_rows
 __all__ = [
     "CENTER_EPS",
     "LOSS_WEIGHTS",
+    "SCOPSObjective",
     "TPSWarp",
+    "color_jitter",
     "concentration_loss",
     "coordinate_grids",
     "equivariance_losses",
     "equivariance_loss",
+    "imagenet_from_caffe",
     "landmark_equivariance_loss",
     "orthonormality_loss",
     "part_centers",
@@ -368,3 +371,143 @@ def random_similarity_tps(
     shift = uniform((b, 2), -translation, translation)
     flip = bool(mirror) and bool(torch.randint(0, 2, (1,), generator=g).item())
     return similarity_tps(angle, scale, shift, noise, mirror=flip, points_per_side=points_per_side)
+
+
+# ------------------------------------------------------------------------------------------- the training objective
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+_CAFFE_MEAN_RGB = _CAFFE_MEAN_BGR[::-1]
+
+
+def _mean(order_bgr: bool, like: Tensor) -> Tensor:
+    values = _CAFFE_MEAN_BGR if order_bgr else _CAFFE_MEAN_RGB
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+
+
+def imagenet_from_caffe(images: Tensor, official_mean_order: bool = True) -> Tensor:
+    """The VGG input of the official trainer: the network input (RGB minus the Caffe mean) plus the mean, / 255,
+    ImageNet-normalised. The official code adds the mean back in BGR order to the RGB tensor
+    (``scops_trainer.py``), shifting R by -18.67 and B by +18.67 grey levels; ``official_mean_order=False`` adds it
+    in RGB order (the exact inverse).
+
+    Shape:
+        images: ``(B, 3, H, W)``; returns ``(B, 3, H, W)``.
+    """
+    x = (images + _mean(official_mean_order, images)) / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def color_jitter(
+    images: Tensor,
+    brightness: float = 0.3,
+    contrast: float = 0.3,
+    saturation: float = 0.2,
+    hue: float = 0.2,
+    generator: torch.Generator | None = None,
+    official_mean_order: bool = True,
+) -> Tensor:
+    """The photometric jitter of the equivariance branch (official ``scops_trainer.py``: torchvision ``ColorJitter``
+    (0.3, 0.3, 0.2, 0.2) per image on a uint8 picture): the input is taken back to [0, 255] (the official mean-order
+    quirk of :func:`imagenet_from_caffe` included), clipped and truncated to uint8, brightness / contrast /
+    saturation / hue factors drawn per image and applied in a random order (each step returning uint8, as PIL does),
+    and the mean subtracted again.
+
+    Shape:
+        images: ``(B, 3, H, W)`` network inputs; returns the same.
+    """
+    import torchvision.transforms.v2.functional as TF
+
+    mean = _mean(official_mean_order, images)
+    # truncation, as ToPILImage's mul(255).byte() (the epsilon absorbs float error of integer-valued inputs)
+    pix = (images + mean + 1e-4).clamp(0, 255).floor().to(torch.uint8)
+    out = []
+    for img in pix:
+        factors = torch.rand(4, generator=generator, dtype=torch.float64)
+        ops = {
+            0: lambda x, f=factors[0]: TF.adjust_brightness(x, float(1 - brightness + 2 * brightness * f)),
+            1: lambda x, f=factors[1]: TF.adjust_contrast(x, float(1 - contrast + 2 * contrast * f)),
+            2: lambda x, f=factors[2]: TF.adjust_saturation(x, float(1 - saturation + 2 * saturation * f)),
+            3: lambda x, f=factors[3]: TF.adjust_hue(x, float(-hue + 2 * hue * f)),
+        }
+        for i in torch.randperm(4, generator=generator).tolist():
+            img = ops[i](img)
+        out.append(img)
+    return torch.stack(out).to(images.dtype) - mean
+
+
+class SCOPSObjective(torch.nn.Module):
+    """All SCOPS loss terms of one training step, in the order of the official ``SCOPSTrainer.step``.
+
+    For a batch ``x`` (network inputs) with saliency ``S``: ``z = up(f(x))``; ``V = up(features(x)) * S``;
+    ``L_sc(z, V, ReLU(w))``, ``L_on(ReLU(w))``, ``L_con(z)``; then ``x~ = T(jitter(x))`` for a random warp ``T``,
+    ``z~ = up(f(x~))`` and ``L_eqv, L_lmeqv`` from ``z``, ``z~`` and ``T``. ``up`` is the bilinear up-sampling to the
+    input size (``align_corners=True``).
+
+    Args:
+        features: frozen feature extractor applied to the network input (``VGGFeatures`` after
+            :func:`imagenet_from_caffe` for the paper; any frozen network for the embedded world), ``(B, C, h, w)``.
+        basis: the part bases (``PartBasis``), ``C`` columns.
+        terms: which loss terms to compute (an ablation leaves some out); default all of :data:`LOSS_WEIGHTS`.
+        saliency_masking: multiply the features by the saliency (the official ``no_sal_masking=False``).
+        jitter: apply :func:`color_jitter` before the warp (official); off: warp the input as it is.
+        tps: keyword arguments of :func:`random_similarity_tps` (sigma, scale_range, rotation_deg, translation).
+
+    Returns from :meth:`forward`: the unweighted terms by name, plus ``"loss"`` (the weighted sum, :func:`total_loss`).
+    """
+
+    def __init__(
+        self,
+        features: torch.nn.Module,
+        basis: torch.nn.Module,
+        terms: Sequence[str] = tuple(LOSS_WEIGHTS),
+        weights: Mapping[str, float] | None = None,
+        saliency_masking: bool = True,
+        jitter: bool = True,
+        tps: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__()
+        unknown = sorted(set(terms) - set(LOSS_WEIGHTS))
+        if unknown:
+            raise KeyError(f"unknown SCOPS loss term(s) {unknown}; expected some of {sorted(LOSS_WEIGHTS)}")
+        self.features, self.basis = features, basis
+        self.terms = tuple(terms)
+        self.weights = {**LOSS_WEIGHTS, **(weights or {})}
+        self.saliency_masking, self.jitter = bool(saliency_masking), bool(jitter)
+        self.tps = dict(tps or {})
+
+    def forward(
+        self,
+        net: torch.nn.Module,
+        images: Tensor,
+        saliency: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        from nvresearch.scops.models import upsample_logits
+
+        size = images.shape[-2:]
+        z = upsample_logits(net(images), size)
+        out: dict[str, Tensor] = {}
+        if "sc" in self.terms or "on" in self.terms:
+            w = self.basis()
+            if "sc" in self.terms:
+                with torch.no_grad():
+                    v = semantic_targets(self.features(images), size, saliency if self.saliency_masking else None)
+                out["sc"] = semantic_consistency_loss(z, v, w)
+            if "on" in self.terms:
+                out["on"] = orthonormality_loss(w)
+        if "con" in self.terms:
+            out["con"] = concentration_loss(z)
+        if "eqv" in self.terms or "lmeqv" in self.terms:
+            warp = random_similarity_tps(images.shape[0], generator=generator, **self.tps)  # type: ignore[arg-type]
+            source = color_jitter(images, generator=generator) if self.jitter else images
+            z_tps = upsample_logits(net(warp(source)), size)
+            eqv, lmeqv = equivariance_losses(z, z_tps, warp)
+            if "eqv" in self.terms:
+                out["eqv"] = eqv
+            if "lmeqv" in self.terms:
+                out["lmeqv"] = lmeqv
+        out["loss"] = total_loss(out, self.weights).to(z.dtype)
+        return out

@@ -172,3 +172,52 @@ def test_random_tps_seeded_and_degenerate_ranges() -> None:
         warp(torch.zeros(2, 1, 4, 4))
     with pytest.raises(ValueError, match="differ"):
         TPSWarp(torch.zeros(4, 2), torch.zeros(1, 5, 2))
+
+
+# ------------------------------------------------------------------------------------------- training objective
+def test_imagenet_input_keeps_the_official_mean_order() -> None:
+    from nvresearch.scops.losses import imagenet_from_caffe
+
+    zero = torch.zeros(1, 3, 1, 1)  # the Caffe mean itself
+    official = imagenet_from_caffe(zero).flatten()
+    exact = imagenet_from_caffe(zero, official_mean_order=False).flatten()
+    # official: the BGR-ordered mean added to the RGB tensor, so R gets 104.0 and B 122.7
+    torch.testing.assert_close(official[0], torch.tensor((104.00698793 / 255 - 0.485) / 0.229))
+    torch.testing.assert_close(exact[0], torch.tensor((122.67891434 / 255 - 0.485) / 0.229))
+
+
+def test_color_jitter_identity_at_zero_strength_and_seeded() -> None:
+    from nvresearch.scops.losses import color_jitter
+
+    g = torch.Generator().manual_seed(0)
+    pix = torch.randint(0, 256, (2, 3, 8, 8), generator=g).float()
+    images = pix - torch.tensor([104.00698793, 116.66876762, 122.67891434]).view(1, 3, 1, 1)  # official order
+    same = color_jitter(images, 0.0, 0.0, 0.0, 0.0, generator=g)
+    torch.testing.assert_close(same, images)
+    a = color_jitter(images, generator=torch.Generator().manual_seed(1))
+    b = color_jitter(images, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and (a - images).abs().max() > 1
+
+
+def test_objective_terms_weights_ablation_and_gradients() -> None:
+    from nvresearch.scops.losses import SCOPSObjective
+    from nvresearch.scops.models import PartBasis
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 1)  # pointwise: exactly equivariant under any warp
+    feats = torch.nn.Conv2d(3, 6, 1).requires_grad_(False)
+    basis = PartBasis(3, 6)
+    images = torch.randn(2, 3, 16, 16) * 30
+    identity = {"sigma": 0.0, "scale_range": (1.0, 1.0), "rotation_deg": 0.0, "translation": 0.0}
+    obj = SCOPSObjective(lambda x: feats(x) / 30, basis, jitter=False, tps=identity)
+    out = obj(net, images, torch.ones(2, 16, 16), generator=torch.Generator().manual_seed(0))
+    assert set(out) == {"sc", "on", "con", "eqv", "lmeqv", "loss"}
+    assert out["eqv"] < 1e-6 and out["lmeqv"] < 1e-10  # identity warp of a pointwise net
+    torch.testing.assert_close(out["loss"], total_loss({k: v for k, v in out.items() if k != "loss"}))
+    out["loss"].backward()
+    assert net.weight.grad.abs().sum() > 0 and basis.w.grad.abs().sum() > 0 and feats.weight.grad is None
+    ablated = SCOPSObjective(feats, basis, terms=("con", "eqv", "lmeqv"), tps={"rotation_deg": 30.0})
+    out = ablated(net, images, generator=torch.Generator().manual_seed(0))
+    assert set(out) == {"con", "eqv", "lmeqv", "loss"} and out["eqv"] > 0
+    with pytest.raises(KeyError, match="semantic"):
+        SCOPSObjective(feats, basis, terms=("semantic",))
