@@ -17,6 +17,7 @@ PAPERS: tuple[str, ...] = (
     "taylor",
     "faze",
     "vinterp",
+    "scops",
 )
 """Slugs of the papers that are implemented (each is a subpackage ``nvresearch.<slug>``)."""
 

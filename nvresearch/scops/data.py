@@ -1,0 +1,593 @@
+"""SCOPS data: readers for the dataset layouts of the official code (``dataset/celeba_wild_dataset.py``,
+``dataset/cub.py``, ``dataset/base.py``) and for the user's own images.
+
+Every reader returns samples as dicts of tensors at ``image_size x image_size``:
+
+- ``image``: ``(3, S, S)`` float, RGB minus the per-channel Caffe mean (R - 122.68, G - 116.67, B - 104.01), which is
+  what the official network sees (the official loader subtracts the BGR mean from the BGR image, then reverses the
+  channels);
+- ``saliency``: ``(S, S)`` in [0, 1], the foreground prior that masks the semantic features (CelebA: the shipped
+  saliency maps; CUB: the ground-truth silhouette, as the released CUB model was trained; own images: a saliency map
+  beside the image, or ones);
+- ``landmarks`` / ``keypoints`` where the dataset has them, and ``name``.
+
+Layouts (a missing or malformed piece raises :class:`~nvresearch.core.data.DatasetLayoutError` naming the path):
+
+CelebA "in the wild" (unaligned; :class:`CelebAWild`)::
+
+    <root>/img_celeba/<name>.jpg                 original unaligned CelebA images
+    <root>/Saliency_Wild/<stem>.png              one grayscale saliency map per image
+    <root>/list_landmarks_celeba.txt             <name> lefteye_x lefteye_y righteye_x ... rightmouth_y (11 tokens)
+    <root>/list_bbox_celeba.txt                  <name> x_1 y_1 width height
+    <root>/list_imsize_celeba.txt                <name> <int> <int> (the authors' tarball; the product is the area)
+    <root>/MAFL/{training,testing,celebA_training}.txt   one <name> per line
+
+CUB-200-2011 with the CMR annotation cache (:class:`CUBParts`; needs scipy)::
+
+    <cub_root>/images/<class dir>/<file>.jpg
+    <cache_dir>/data/<split>_cub_cleaned.mat     struct array 'images': rel_path, bbox.{x1,y1,x2,y2} (1-based),
+                                                 mask (H x W), parts (3 x 15: x, y, visibility; 1-based)
+
+Own images (:class:`PartImageFolder`)::
+
+    <root>/<name>.{jpg,jpeg,png,bmp}             any number of images
+    <root>/saliency/<stem>.png                   optional grayscale foreground maps (all or none)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from nvresearch.core.data import DatasetLayoutError
+from nvresearch.core.utils.color import hsv_to_rgb
+
+__all__ = [
+    "CAFFE_MEAN_RGB",
+    "CELEBA_LAYOUT",
+    "CUB_LAYOUT",
+    "LANDMARK_NAMES",
+    "PART_NAMES",
+    "CelebAWild",
+    "CUBParts",
+    "PartImageFolder",
+    "PartObjects",
+    "render_part_object",
+    "caffe_normalize",
+    "load_gray",
+    "load_rgb",
+    "resize_bilinear",
+]
+
+CAFFE_MEAN_RGB: tuple[float, float, float] = (122.67891434, 116.66876762, 104.00698793)
+"""The Caffe ImageNet mean the official loaders subtract, in RGB order (the official ``IMG_MEAN`` is its BGR form)."""
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+CELEBA_LAYOUT = (
+    "expected <root>/img_celeba/<name>.jpg, <root>/Saliency_Wild/<stem>.png, <root>/list_landmarks_celeba.txt, "
+    "<root>/list_bbox_celeba.txt, <root>/list_imsize_celeba.txt and <root>/MAFL/<split>.txt"
+)
+CUB_LAYOUT = (
+    "expected <cub_root>/images/<class dir>/<file>.jpg and the CMR cache <cache_dir>/data/<split>_cub_cleaned.mat "
+    "(struct array 'images' with rel_path, bbox.x1/y1/x2/y2, mask, parts 3x15)"
+)
+CELEBA_SPLITS = {"train": "training.txt", "test": "testing.txt", "scops_train": "celebA_training.txt"}
+"""MAFL split files: the regression's train / test split, and the list the official SCOPS training reads."""
+
+
+# ------------------------------------------------------------------------------------------------- image helpers
+def load_rgb(path: str | os.PathLike) -> Tensor:
+    """Read an image as RGB ``uint8`` (grayscale images are repeated to 3 channels).
+
+    Shape:
+        returns ``(3, H, W)`` uint8.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetLayoutError(f"image not found: '{p}'")
+    try:
+        with Image.open(p) as im:
+            rgb = im.convert("RGB")
+            data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+            return data.view(rgb.height, rgb.width, 3).permute(2, 0, 1).contiguous()
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetLayoutError(f"corrupt or unreadable image: '{p}' ({err})") from err
+
+
+def load_gray(path: str | os.PathLike) -> Tensor:
+    """Read a grayscale map (saliency) as float in [0, 1] (value / 255).
+
+    Shape:
+        returns ``(H, W)`` float32.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetLayoutError(f"saliency map not found: '{p}'")
+    try:
+        with Image.open(p) as im:
+            gray = im.convert("L")
+            data = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8)
+            return data.view(gray.height, gray.width).float() / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetLayoutError(f"corrupt or unreadable saliency map: '{p}' ({err})") from err
+
+
+def resize_bilinear(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear resize with half-pixel centres and no anti-aliasing (what OpenCV's ``INTER_LINEAR`` does, which the
+    official loaders use). A ``uint8`` input is rounded back to ``uint8``, as OpenCV returns it.
+
+    Shape:
+        x: ``(C, H, W)`` or ``(H, W)``; returns the same with ``(H, W) = size``.
+    """
+    squeeze = x.dim() == 2
+    y = x[None, None] if squeeze else x[None]
+    out = F.interpolate(y.double(), size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
+    out = out[0, 0] if squeeze else out[0]
+    if x.dtype == torch.uint8:
+        return out.round().clamp(0, 255).to(torch.uint8)
+    return out.to(x.dtype)
+
+
+def caffe_normalize(rgb: Tensor) -> Tensor:
+    """RGB in [0, 255] minus :data:`CAFFE_MEAN_RGB` per channel (the network input of the official code).
+
+    Shape:
+        rgb: ``(3, H, W)`` or ``(B, 3, H, W)``; returns float32 of the same shape.
+    """
+    mean = torch.tensor(CAFFE_MEAN_RGB, dtype=torch.float32).view(3, 1, 1)
+    return rgb.float() - mean
+
+
+def _read_table(path: Path, tokens: int, what: str) -> dict[str, list[str]]:
+    """``name -> fields`` of a whitespace-separated CelebA list file, keeping the lines with ``tokens`` tokens (the
+    official filter: the count line and the header line are skipped that way)."""
+    if not path.is_file():
+        raise DatasetLayoutError(f"{what} not found: '{path}'; {CELEBA_LAYOUT}")
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == tokens and parts[0] != "image_id":
+            table[parts[0]] = parts[1:]
+    if not table:
+        raise DatasetLayoutError(f"'{path}' has no line of {tokens} fields ('<name> ...'); {CELEBA_LAYOUT}")
+    return table
+
+
+def _ints(path: Path, name: str, fields: list[str]) -> list[int]:
+    try:
+        return [int(v) for v in fields]
+    except ValueError as err:
+        raise DatasetLayoutError(f"'{path}': the line of '{name}' has a non-integer field: {fields}") from err
+
+
+# --------------------------------------------------------------------------------------------------- CelebA wild
+class CelebAWild(Dataset):
+    """Unaligned CelebA as the official SCOPS code reads it (``celeba_wild_dataset.py``): the MAFL split, the images
+    whose face box covers at least ``face_area_threshold`` of the image (0.3), resized without keeping the aspect
+    ratio to ``image_size`` (bilinear, uint8), the saliency map resized to the image and then to ``image_size``, and
+    the 5 landmarks (eyes, nose, mouth corners) scaled into the resized frame and truncated to integers.
+
+    Args:
+        root: the CelebA folder (layout in the module docstring).
+        split: ``"train"`` / ``"test"`` (MAFL ``training.txt`` / ``testing.txt``, the regression splits) or
+            ``"scops_train"`` (``celebA_training.txt``, the official SCOPS training list), or a path to a list file.
+        image_size: side of the square output.
+        face_area_threshold: keep an image iff ``bbox_w * bbox_h >= threshold * area`` (0 keeps all).
+        with_saliency: read the saliency maps (required by the official loader, also for evaluation).
+
+    Shape:
+        sample: ``image (3, S, S)``, ``saliency (S, S)``, ``landmarks (5, 2)`` as ``(x, y)`` pixels, ``name``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        image_size: int = 256,
+        face_area_threshold: float = 0.3,
+        with_saliency: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetLayoutError(f"CelebA root not found: '{self.root}'; {CELEBA_LAYOUT}")
+        for sub in ("img_celeba",) + (("Saliency_Wild",) if with_saliency else ()):
+            if not (self.root / sub).is_dir():
+                raise DatasetLayoutError(f"missing folder '{self.root / sub}'; {CELEBA_LAYOUT}")
+        list_path = self.root / "MAFL" / CELEBA_SPLITS[split] if split in CELEBA_SPLITS else Path(split)
+        if not list_path.is_file():
+            raise DatasetLayoutError(
+                f"split list not found: '{list_path}' (split '{split}': one of {sorted(CELEBA_SPLITS)} or a list "
+                f"file); {CELEBA_LAYOUT}"
+            )
+        self.image_size = int(image_size)
+        self.with_saliency = bool(with_saliency)
+        lm_path = self.root / "list_landmarks_celeba.txt"
+        landmarks = _read_table(lm_path, 11, "landmark list")
+        boxes = sizes = {}
+        if face_area_threshold > 0:
+            boxes = _read_table(self.root / "list_bbox_celeba.txt", 5, "bounding-box list")
+            sizes = _read_table(self.root / "list_imsize_celeba.txt", 3, "image-size list")
+        names = [line.strip() for line in list_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not names:
+            raise DatasetLayoutError(f"split list '{list_path}' is empty")
+        self.samples: list[tuple[str, Tensor]] = []
+        for name in names:
+            if name not in landmarks:
+                raise DatasetLayoutError(f"'{name}' of '{list_path}' has no line in '{lm_path}'")
+            if face_area_threshold > 0:
+                for table, file in ((boxes, "list_bbox_celeba.txt"), (sizes, "list_imsize_celeba.txt")):
+                    if name not in table:
+                        raise DatasetLayoutError(f"'{name}' of '{list_path}' has no line in '{self.root / file}'")
+                box = _ints(self.root / "list_bbox_celeba.txt", name, boxes[name])
+                size = _ints(self.root / "list_imsize_celeba.txt", name, sizes[name])
+                if box[2] * box[3] < size[0] * size[1] * face_area_threshold:
+                    continue
+            points = _ints(lm_path, name, landmarks[name])
+            self.samples.append((name, torch.tensor(points, dtype=torch.float64).view(5, 2)))
+        self.num_listed = len(names)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        name, points = self.samples[index]
+        rgb = load_rgb(self.root / "img_celeba" / name)
+        h, w = rgb.shape[-2:]
+        s = self.image_size
+        out: dict[str, object] = {"image": caffe_normalize(resize_bilinear(rgb, (s, s))), "name": name}
+        if self.with_saliency:
+            sal = load_gray(self.root / "Saliency_Wild" / f"{Path(name).stem}.png")
+            out["saliency"] = resize_bilinear(resize_bilinear(sal, (h, w)), (s, s)).clamp(0, 1)
+        # official: int(x * S / W) per coordinate, i.e. truncation toward zero
+        scale = torch.tensor([s / w, s / h], dtype=torch.float64)
+        out["landmarks"] = (points * scale).trunc().float()
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------- CUB
+def _perturb_square_box(box: Sequence[float], padding: float, jitter: float, rng: np.random.Generator) -> list[int]:
+    """Pad (and jitter) a 0-based ``x1 y1 x2 y2`` box, then square it around its centre (CMR ``image_utils``)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    bw, bh = x2 - x1 + 1, y2 - y1 + 1
+    j = [(1 - 2 * rng.random()) * jitter for _ in range(4)] if jitter > 0 else [0.0] * 4
+    x1 -= padding * bw + j[0] * bw
+    y1 -= padding * bh + j[1] * bh
+    x2 += padding * bw + j[2] * bw
+    y2 += padding * bh + j[3] * bh
+    sq = [int(round(v)) for v in (x1, y1, x2, y2)]
+    bw, bh = sq[2] - sq[0] + 1, sq[3] - sq[1] + 1
+    side = max(bw, bh)
+    sq[0] -= int(round((side - bw) / 2.0))
+    sq[1] -= int(round((side - bh) / 2.0))
+    return [sq[0], sq[1], sq[0] + side - 1, sq[1] + side - 1]
+
+
+def _crop(x: Tensor, box: Sequence[int], fill: float) -> Tensor:
+    """Crop ``(C, H, W)`` to an inclusive box that may leave the image; outside pixels get ``fill``."""
+    c, h, w = x.shape
+    x1, y1, x2, y2 = box
+    out = torch.full((c, y2 - y1 + 1, x2 - x1 + 1), float(fill), dtype=x.dtype)
+    sx1, sy1, sx2, sy2 = max(0, x1), max(0, y1), min(w, x2 + 1), min(h, y2 + 1)
+    if sx2 > sx1 and sy2 > sy1:
+        out[:, sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = x[:, sy1:sy2, sx1:sx2]
+    return out
+
+
+class CUBParts(Dataset):
+    """CUB-200-2011 with the CMR annotation cache, as the official CUB code reads it (``dataset/cub.py``,
+    ``dataset/base.py``): the box padded by 5 % (plus an optional jitter), made square, the image cropped with a
+    white fill outside the picture (the silhouette with 0), scaled so that the side is ``image_size``, keypoints
+    normalised to [-1, 1] with their visibility. The silhouette is returned as the saliency (the released CUB model
+    was trained with ground-truth silhouettes instead of saliency maps).
+
+    Args:
+        cub_root: the ``CUB_200_2011`` folder.
+        cache_dir: the CMR cache folder holding ``data/<split>_cub_cleaned.mat``.
+        split: ``"train"``, ``"val"`` or ``"test"`` (the file name's prefix).
+        image_size: side of the square output.
+        padding: box padding fraction (0.05).
+        jitter: box jitter fraction (the official code applies 0.05 everywhere; 0 here by default, so evaluation is
+            deterministic); drawn from ``numpy.random.default_rng((seed, index))``.
+        seed: seed of the jitter.
+
+    Shape:
+        sample: ``image (3, S, S)``, ``saliency (S, S)`` (silhouette), ``keypoints (15, 3)`` as ``(x, y, visible)``
+        with invisible points zeroed, ``name``.
+    """
+
+    def __init__(
+        self,
+        cub_root: str | os.PathLike,
+        cache_dir: str | os.PathLike,
+        split: str = "test",
+        image_size: int = 256,
+        padding: float = 0.05,
+        jitter: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.image_dir = Path(cub_root) / "images"
+        if not self.image_dir.is_dir():
+            raise DatasetLayoutError(f"CUB image folder not found: '{self.image_dir}'; {CUB_LAYOUT}")
+        self.anno_path = Path(cache_dir) / "data" / f"{split}_cub_cleaned.mat"
+        if not self.anno_path.is_file():
+            raise DatasetLayoutError(f"CUB annotation cache not found: '{self.anno_path}'; {CUB_LAYOUT}")
+        from scipy.io import loadmat
+
+        try:
+            images = loadmat(str(self.anno_path), struct_as_record=False, squeeze_me=True)["images"]
+        except (KeyError, ValueError, OSError) as err:
+            raise DatasetLayoutError(f"cannot read 'images' from '{self.anno_path}' ({err}); {CUB_LAYOUT}") from err
+        self.anno = list(np.atleast_1d(images))
+        for i, a in enumerate(self.anno):
+            for field in ("rel_path", "bbox", "mask", "parts"):
+                if not hasattr(a, field):
+                    raise DatasetLayoutError(f"'{self.anno_path}': entry {i} lacks '{field}'; {CUB_LAYOUT}")
+        self.image_size, self.padding, self.jitter, self.seed = int(image_size), float(padding), float(jitter), seed
+
+    def __len__(self) -> int:
+        return len(self.anno)
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        a = self.anno[index]
+        rel = str(a.rel_path)
+        rgb = load_rgb(self.image_dir / rel).double() / 255.0
+        mask = torch.as_tensor(np.asarray(a.mask, dtype=np.float64))[None]
+        if mask.shape[-2:] != rgb.shape[-2:]:
+            raise DatasetLayoutError(
+                f"'{self.anno_path}': the mask of '{rel}' is {tuple(mask.shape[-2:])}, "
+                f"the image {tuple(rgb.shape[-2:])}"
+            )
+        b = a.bbox
+        box0 = [float(b.x1) - 1, float(b.y1) - 1, float(b.x2) - 1, float(b.y2) - 1]  # 0-based
+        parts = torch.as_tensor(np.asarray(a.parts, dtype=np.float64)).t().clone()  # (15, 3)
+        visible = parts[:, 2] > 0
+        parts[visible, :2] -= 1
+        rng = np.random.default_rng((int(self.seed), int(index)))
+        box = _perturb_square_box(box0, self.padding, self.jitter, rng)
+        img = _crop(rgb, box, 1.0)
+        sil = _crop(mask, box, 0.0)
+        parts[visible, 0] -= box[0]
+        parts[visible, 1] -= box[1]
+        scale = self.image_size / float(max(img.shape[-2:]))
+        new = [int(round(img.shape[-2] * scale)), int(round(img.shape[-1] * scale))]
+        img, sil = resize_bilinear(img, new), resize_bilinear(sil, new)
+        parts[visible, :2] *= scale
+        h, w = img.shape[-2:]
+        kp = torch.stack([2 * parts[:, 0] / w - 1, 2 * parts[:, 1] / h - 1, parts[:, 2]], dim=1)
+        kp = kp * visible[:, None]
+        return {
+            "image": caffe_normalize(img * 255.0),
+            "saliency": sil[0].float(),
+            "keypoints": kp.float(),
+            "name": rel,
+        }
+
+
+# -------------------------------------------------------------------------------------------------- own images
+class PartImageFolder(Dataset):
+    """The user's own images of one category (the simplest layout: a folder of images, optional saliency maps in
+    ``<root>/saliency/<stem>.png``), resized to ``image_size`` squared and normalised like the official input.
+
+    Args:
+        root: folder holding the images (not recursive).
+        image_size: side of the square output.
+        saliency_dir: sub-folder of the saliency maps; when it exists every image needs one, else the saliency is ones.
+
+    Shape:
+        sample: ``image (3, S, S)``, ``saliency (S, S)``, ``name`` (the file name).
+    """
+
+    def __init__(self, root: str | os.PathLike, image_size: int = 256, saliency_dir: str = "saliency") -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetLayoutError(f"image folder not found: '{self.root}'")
+        self.files = sorted(p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise DatasetLayoutError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in '{self.root}'")
+        self.saliency_root = self.root / saliency_dir
+        self.has_saliency = self.saliency_root.is_dir()
+        if self.has_saliency:
+            missing = [p.name for p in self.files if not (self.saliency_root / f"{p.stem}.png").is_file()]
+            if missing:
+                raise DatasetLayoutError(
+                    f"'{self.saliency_root}' lacks the saliency map of {len(missing)} image(s), e.g. "
+                    f"'{self.saliency_root / (Path(missing[0]).stem + '.png')}'"
+                )
+        self.image_size = int(image_size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        path = self.files[index]
+        s = (self.image_size, self.image_size)
+        rgb = load_rgb(path)
+        if self.has_saliency:
+            sal = load_gray(self.saliency_root / f"{path.stem}.png")
+            saliency = resize_bilinear(resize_bilinear(sal, rgb.shape[-2:]), s).clamp(0, 1)
+        else:
+            saliency = torch.ones(s)
+        return {"image": caffe_normalize(resize_bilinear(rgb, s)), "saliency": saliency, "name": path.name}
+
+
+# ------------------------------------------------------------------------------------------ embedded part objects
+PART_NAMES: tuple[str, ...] = ("background", "torso", "head", "upper limb", "lower limb")
+"""Labels of the embedded world's part maps (0 = background)."""
+
+LANDMARK_NAMES: tuple[str, ...] = ("head centre", "torso centre", "upper limb tip", "lower limb tip", "tail")
+"""The 5 landmarks of the embedded world; the first two give the normalising distance (the IOD analogue)."""
+
+# part geometry in the object frame at 64 px (x forward, y down): ellipse semi-axes, anchor on the torso, direction
+# of the part from its anchor and the distance of its centre from the anchor
+_TORSO_AXES = (12.0, 7.0)
+_HEAD_RADIUS = 6.0
+_LIMB_AXES = (10.0, 3.0)
+_HEAD_ANCHOR, _HEAD_OFFSET = (11.0, 0.0), 5.0
+_LIMB_ANCHORS = ((-2.0, -6.0), (-2.0, 6.0))
+_LIMB_DIRECTIONS_DEG = (-110.0, 110.0)
+_LIMB_OFFSET = 9.0
+
+
+def _rot(angle: Tensor) -> Tensor:
+    c, s = angle.cos(), angle.sin()
+    return torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+
+
+def render_part_object(
+    generator: torch.Generator,
+    size: int = 64,
+    rotation_deg: float = 45.0,
+    scale_range: Sequence[float] = (0.8, 1.2),
+    shift: float = 8.0,
+    articulation_deg: float = 15.0,
+    clutter: int = 3,
+) -> dict[str, Tensor]:
+    """One image of the embedded world (spec scops.md H.1): an object of 4 rigid parts (torso ellipse, head disc, two
+    elongated limbs attached at fixed anchors) under a random similarity pose (rotation, scale, position) with a small
+    articulation of the head and limbs, on a low-frequency background with clutter blobs.
+
+    Each part has its own texture family (torso: stripes across its axis, head: dots, upper limb: checker, lower limb:
+    stripes along its axis) with per-instance period and phase, drawn in the part's own frame so that it turns with
+    the part. All parts of one image share the same two colours, drawn per image: colour says nothing about the part
+    (a fixed colour per part made colour k-means perfect in a pilot), texture, shape and layout do.
+
+    Returns:
+        ``image (3, S, S)`` in [0, 1], ``labels (S, S)`` long (0 = background, 1..4 = :data:`PART_NAMES`),
+        ``landmarks (5, 2)`` ``(x, y)`` pixels (:data:`LANDMARK_NAMES`).
+    """
+    g = generator
+    s = int(size)
+    unit = s / 64.0
+
+    def u(low: float, high: float, *shape: int) -> Tensor:
+        return torch.rand(shape or (), generator=g, dtype=torch.float64) * (high - low) + low
+
+    angle = u(-rotation_deg, rotation_deg) * math.pi / 180
+    scale = u(float(scale_range[0]), float(scale_range[1])) * unit
+    centre = torch.tensor([s / 2.0, s / 2.0], dtype=torch.float64) + u(-shift, shift, 2) * unit
+    rot = _rot(angle)
+    ys, xs = torch.meshgrid(torch.arange(s, dtype=torch.float64), torch.arange(s, dtype=torch.float64), indexing="ij")
+    pix = torch.stack([xs + 0.5, ys + 0.5], -1) - centre  # pixel centres relative to the object centre
+    obj = pix @ rot / scale  # object frame: inverse rotation (row vectors times R), inverse scale
+
+    def to_image(p: Tensor) -> Tensor:
+        return centre + scale * (rot @ p)
+
+    # parts: (label, centre in the object frame, orientation in the object frame, semi-axes)
+    parts = []
+    for k, (anchor, direction) in enumerate(zip(_LIMB_ANCHORS, _LIMB_DIRECTIONS_DEG, strict=True)):
+        theta = (direction + float(u(-articulation_deg, articulation_deg))) * math.pi / 180
+        axis = torch.tensor([math.cos(theta), math.sin(theta)], dtype=torch.float64)
+        parts.append((3 + k, torch.tensor(anchor, dtype=torch.float64) + _LIMB_OFFSET * axis, theta, _LIMB_AXES))
+    parts.append((1, torch.zeros(2, dtype=torch.float64), 0.0, _TORSO_AXES))
+    theta = float(u(-articulation_deg, articulation_deg)) * math.pi / 180
+    head_axis = torch.tensor([math.cos(theta), math.sin(theta)], dtype=torch.float64)
+    head_centre = torch.tensor(_HEAD_ANCHOR, dtype=torch.float64) + _HEAD_OFFSET * head_axis
+    parts.append((2, head_centre, theta, (_HEAD_RADIUS, _HEAD_RADIUS)))
+
+    # two colours per image, shared by all parts; well apart in hue
+    hue = u(0.0, 1.0)
+    colours = hsv_to_rgb(
+        torch.stack([hue, (hue + u(0.3, 0.7)) % 1.0]), torch.stack([u(0.5, 1.0), u(0.5, 1.0)]), u(0.5, 1.0, 2)
+    )  # (2, 3)
+
+    # background: a 4 x 4 grid of random colours up-sampled, plus clutter ellipses of random colours
+    grid = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64)
+    image = F.interpolate(grid, size=(s, s), mode="bicubic", align_corners=True)[0].clamp(0, 1)
+    for _ in range(int(clutter)):
+        c = u(0, s, 2)
+        axes = u(3, 8, 2) * unit
+        a = u(0, math.pi)
+        local = (torch.stack([xs + 0.5, ys + 0.5], -1) - c) @ _rot(a)
+        inside = (local[..., 0] / axes[0]) ** 2 + (local[..., 1] / axes[1]) ** 2 <= 1
+        image[:, inside] = torch.rand(3, 1, generator=g, dtype=torch.float64)
+
+    labels = torch.zeros(s, s, dtype=torch.long)
+    period = {1: u(3.5, 5.0), 2: u(2.5, 3.5), 3: u(2.0, 3.0), 4: u(2.0, 3.0)}
+    phase = u(0.0, 2 * math.pi, 5)
+    for label, pc, theta, (ax, ay) in parts:
+        local = (obj - pc) @ _rot(torch.tensor(theta, dtype=torch.float64))
+        lx, ly = local[..., 0], local[..., 1]
+        inside = (lx / ax) ** 2 + (ly / ay) ** 2 <= 1
+        p = period[label]
+        if label == 1:  # stripes across the torso's axis
+            t = 0.5 + 0.5 * torch.sin(2 * math.pi * lx / p + phase[1])
+        elif label == 2:  # dots
+            t = ((torch.sin(2 * math.pi * lx / p + phase[2]) * torch.sin(2 * math.pi * ly / p)) > 0.25).double()
+        elif label == 3:  # checker
+            t = ((torch.floor(lx / p + phase[3]) + torch.floor(ly / p)) % 2).double()
+        else:  # stripes along the limb's axis
+            t = 0.5 + 0.5 * torch.sin(2 * math.pi * ly / (p / 2) + phase[4])
+        texture = colours[0][:, None] * t[inside] + colours[1][:, None] * (1 - t[inside])
+        image[:, inside] = texture
+        labels[inside] = label
+
+    ends = [
+        head_centre,
+        torch.zeros(2, dtype=torch.float64),
+        parts[0][1] + _LIMB_AXES[0] * torch.tensor([math.cos(parts[0][2]), math.sin(parts[0][2])], dtype=torch.float64),
+        parts[1][1] + _LIMB_AXES[0] * torch.tensor([math.cos(parts[1][2]), math.sin(parts[1][2])], dtype=torch.float64),
+        torch.tensor([-_TORSO_AXES[0], 0.0], dtype=torch.float64),
+    ]
+    landmarks = torch.stack([to_image(p) for p in ends]) - 0.5  # pixel-centre convention: pixel j spans [j, j+1)
+    return {"image": image.float(), "labels": labels, "landmarks": landmarks.float()}
+
+
+class PartObjects(Dataset):
+    """The embedded default: :func:`render_part_object` images, deterministic per ``(seed, index)``, rendered once.
+
+    Samples follow the readers' format: ``image`` (RGB x 255 minus the Caffe mean), ``saliency`` (the ground-truth
+    foreground, box-blurred over ``saliency_blur`` pixels when > 0, a stand-in for a saliency detector), and the
+    ground truth ``labels (S, S)`` and ``landmarks (5, 2)``.
+
+    Args:
+        num_images: how many images.
+        size: image side (the geometry scales with it; 64 in the spec's world).
+        seed: the world's seed; image ``i`` depends on ``(seed, i)`` only.
+        saliency_blur: box-blur width of the saliency map (0: the exact foreground).
+        **render: passed to :func:`render_part_object` (rotation_deg, scale_range, shift, articulation_deg, clutter).
+    """
+
+    def __init__(
+        self, num_images: int, size: int = 64, seed: int = 0, saliency_blur: int = 0, **render: object
+    ) -> None:
+        self.size, self.seed = int(size), int(seed)
+        images, labels, landmarks = [], [], []
+        for i in range(int(num_images)):
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+            out = render_part_object(g, self.size, **render)  # type: ignore[arg-type]
+            images.append(out["image"])
+            labels.append(out["labels"])
+            landmarks.append(out["landmarks"])
+        self.images = torch.stack(images)
+        self.labels = torch.stack(labels)
+        self.landmarks = torch.stack(landmarks)
+        fg = (self.labels > 0).float()[:, None]
+        if saliency_blur > 0:
+            k = int(saliency_blur)
+            fg = F.avg_pool2d(F.pad(fg, (k // 2, (k - 1) // 2, k // 2, (k - 1) // 2), mode="replicate"), k, stride=1)
+        self.saliency = fg[:, 0]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        return {
+            "image": caffe_normalize(self.images[index] * 255.0),
+            "saliency": self.saliency[index],
+            "labels": self.labels[index],
+            "landmarks": self.landmarks[index],
+        }
