@@ -30,8 +30,8 @@ form                      what it is                                            
    rows form where it pays (:func:`_rows_worth_it`: at least :data:`_ROWS_MIN_CHANNELS` channels and at most
    :data:`_ROWS_MAX_WASTE` padded rows per output), fused with the Gaussian kernel when the guidance is given in
    float32/float64 without autocast.
-4. CPU, stride-1 reads, narrower layers on large images (:func:`_cols_worth_it`: at least :data:`_COLS_MIN_ROWS`
-   rows per phase, the same padding bound): the cols form, fused likewise.
+4. CPU, stride-1 reads, narrower layers on large images (:func:`_cols_worth_it`: at least :data:`_COLS_MIN_CHANNELS`
+   channels and :data:`_COLS_MIN_ROWS` rows per phase, the same padding bound): the cols form, fused likewise.
 5. Otherwise the tap loop (fused, channels first, for transposed layers with the guidance given).
 
 A requested form that does not apply raises a ``ValueError`` that says why and lists the forms.
@@ -65,8 +65,11 @@ _ROWS_MIN_TILE = 256  # rows; smaller tiles cost more in per-call overhead than 
 # 64x64 images, 8 channels, padded rows 2.25x the outputs, ran 3x slower; 16-channel transposed layers were slower too)
 _ROWS_MIN_CHANNELS = 32
 _ROWS_MAX_WASTE = 1.5  # padded rows per output pixel (per phase)
-# Narrower layers take the cols form (the rows geometry with channels first) from this many rows per phase on:
-# measured one thread, interleaved, see docs/papers/pac.md (Layer speed).
+# Narrower layers of at least _COLS_MIN_CHANNELS take the cols form (the rows geometry with channels first) from
+# _COLS_MIN_ROWS padded rows per phase on (one thread, interleaved, docs/papers/pac.md "Layer speed": 8-16 channels at
+# 256x256 ran 1.3-1.7x faster than the tap loop; at 64x64 B4 the tap loops' fewer calls per tap win; the PAC-CRF's
+# 2-5-class messages at 64x64 B8/B32 ran within +-10 % of the tap loop either way, so they keep it)
+_COLS_MIN_CHANNELS = 8
 _COLS_MIN_ROWS = 16384
 _COLS_TILE_BYTES = 2**20  # one tile's (channels x columns) block of the cols forms: 16384 columns at 16 channels
 _GROUP_BYTES = 4 * 2**20  # transient K*x buffer of one tap group of the channels-first fused form
@@ -180,13 +183,13 @@ def _rows_worth_it(channels: int, plan: _RowsPlan) -> bool:
     return channels >= _ROWS_MIN_CHANNELS and waste <= _ROWS_MAX_WASTE
 
 
-def _cols_worth_it(plan: _RowsPlan) -> bool:
-    """Whether the cols form pays on the CPU for a layer too narrow for the rows form: enough rows per phase that
-    its per-tap passes run on long rows (small images keep the channels-first loops, with fewer calls per tap) and
-    few padding rows."""
+def _cols_worth_it(channels: int, plan: _RowsPlan) -> bool:
+    """Whether the cols form pays on the CPU for a layer too narrow for the rows form: at least
+    :data:`_COLS_MIN_CHANNELS` channels, enough rows per phase that its per-tap passes run on long rows (small images
+    keep the channels-first loops, with fewer calls per tap) and few padding rows."""
     outputs = sum(plan.batch * mh * mw for mh, mw in plan.phase_hw)
     waste = plan.rows * len(plan.phases) / max(outputs, 1)
-    return plan.rows >= _COLS_MIN_ROWS and waste <= _ROWS_MAX_WASTE
+    return channels >= _COLS_MIN_CHANNELS and plan.rows >= _COLS_MIN_ROWS and waste <= _ROWS_MAX_WASTE
 
 
 def _fused_blocker(input: Tensor, guided: bool) -> str | None:
@@ -270,7 +273,7 @@ def route_conv(
             requested = "unfold"
         elif rows is not None and _rows_worth_it(channels, rows):
             requested = "fused_rows" if blocker is None else "rows"
-        elif rows is not None and _cols_worth_it(rows):
+        elif rows is not None and _cols_worth_it(channels, rows):
             requested = "fused_cols" if blocker is None else "cols"
         else:
             requested = "taploop"
@@ -305,7 +308,7 @@ def route_transposed(
     if requested == "auto":
         if _rows_worth_it(channels, rows):
             requested = "fused_rows" if blocker is None else "rows"
-        elif _cols_worth_it(rows):
+        elif _cols_worth_it(channels, rows):
             requested = "fused_cols" if blocker is None else "cols"
         else:
             requested = "fused_taps" if blocker is None else "taploop"

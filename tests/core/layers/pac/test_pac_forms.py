@@ -282,13 +282,14 @@ def test_cpu_picks_the_rows_form_for_wide_little_padded_layers() -> None:
 
 
 def test_cpu_picks_the_cols_form_for_narrow_layers_on_large_images() -> None:
-    """From _COLS_MIN_ROWS padded rows on, layers too narrow for the rows form take the cols form (fused with a plain
-    Gaussian); heavy padding still keeps the channels-first loops."""
+    """From _COLS_MIN_ROWS padded rows on, layers of 8 to 31 channels take the cols form (fused with a plain
+    Gaussian); narrower ones, strided ones and heavy padding keep the channels-first loops."""
     x, f = torch.randn(1, 16, 128, 128), torch.randn(1, 3, 128, 128)
     assert "PacGaussianCorrelateCols" in PacConv2d(8, 8, 5, padding=2)(x[:, :8], f).grad_fn.name()
     assert "PacGaussianCorrelateCols" in PacConv2d(16, 16, 3, padding=1)(x, f).grad_fn.name()
     assert "PacColsCorrelate" in PacConv2d(8, 8, 3, padding=1, normalize_kernel=True)(x[:, :8], f).grad_fn.name()
     assert "PacCorrelateBackward" in PacConv2d(8, 8, 5, padding=2, stride=2)(x[:, :8], f).grad_fn.name()
+    assert "PacCorrelateBackward" in PacConv2d(4, 4, 5, padding=2)(x[:, :4], f).grad_fn.name()  # below 8 channels
     assert "PacCorrelateBackward" in PacConv2d(8, 8, 5, padding=64, dilation=32)(x[:, :8], f).grad_fn.name()
     narrow_t = PacConvTranspose2d(16, 16, 5, stride=2, padding=2, output_padding=1)
     assert "PacGaussianCorrelateCols" in narrow_t(x, torch.randn(1, 8, 256, 256)).grad_fn.name()
