@@ -111,7 +111,8 @@ def pac_form(
 
     Args:
         form: One of :data:`FORMS`.
-        tile_rows: Rows per tile of the rows forms (default: about 512 KB per tile, at least 256 rows).
+        tile_rows: Pixel rows per tile of the rows and cols forms (default: about 512 KB per tile, 1 MB for the cols
+            forms, at least 256 rows).
         chunk_bytes: Budget of one batch chunk's im2col in the unfold form (default 256 MB; 1 = one sample a chunk).
         group_bytes: Budget of the stacked ``K*x`` of one tap group in the tap loops (default: one tap per group for
             a given kernel, 4 MB for the fused Gaussian).
