@@ -1,19 +1,25 @@
 """Time and memory of the PAC implementation paths beside the torch convolution of the same shape.
 
     python scripts/bench/pac.py [--threads 2] [--repeats 9] [--device cpu|cuda] [--no-peak] [--compile] [--shapes k5]
+                                [--forms fused_rows fused_cols] [--thread-time]
 
-For each case: forward+backward time (median and minimum over ``--repeats`` runs after two warm-ups, ms), the ratio
-to the torch layer of the same shape, the bytes autograd saves for backward (unique storages, counted with
+For each case: forward+backward time (median and minimum over ``--repeats`` runs after two warm-ups, ms; the paths
+of a case run in turn within each repeat, so that the machine's drift hits all alike), the ratio to the torch layer
+of the same shape, the bytes autograd saves for backward (unique storages, counted with
 ``torch.autograd.graph.saved_tensors_hooks``; a layer's own input counts too), and the peak memory of one
 forward+backward (CUDA: ``max_memory_allocated`` above the start; CPU: resident-set growth sampled every 0.2 ms,
 each case in a fresh subprocess with large buffers returned to the system when freed; an estimate).
 
-Paths: ``default`` is what the modules run (CPU: the rows form, with the Gaussian kernel computed inside the
-convolution for ``PacConvTranspose2d``), ``kernel`` the general path (kernel from ``compute_kernel``, then the
-correlation of the device: rows form on the CPU), ``taploop`` the same with the tap-loop correlation chosen by
-``pac_form('taploop')`` (what a strided ``PacConv2d`` runs), ``reference`` is ``native_impl=True``
-(plain autograd on ``F.unfold``; what the tests compare against); ``compiled`` (with ``--compile``) is the default
-path under ``torch.compile``. On CUDA two larger cases are added (a GPU is idle at the issue's CPU shapes).
+Paths: ``default`` is what the modules run (CPU: the rows form with the Gaussian kernel computed inside the convolution
+from 32 channels, the cols form for narrower layers on large images), ``kernel`` the general path (kernel from
+``compute_kernel``, then the correlation the dispatcher picks for a given kernel), ``taploop`` the same with the
+tap-loop correlation chosen by ``pac_form('taploop')`` (what a strided ``PacConv2d`` runs), ``reference`` is
+``native_impl=True`` (plain autograd on ``F.unfold``; what the tests compare against); ``compiled`` (with ``--compile``)
+is the default path under ``torch.compile``; ``--forms`` adds the layer run with the guidance under ``pac_form(form)``
+for each form named (``-`` where the form does not apply). On CUDA two larger cases are added (a GPU is idle at the
+issue's CPU shapes). The narrow cases (8 and 16 channels, 3 guidance channels; the transposed one as in the tiny joint
+upsampling network) are the papers' small CPU models' widths (issue 14). ``--thread-time`` times with the thread's CPU
+time instead of the wall clock (with one thread: less sensitive to other jobs on a shared machine).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nvresearch.core.layers.pac import PacConv2d, PacConvTranspose2d, pac_form
+from nvresearch.core.layers.pac import FORMS, PacConv2d, PacConvTranspose2d, pac_form
 
 # name -> (layer kind, batch, C_in, C_out, k, stride, in size, guidance channels)
 SHAPES = {
@@ -40,6 +46,11 @@ SHAPES = {
     "k3 B8 64->64 32x32 guide8": ("conv", 8, 64, 64, 3, 1, 32, 8),
     "k5 B1 32->32 256x256 guide8": ("conv", 1, 32, 32, 5, 1, 256, 8),
     "T k5 s2 B4 32->32 32->64 guide16": ("transposed", 4, 32, 32, 5, 2, 32, 16),
+    "k5 B1 16->16 256x256 guide3": ("conv", 1, 16, 16, 5, 1, 256, 3),
+    "k3 B1 16->16 256x256 guide3": ("conv", 1, 16, 16, 3, 1, 256, 3),
+    "k5 B1 8->8 256x256 guide3": ("conv", 1, 8, 8, 5, 1, 256, 3),
+    "k3 B1 8->8 256x256 guide3": ("conv", 1, 8, 8, 3, 1, 256, 3),
+    "T k5 s2 B1 16->16 128->256 guide8": ("transposed", 1, 16, 16, 5, 2, 128, 8),
 }
 CUDA_SHAPES = {
     "k5 B16 64->64 128x128 guide8": ("conv", 16, 64, 64, 5, 1, 128, 8),
@@ -76,6 +87,13 @@ def build(shape: str, path: str, device: str) -> Callable[[], torch.Tensor]:
                 return layer(x, None, kernel=layer.compute_kernel(f)[0])
 
         return run
+    if path in FORMS:  # the layer with its guidance, under one form
+
+        def run_form() -> torch.Tensor:
+            with pac_form(path):
+                return layer(x, f)
+
+        return run_form
     return lambda: layer(x, f)
 
 
@@ -84,17 +102,25 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_ms(fn: Callable[[], torch.Tensor], repeats: int, device: str) -> tuple[float, float]:
-    for _ in range(2):
-        fn().sum().backward()
-    times = []
+def time_ms(
+    fns: dict[str, Callable[[], torch.Tensor]],
+    repeats: int,
+    device: str,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, tuple[float, float]]:
+    """(median, minimum) ms of forward+backward of each path; the paths run in turn within each repeat."""
+    for fn in fns.values():
+        for _ in range(2):
+            fn().sum().backward()
+    times: dict[str, list[float]] = {path: [] for path in fns}
     for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn().sum().backward()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), min(times)
+        for path, fn in fns.items():
+            _sync(device)
+            t0 = clock()
+            fn().sum().backward()
+            _sync(device)
+            times[path].append((clock() - t0) * 1e3)
+    return {path: (statistics.median(t), min(t)) for path, t in times.items()}
 
 
 def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
@@ -152,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-reference", action="store_true", help="skip the slow reference path")
     parser.add_argument("--compile", action="store_true", help="add the default path under torch.compile")
     parser.add_argument("--shapes", nargs="*", default=None, help="only the cases whose name contains one of these")
+    parser.add_argument("--forms", nargs="*", default=(), help="also run the layer under pac_form(form) for these")
+    parser.add_argument("--thread-time", action="store_true", help="time with the thread's CPU time (one thread)")
     parser.add_argument("--peak-of", nargs=2, metavar=("SHAPE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -166,14 +194,26 @@ def main(argv: list[str] | None = None) -> None:
     shapes = [*SHAPES, *(CUDA_SHAPES if args.device == "cuda" else ())]
     if args.shapes:
         shapes = [s for s in shapes if any(part in s for part in args.shapes)]
+    unknown = [form for form in args.forms if form not in FORMS]
+    if unknown:
+        parser.error(f"unknown forms {unknown}; the forms are {FORMS}")
+    clock = time.thread_time if args.thread_time else time.perf_counter
     for shape in shapes:
-        base = None
-        for path in (*PATHS, *(("compiled",) if args.compile else ())):
+        paths = [*PATHS, *args.forms, *(("compiled",) if args.compile else ())]
+        fns = {}
+        for path in paths:
             if path == "reference" and args.skip_reference:
                 continue
-            fn = build(shape, path, args.device)
-            med, best = time_ms(fn, args.repeats, args.device)
-            base = med if path == "torch" else base
+            fns[path] = build(shape, path, args.device)
+            try:
+                fns[path]()
+            except ValueError:  # a form that does not apply to this case
+                print(f"{shape:34s} {path:10s} {'-':>9s}", flush=True)
+                del fns[path]
+        timings = time_ms(fns, args.repeats, args.device, clock)
+        base = timings["torch"][0]
+        for path, fn in fns.items():
+            med, best = timings[path]
             saved = saved_bytes(fn) / 2**20
             peak = "-"
             if args.no_peak or path == "compiled":

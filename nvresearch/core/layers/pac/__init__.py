@@ -24,10 +24,14 @@ changing the import. Behaviour that differs from the official code, on purpose:
     row offset; one thin matrix product per tap on cache-sized tiles of rows, recomputed in backward (autograd keeps
     only the input, the kernel and the weight). Transposed layers are decomposed into ``stride**2`` phases that
     read the original input, so no multiplication touches an inserted zero.
+  * **cols form** (the CPU default of such layers with 8 to 31 channels on large images): the same geometry with
+    channels first, one ``(C_out, C) @ (C, tile)`` product per tap and tile (with few channels, channels-last rows
+    of only C values are slow to broadcast and multiply).
   * **fused Gaussian** (what those layers run on the CPU for the common configuration: Gaussian kernel, no
-    smoothing, no normalisation, no mask, float32/float64): the rows form with ``K`` computed tap by tap from the
-    guidance inside the same autograd ``Function`` and never stored; only the kernel entries that meet real input
-    samples are computed. Narrower transposed layers run the same fusion with channels first.
+    smoothing, no normalisation, no mask, float32/float64): the rows or cols form with ``K`` computed tap by tap from
+    the guidance inside the same autograd ``Function`` and never stored; only the kernel entries that meet real
+    input samples are computed (for ``PacConv2d`` one pass for each tap and its mirror: the kernel is symmetric).
+    Narrower transposed layers on small images run the same fusion with channels first and strided taps.
   * **tap loop** (strided or narrow ``PacConv2d``, narrow transposed layers with a given kernel): strided slices
     per tap with channels first, recomputed in backward.
   * **unfold form** (CUDA, where the loops above are launch-bound): im2col and one matrix product per batch chunk,

@@ -11,6 +11,9 @@ form                      what it is                                            
 ``'rows'``                channels-last pixel rows, one thin matrix product per tap and tile  CPU, stride-1 reads
 ``'fused_rows'``          the rows form with the Gaussian kernel computed inside it           CPU, stride-1 reads,
                                                                                               guidance given
+``'cols'``                the rows geometry with channels first, one product per tap and tile CPU, stride-1 reads
+``'fused_cols'``          the cols form with the Gaussian kernel computed inside it           CPU, stride-1 reads,
+                                                                                              guidance given
 ``'fused_taps'``          the fused Gaussian with channels first, taps stacked per phase      CPU, transposed,
                                                                                               guidance given
 ``'taploop'``             strided slices per tap, channels first                              everywhere
@@ -27,7 +30,9 @@ form                      what it is                                            
    rows form where it pays (:func:`_rows_worth_it`: at least :data:`_ROWS_MIN_CHANNELS` channels and at most
    :data:`_ROWS_MAX_WASTE` padded rows per output), fused with the Gaussian kernel when the guidance is given in
    float32/float64 without autocast.
-4. Otherwise the tap loop (fused, channels first, for transposed layers with the guidance given).
+4. CPU, stride-1 reads, narrower layers on large images (:func:`_cols_worth_it`: at least :data:`_COLS_MIN_CHANNELS`
+   channels and :data:`_COLS_MIN_ROWS` rows per phase, the same padding bound): the cols form, fused likewise.
+5. Otherwise the tap loop (fused, channels first, for transposed layers with the guidance given).
 
 A requested form that does not apply raises a ``ValueError`` that says why and lists the forms.
 """
@@ -46,7 +51,8 @@ from nvresearch.core.layers.pac.plans import _conv_rows_plan, _RowsPlan, _TapPla
 
 __all__ = ["FORMS", "pac_form"]
 
-FORMS = ("auto", "rows", "fused_rows", "fused_taps", "taploop", "unfold", "reference")
+FORMS = ("auto", "rows", "fused_rows", "cols", "fused_cols", "fused_taps", "taploop", "unfold", "reference")
+_ROWS_FORMS = ("rows", "fused_rows", "cols", "fused_cols")  # the forms on a _RowsPlan (CPU, stride-1 reads)
 _KERNEL_FORMS = ("auto", "taploop", "unfold", "reference")  # ways to compute the kernel's squared distances
 _POOL_FORMS = ("auto", "taploop", "reference")
 
@@ -59,6 +65,13 @@ _ROWS_MIN_TILE = 256  # rows; smaller tiles cost more in per-call overhead than 
 # 64x64 images, 8 channels, padded rows 2.25x the outputs, ran 3x slower; 16-channel transposed layers were slower too)
 _ROWS_MIN_CHANNELS = 32
 _ROWS_MAX_WASTE = 1.5  # padded rows per output pixel (per phase)
+# Narrower layers of at least _COLS_MIN_CHANNELS take the cols form (the rows geometry with channels first) from
+# _COLS_MIN_ROWS padded rows per phase on (one thread, interleaved, docs/papers/pac.md "Layer speed": 8-16 channels at
+# 256x256 ran 1.3-1.7x faster than the tap loop; at 64x64 B4 the tap loops' fewer calls per tap win; the PAC-CRF's
+# 2-5-class messages at 64x64 B8/B32 ran within +-10 % of the tap loop either way, so they keep it)
+_COLS_MIN_CHANNELS = 8
+_COLS_MIN_ROWS = 16384
+_COLS_TILE_BYTES = 2**20  # one tile's (channels x columns) block of the cols forms: 16384 columns at 16 channels
 _GROUP_BYTES = 4 * 2**20  # transient K*x buffer of one tap group of the channels-first fused form
 # The tap loop with a precomputed kernel stacks no taps: on 2 cores one thin matrix product per tap measured as fast
 # or faster (k5 B4 16 or 32 channels at 64x64, k3 B8 64 channels at 32x32; 4 MB groups were 5-10 % slower).
@@ -98,7 +111,8 @@ def pac_form(
 
     Args:
         form: One of :data:`FORMS`.
-        tile_rows: Rows per tile of the rows forms (default: about 512 KB per tile, at least 256 rows).
+        tile_rows: Pixel rows per tile of the rows and cols forms (default: about 512 KB per tile, 1 MB for the cols
+            forms, at least 256 rows).
         chunk_bytes: Budget of one batch chunk's im2col in the unfold form (default 256 MB; 1 = one sample a chunk).
         group_bytes: Budget of the stacked ``K*x`` of one tap group in the tap loops (default: one tap per group for
             a given kernel, 4 MB for the fused Gaussian).
@@ -170,6 +184,15 @@ def _rows_worth_it(channels: int, plan: _RowsPlan) -> bool:
     return channels >= _ROWS_MIN_CHANNELS and waste <= _ROWS_MAX_WASTE
 
 
+def _cols_worth_it(channels: int, plan: _RowsPlan) -> bool:
+    """Whether the cols form pays on the CPU for a layer too narrow for the rows form: at least
+    :data:`_COLS_MIN_CHANNELS` channels, enough rows per phase that its per-tap passes run on long rows (small images
+    keep the channels-first loops, with fewer calls per tap) and few padding rows."""
+    outputs = sum(plan.batch * mh * mw for mh, mw in plan.phase_hw)
+    waste = plan.rows * len(plan.phases) / max(outputs, 1)
+    return channels >= _COLS_MIN_CHANNELS and plan.rows >= _COLS_MIN_ROWS and waste <= _ROWS_MAX_WASTE
+
+
 def _fused_blocker(input: Tensor, guided: bool) -> str | None:
     """Why the fused Gaussian forms cannot run this call, or ``None`` when they can."""
     if not guided:
@@ -182,13 +205,13 @@ def _fused_blocker(input: Tensor, guided: bool) -> str | None:
 
 
 def _check_request(form: str, input: Tensor, stride_one: bool, transposed: bool, blocker: str | None) -> None:
-    if form in ("rows", "fused_rows", "fused_taps") and input.is_cuda:
+    if form in (*_ROWS_FORMS, "fused_taps") and input.is_cuda:
         raise _unavailable(form, "it is a CPU form (launch-bound on CUDA, which runs 'unfold')")
-    if form in ("rows", "fused_rows") and not stride_one:
+    if form in _ROWS_FORMS and not stride_one:
         raise _unavailable(form, "it reads the input at stride 1 (a strided PacConv2d runs 'taploop')")
     if form == "fused_taps" and not transposed:
         raise _unavailable(form, "it is the transposed layers' channels-first form ('fused_rows' for PacConv2d)")
-    if form in ("fused_rows", "fused_taps") and blocker is not None:
+    if form in ("fused_rows", "fused_cols", "fused_taps") and blocker is not None:
         raise _unavailable(form, blocker)
 
 
@@ -205,6 +228,8 @@ def distance_form(guidance: Tensor, native_impl: bool | None, form: str = "auto"
 def _route(
     form: str, auto: bool, request: _Request, rows: _RowsPlan | None, taps: _TapPlan | None, guidance: Tensor | None
 ) -> Route:
+    if form in ("cols", "fused_cols") and request.tile_rows is None:  # the cols forms' own default tiles
+        rows = rows._replace(tiling=(_COLS_TILE_BYTES, _ROWS_MIN_TILE))
     # the kernel's distances follow the correlation's form; 'auto' on CUDA computes them unfolded even where a large
     # transposed layer runs the tap loop (the distances are not zero-inserted)
     if form in ("unfold", "reference"):
@@ -241,7 +266,7 @@ def route_conv(
     blocker = _fused_blocker(input, guidance is not None)
     _check_request(requested, input, stride_one, False, blocker)
     rows = None
-    if requested in ("auto", "rows", "fused_rows") and stride_one and not input.is_cuda:
+    if requested in ("auto", *_ROWS_FORMS) and stride_one and not input.is_cuda:
         rows = _conv_rows_plan(input, kernel_size, padding, dilation, _tiling(request))
     auto = requested == "auto"
     if auto:
@@ -249,6 +274,8 @@ def route_conv(
             requested = "unfold"
         elif rows is not None and _rows_worth_it(channels, rows):
             requested = "fused_rows" if blocker is None else "rows"
+        elif rows is not None and _cols_worth_it(channels, rows):
+            requested = "fused_cols" if blocker is None else "cols"
         else:
             requested = "taploop"
     return _route(requested, auto, request, rows, None, guidance)
@@ -282,6 +309,8 @@ def route_transposed(
     if requested == "auto":
         if _rows_worth_it(channels, rows):
             requested = "fused_rows" if blocker is None else "rows"
+        elif _cols_worth_it(channels, rows):
+            requested = "fused_cols" if blocker is None else "cols"
         else:
             requested = "fused_taps" if blocker is None else "taploop"
     return _route(requested, auto, request, rows, taps, guidance)

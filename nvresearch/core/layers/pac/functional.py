@@ -22,9 +22,13 @@ from nvresearch.core.layers.pac.checks import (
     _KernelSpec,
 )
 from nvresearch.core.layers.pac.dispatch import Route, distance_form, route_conv, route_pool, route_transposed
-from nvresearch.core.layers.pac.forms.fused import _PacGaussianCorrelate, _PacGaussianCorrelateTaps
+from nvresearch.core.layers.pac.forms.fused import (
+    _PacGaussianCorrelate,
+    _PacGaussianCorrelateCols,
+    _PacGaussianCorrelateTaps,
+)
 from nvresearch.core.layers.pac.forms.reference import _reference_correlate, _reference_pool
-from nvresearch.core.layers.pac.forms.rows import _PacRowsCorrelate
+from nvresearch.core.layers.pac.forms.rows import _PacColsCorrelate, _PacRowsCorrelate
 from nvresearch.core.layers.pac.forms.taploop import _PacCorrelate, _pool_taps
 from nvresearch.core.layers.pac.forms.unfold import _PacUnfoldCorrelate
 from nvresearch.core.layers.pac.kernel import _kernel, _NullContext, _zero_insert_pad, nd2col
@@ -263,6 +267,11 @@ def pac_layer(
 # ----------------------------------------------------------------------------------------------------------------------
 # Checked calls -> the dispatcher's form
 # ----------------------------------------------------------------------------------------------------------------------
+# the rows-geometry forms: channels last (rows) or first (cols); with a given kernel or the Gaussian fused in
+_ROWS = {"rows": _PacRowsCorrelate, "cols": _PacColsCorrelate}
+_FUSED_ROWS = {"fused_rows": _PacGaussianCorrelate, "fused_cols": _PacGaussianCorrelateCols}
+
+
 def _guided_kernel(guidance: Tensor, call: _Call, transposed: bool, route: Route) -> Tensor:
     """The Gaussian kernel of ``guidance`` for a form that takes a kernel (what the fused forms compute inside)."""
     k, s, p, op, d = call.kernel_size, call.stride, call.padding, call.output_padding, call.dilation
@@ -285,12 +294,12 @@ def _pacconv2d(
     channels = min(input.shape[1], call.out_channels)
     k, s, p, d = call.kernel_size, call.stride, call.padding, call.dilation
     route = route_conv(input, guidance, channels, k, s, p, d, native_impl, form)
-    if route.form == "fused_rows":
+    if route.form in _FUSED_ROWS:
         gplan = _conv_guide_plan(k, p, d, route.rows.out_hw)
-        return _PacGaussianCorrelate.apply(input, guidance, weight, bias, route.rows, gplan, shared)
+        return _FUSED_ROWS[route.form].apply(input, guidance, weight, bias, route.rows, gplan, shared)
     if kernel is None:
         kernel = _guided_kernel(guidance, call, False, route)
-    if route.form == "rows":
+    if route.form in _ROWS:
         return _correlate(route, input, kernel, weight, bias, shared, route.rows)
     x = F.pad(input, (p[1], p[1], p[0], p[0])) if (p[0] or p[1]) else input
     return _correlate(route, x, kernel, weight, bias, shared, _conv_plan(k, s, d, call.out_hw), s, d)
@@ -318,16 +327,16 @@ def _pacconv_transpose2d(
     )
     route = route_transposed(input, guidance, channels, k, s, p, d, out_hw, native_impl, form)
     w_corr = weight.flip(-2, -1) if shared else weight.transpose(0, 1).flip(-2, -1)
-    if route.form == "fused_rows":
+    if route.form in _FUSED_ROWS:
         gplan = _transposed_guide_plan(route.taps, k, s, d)
-        return _PacGaussianCorrelate.apply(input, guidance, w_corr, bias, route.rows, gplan, shared)
+        return _FUSED_ROWS[route.form].apply(input, guidance, w_corr, bias, route.rows, gplan, shared)
     if route.form == "fused_taps":
         gplan = _transposed_guide_plan(route.taps, k, s, d)
         args = (route.taps, route.rows.pad, gplan, shared, route.group_bytes)
         return _PacGaussianCorrelateTaps.apply(input, guidance, w_corr, bias, *args)
     if kernel is None:
         kernel = _guided_kernel(guidance, call, True, route)
-    if route.form == "rows":
+    if route.form in _ROWS:
         return _correlate(route, input, kernel, w_corr, bias, shared, route.rows)
     if route.form in ("unfold", "reference"):  # these correlate the zero-inserted, padded input with stride 1
         before = tuple((ki - 1) * di - pi for ki, di, pi in zip(k, d, p))
@@ -349,7 +358,8 @@ def _correlate(
     stride: tuple[int, int] = (1, 1),
     dilation: tuple[int, int] = (1, 1),
 ) -> Tensor:
-    """Runs a kernel form (``rows``, ``taploop``, ``unfold``, ``reference``) on ``x`` (padded unless ``rows``)."""
+    """Runs a kernel form (``rows``, ``cols``, ``taploop``, ``unfold``, ``reference``) on ``x`` (padded unless
+    ``rows``/``cols``)."""
     device_type = x.device.type
     autocast = _autocast_on(device_type)
     if autocast:  # follow the autocast policy of convolutions: run in the low-precision dtype
@@ -359,8 +369,8 @@ def _correlate(
     if route.form == "reference":
         return _reference_correlate(x, kernel, weight, bias, stride, dilation, shared)
     with torch.autocast(device_type, enabled=False) if autocast else _NullContext():
-        if route.form == "rows":
-            return _PacRowsCorrelate.apply(x, kernel, weight, bias, plan, shared)
+        if route.form in _ROWS:
+            return _ROWS[route.form].apply(x, kernel, weight, bias, plan, shared)
         if route.form == "unfold":
             return _PacUnfoldCorrelate.apply(x, kernel, weight, bias, stride, dilation, shared, route.chunk_bytes)
         return _PacCorrelate.apply(x, kernel, weight, bias, plan, shared, route.group_bytes)

@@ -186,6 +186,9 @@ class _RowsPlan(NamedTuple):
     the same matrix shifted by a row offset: a plain 2-D view that a matrix product reads directly, no copy per tap.
     Rows with ``m_x >= mw`` or ``m_y >= mh`` are padding: their kernel entries and output gradients are zero, and
     they are dropped at the end; ``slack`` zero rows after the last sample keep the last taps' views in bounds.
+
+    The same geometry serves the channels-first layout of the cols forms (``channels_first=True`` in the methods
+    below): a ``(C, rows + slack)`` matrix whose pixel rows are columns, each tap's input a column-offset view.
     """
 
     batch: int
@@ -206,48 +209,70 @@ class _RowsPlan(NamedTuple):
     def slack(self) -> int:
         return max(t[3] for t in self.taps)
 
-    def pixels(self, t: Tensor) -> Tensor:
-        """A ``(rows [+ slack], C)`` matrix as ``(B, Hp, Wp, C)``."""
+    def pixels(self, t: Tensor, channels_first: bool = False) -> Tensor:
+        """A ``(rows [+ slack], C)`` matrix as ``(B, Hp, Wp, C)``; channels first, ``(C, rows [+ slack])`` as
+        ``(C, B, Hp, Wp)``."""
+        if channels_first:
+            return t[:, : self.rows].view(t.shape[0], self.batch, *self.padded_hw)
         return t[: self.rows].view(self.batch, *self.padded_hw, t.shape[-1])
 
-    def inputs(self, x: Tensor) -> Tensor:
-        """``(B, C, H, W)`` -> the zero-padded rows ``(rows + slack, C)``."""
+    def inputs(self, x: Tensor, channels_first: bool = False) -> Tensor:
+        """``(B, C, H, W)`` -> the zero-padded rows ``(rows + slack, C)``, or ``(C, rows + slack)`` channels first."""
         (h, w), (left, _, top, _) = self.in_hw, self.pad
+        if channels_first:
+            xc = x.new_zeros(x.shape[1], self.rows + self.slack)
+            self.pixels(xc, True)[:, :, top : top + h, left : left + w] = x.transpose(0, 1)
+            return xc
         xr = x.new_zeros(self.rows + self.slack, x.shape[1])
         self.pixels(xr)[:, top : top + h, left : left + w] = x.permute(0, 2, 3, 1)
         return xr
 
-    def input_grad(self, gr: Tensor) -> Tensor:
+    def input_grad(self, gr: Tensor, channels_first: bool = False) -> Tensor:
         """The gradient of :meth:`inputs`: rows -> ``(B, C, H, W)``."""
         (h, w), (left, _, top, _) = self.in_hw, self.pad
+        if channels_first:
+            return self.pixels(gr, True)[:, :, top : top + h, left : left + w].transpose(0, 1).contiguous()
         return self.pixels(gr)[:, top : top + h, left : left + w].permute(0, 3, 1, 2).contiguous()
 
-    def outputs(self, phase_rows: list[Tensor]) -> Tensor:
-        """Per-phase output rows ``(rows, O)`` -> ``(B, O, H_out, W_out)``."""
-        crops = [self.pixels(r)[:, :mh, :mw].permute(0, 3, 1, 2) for r, (mh, mw) in zip(phase_rows, self.phase_hw)]
+    def outputs(self, phase_rows: list[Tensor], channels_first: bool = False) -> Tensor:
+        """Per-phase output rows ``(rows, O)`` (``(O, rows)`` channels first) -> ``(B, O, H_out, W_out)``."""
+        if channels_first:
+            crops = [
+                self.pixels(r, True)[:, :, :mh, :mw].transpose(0, 1) for r, (mh, mw) in zip(phase_rows, self.phase_hw)
+            ]
+            o = phase_rows[0].shape[0]
+        else:
+            crops = [self.pixels(r)[:, :mh, :mw].permute(0, 3, 1, 2) for r, (mh, mw) in zip(phase_rows, self.phase_hw)]
+            o = phase_rows[0].shape[1]
         if len(crops) == 1:
             return crops[0].contiguous()
-        out = phase_rows[0].new_empty(self.batch, phase_rows[0].shape[1], *self.out_hw)
+        out = phase_rows[0].new_empty(self.batch, o, *self.out_hw)
         for (ry, rx), crop in zip(self.phases, crops):
             out[:, :, ry, rx] = crop
         return out
 
-    def output_grads(self, g: Tensor) -> list[Tensor]:
-        """The output gradient ``(B, O, H_out, W_out)`` as per-phase rows ``(rows, O)``, zero on padding rows."""
+    def output_grads(self, g: Tensor, channels_first: bool = False) -> list[Tensor]:
+        """The output gradient ``(B, O, H_out, W_out)`` as per-phase rows ``(rows, O)`` (``(O, rows)`` channels
+        first), zero on padding rows."""
         grads = []
         for (ry, rx), (mh, mw) in zip(self.phases, self.phase_hw):
-            gr = g.new_zeros(self.rows, g.shape[1])
-            self.pixels(gr)[:, :mh, :mw] = g[:, :, ry, rx].permute(0, 2, 3, 1)
+            if channels_first:
+                gr = g.new_zeros(g.shape[1], self.rows)
+                self.pixels(gr, True)[:, :, :mh, :mw] = g[:, :, ry, rx].transpose(0, 1)
+            else:
+                gr = g.new_zeros(self.rows, g.shape[1])
+                self.pixels(gr)[:, :mh, :mw] = g[:, :, ry, rx].permute(0, 2, 3, 1)
             grads.append(gr)
         return grads
 
-    def kernel_rows(self, kernel: Tensor) -> Tensor:
-        """``(B, 1, kh, kw, H_out, W_out)`` -> ``(taps, rows, 1)``: each tap's entries on its phase, zero elsewhere."""
+    def kernel_rows(self, kernel: Tensor, channels_first: bool = False) -> Tensor:
+        """``(B, 1, kh, kw, H_out, W_out)`` -> ``(taps, rows, 1)`` (``(taps, 1, rows)`` channels first): each tap's
+        entries on its phase, zero elsewhere."""
         kr = kernel.new_zeros(len(self.taps), self.batch, *self.padded_hw)
         for t, (u, v, ph, _) in enumerate(self.taps):
             (ry, rx), (mh, mw) = self.phases[ph], self.phase_hw[ph]
             kr[t, :, :mh, :mw] = kernel[:, 0, u, v, ry, rx]
-        return kr.view(len(self.taps), self.rows, 1)
+        return kr.view(len(self.taps), 1, self.rows) if channels_first else kr.view(len(self.taps), self.rows, 1)
 
     def kernel_grad(self, gk: Tensor, like: Tensor) -> Tensor:
         """The gradient of :meth:`kernel_rows`: ``(taps, rows)`` -> the shape of ``like`` (entries no tap reads: 0)."""

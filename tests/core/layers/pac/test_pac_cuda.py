@@ -145,6 +145,6 @@ def test_cpu_forms_are_refused_on_cuda() -> None:
 
     layer = PacConv2d(32, 32, 3, padding=1).cuda()
     x, f = torch.randn(1, 32, 8, 8, device="cuda"), torch.randn(1, 2, 8, 8, device="cuda")
-    for form in ("rows", "fused_rows"):
+    for form in ("rows", "fused_rows", "cols", "fused_cols"):
         with pac_form(form), pytest.raises(ValueError, match="CPU form"):
             layer(x, f)

@@ -23,8 +23,8 @@ def _name(out: torch.Tensor) -> str:
 
 
 def test_auto_choices_on_the_cpu() -> None:
-    """Rows forms for wide, little-padded stride-1 layers (fused with a plain Gaussian), else the channels-first
-    loops; the reference for native_impl."""
+    """Rows forms for wide, little-padded stride-1 layers (fused with a plain Gaussian), cols forms for narrower ones
+    on large images, else the channels-first loops; the reference for native_impl."""
     x, f = torch.randn(1, 32, 16, 16), torch.randn(1, 4, 16, 16)
     assert "PacGaussianCorrelateBackward" in _name(PacConv2d(32, 32, 3, padding=1)(x, f))
     assert "PacRowsCorrelate" in _name(PacConv2d(32, 32, 3, padding=1, normalize_kernel=True)(x, f))
@@ -35,6 +35,9 @@ def test_auto_choices_on_the_cpu() -> None:
     assert "PacGaussianCorrelateTaps" in _name(narrow_t(x[:, :8], torch.randn(1, 4, 32, 32)))
     half = PacConv2d(32, 32, 3, padding=1).bfloat16()  # the fused forms compute in float32/float64 only
     assert "PacRowsCorrelate" in _name(half(x.bfloat16(), f.bfloat16()))
+    big_x, big_f = torch.randn(1, 8, 128, 128), torch.randn(1, 3, 128, 128)  # narrow on a large image: cols
+    assert "PacGaussianCorrelateCols" in _name(PacConv2d(8, 8, 3, padding=1)(big_x, big_f))
+    assert "PacColsCorrelate" in _name(PacConv2d(8, 8, 3, padding=1).bfloat16()(big_x.bfloat16(), big_f.bfloat16()))
 
 
 def test_the_keyword_and_the_context_choose_the_form() -> None:

@@ -1,5 +1,6 @@
-"""The PAC implementation forms agree: rows form (CPU default; with the Gaussian fused in), tap loop (strided
-PacConv2d; chosen here with ``pac_form`` for the others), unfold form (CUDA; chosen here), reference.
+"""The PAC implementation forms agree: rows form (CPU default; with the Gaussian fused in), cols form (the rows
+geometry with channels first: narrow layers on large images; chosen here), tap loop (strided PacConv2d; chosen here
+with ``pac_form`` for the others), unfold form (CUDA; chosen here), reference.
 
 The reference (``native_impl=True``) is plain autograd on ``F.unfold``: obviously correct, memory-hungry. The tests
 compare the fast paths against it in float64, for outputs and for the gradients of input, guidance, weight, bias.
@@ -33,24 +34,27 @@ TUNING = {"tile_rows": 7, "chunk_bytes": 1}  # uneven tiles of 7 rows; one sampl
 GRAD_FN = {
     "rows": "PacRowsCorrelate",
     "fused_rows": "PacGaussianCorrelateBackward",
+    "cols": "PacColsCorrelate",
+    "fused_cols": "PacGaussianCorrelateColsBackward",
     "fused_taps": "PacGaussianCorrelateTaps",
     "taploop": "PacCorrelateBackward",
     "unfold": "PacUnfoldCorrelate",
 }
 
 
-@pytest.fixture(params=["rows", "taploop", "unfold"])
+@pytest.fixture(params=["rows", "cols", "taploop", "unfold"])
 def form(request: pytest.FixtureRequest) -> str:
     """The family of forms a test runs: the rows forms (taken for these narrow layers too, in uneven tiles of 7 rows),
-    the channels-first loops (tap loop, fused Gaussian with channels first) and the unfold form (with a chunk of one
+    the cols forms (the narrow layers' form on large images, here on small ones, in uneven tiles of 7 columns), the
+    channels-first loops (tap loop, fused Gaussian with channels first) and the unfold form (with a chunk of one
     sample, so that the batch is split)."""
     return request.param
 
 
 def _forms(family: str, fused: bool, transposed: bool) -> tuple[str, str]:
     """(form of a call with the guidance, form of a call with a kernel) of a family."""
-    if family == "rows":
-        return ("fused_rows" if fused else "rows"), "rows"
+    if family in ("rows", "cols"):
+        return (f"fused_{family}" if fused else family), family
     if family == "taploop":
         return ("fused_taps" if fused and transposed else "taploop"), "taploop"
     return family, family
@@ -94,6 +98,10 @@ CONV_CASES = [
     dict(in_channels=2, out_channels=3, kernel_size=3, padding=3, dilation=2),
     dict(in_channels=3, out_channels=3, kernel_size=5, padding=2, shared_filters=True),
     dict(in_channels=2, out_channels=2, kernel_size=(3, 5), padding=(1, 2), stride=(1, 2), bias=False),
+    # windows the fused forms' flat, mirrored kernel must get right: rectangular and dilated, no padding, over-padded
+    dict(in_channels=3, out_channels=2, kernel_size=(5, 3), padding=(2, 3), dilation=(1, 2)),
+    dict(in_channels=2, out_channels=3, kernel_size=3, padding=0),
+    dict(in_channels=8, out_channels=8, kernel_size=5, padding=3),
 ]
 
 
@@ -101,8 +109,8 @@ CONV_CASES = [
 def test_conv_paths_agree(cfg: dict, form: str) -> None:
     fast, ref = _pair_of(PacConv2d, **cfg)
     x, f = torch.randn(2, cfg["in_channels"], 9, 11, dtype=DT), torch.randn(2, 3, 9, 11, dtype=DT)
-    if form == "rows" and cfg.get("stride", 1) not in (1, (1, 1)):
-        with pac_form("rows"), pytest.raises(ValueError, match="reads the input at stride 1"):
+    if form in ("rows", "cols") and cfg.get("stride", 1) not in (1, (1, 1)):
+        with pac_form(form), pytest.raises(ValueError, match="reads the input at stride 1"):
             fast(x, f)
         return
     _agree(fast, ref, x, f, fused=True, family=form)
@@ -157,29 +165,45 @@ def test_pool_forms_agree(pool_form: str) -> None:
     torch.testing.assert_close(got, ref(x, f), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("rows", [False, True])
-def test_fused_path_gradcheck(rows: bool) -> None:
+@pytest.mark.parametrize("fused", ["fused_rows", "fused_cols", "fused_taps"])
+def test_fused_path_gradcheck(fused: str) -> None:
     tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
     x = torch.randn(1, 2, 4, 4, dtype=DT, requires_grad=True)
     g = torch.randn(1, 2, 8, 8, dtype=DT, requires_grad=True)
     fn = _with(tconv, tconv.weight, tconv.bias)
-    with pac_form("fused_rows" if rows else "fused_taps", tile_rows=7):
+    with pac_form(fused, tile_rows=7):
         name = fn(x, g).grad_fn.name()
-        assert ("PacGaussianCorrelateBackward" if rows else "PacGaussianCorrelateTaps") in name, name
+        assert GRAD_FN[fused] in name, name
         assert torch.autograd.gradcheck(
             lambda x, f, w, b: _with(tconv, w, b)(x, f), (x, g, tconv.weight, tconv.bias), fast_mode=True
         )
 
 
-@pytest.mark.parametrize("rows", [False, True])
-def test_fused_path_gradgradcheck(rows: bool) -> None:
+@pytest.mark.parametrize("fused", ["fused_rows", "fused_cols", "fused_taps"])
+def test_fused_path_gradgradcheck(fused: str) -> None:
     tconv = PacConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1).to(DT)
     x = torch.randn(1, 2, 3, 3, dtype=DT, requires_grad=True)
     g = torch.randn(1, 2, 6, 6, dtype=DT, requires_grad=True)
-    with pac_form("fused_rows" if rows else "fused_taps"):
+    with pac_form(fused):
         assert torch.autograd.gradgradcheck(
             lambda x, f, w: _with(tconv, w, tconv.bias)(x, f), (x, g, tconv.weight), fast_mode=True
         )
+
+
+@pytest.mark.parametrize("fused", ["fused_rows", "fused_cols"])
+@pytest.mark.parametrize("cfg", [dict(kernel_size=5, padding=2), dict(kernel_size=(3, 5), padding=(2, 3), dilation=2)])
+def test_fused_conv_gradcheck_and_gradgradcheck(fused: str, cfg: dict) -> None:
+    """A stride-1 PacConv2d computes its kernel from flat guidance rows, each mirrored pair of taps from one pass:
+    first and second derivatives of input, guidance, weight and bias, in uneven tiles."""
+    conv = PacConv2d(2, 3, **cfg).to(DT)
+    x = torch.randn(2, 2, 5, 6, dtype=DT, requires_grad=True)
+    g = torch.randn(2, 2, 5, 6, dtype=DT, requires_grad=True)
+    args = (x, g, conv.weight, conv.bias)
+    with pac_form(fused, tile_rows=7):
+        assert GRAD_FN[fused] in _with(conv, conv.weight, conv.bias)(x, g).grad_fn.name()
+        # the full Jacobian: fast mode's random projection missed a dropped mirror term in the dilated case
+        assert torch.autograd.gradcheck(lambda x, f, w, b: _with(conv, w, b)(x, f), args)
+        assert torch.autograd.gradgradcheck(lambda x, f, w, b: _with(conv, w, b)(x, f), args, fast_mode=True)
 
 
 def test_stacked_tap_groups_agree() -> None:
@@ -195,22 +219,23 @@ def test_stacked_tap_groups_agree() -> None:
         _agree(fast, ref, x, f, fused=False, family="taploop")
 
 
+@pytest.mark.parametrize("rows_form", ["rows", "cols"])
 @pytest.mark.parametrize("shared", [False, True])
-def test_rows_form_gradcheck_and_gradgradcheck(shared: bool) -> None:
-    """The rows form with an explicit kernel, split into uneven tiles: first and second derivatives of input,
-    kernel and weight, for a dilated convolution and a strided transposed one."""
+def test_rows_form_gradcheck_and_gradgradcheck(shared: bool, rows_form: str) -> None:
+    """The rows and cols forms with an explicit kernel, split into uneven tiles: first and second derivatives of
+    input, kernel and weight, for a dilated convolution and a strided transposed one."""
     w_conv = torch.randn(1, 1, 3, 3, dtype=DT) if shared else torch.randn(3, 2, 3, 3, dtype=DT)
     w_tr = torch.randn(1, 1, 3, 3, dtype=DT) if shared else torch.randn(2, 3, 3, 3, dtype=DT)
     cases = [
         (
-            lambda x, k, w: pacconv2d(x, k, w, padding=2, dilation=2, shared_filters=shared, form="rows"),
+            lambda x, k, w: pacconv2d(x, k, w, padding=2, dilation=2, shared_filters=shared, form=rows_form),
             torch.randn(2, 2, 4, 5, dtype=DT),
             torch.rand(2, 1, 3, 3, 4, 5, dtype=DT),
             w_conv,
         ),
         (
             lambda x, k, w: pacconv_transpose2d(
-                x, k, w, stride=2, padding=1, output_padding=1, shared_filters=shared, form="rows"
+                x, k, w, stride=2, padding=1, output_padding=1, shared_filters=shared, form=rows_form
             ),
             torch.randn(1, 2, 3, 3, dtype=DT),
             torch.rand(1, 1, 3, 3, 6, 6, dtype=DT),
@@ -220,19 +245,25 @@ def test_rows_form_gradcheck_and_gradgradcheck(shared: bool) -> None:
     for fn, x, k, w in cases:
         args = tuple(t.clone().requires_grad_() for t in (x, k, w))
         with pac_form(tile_rows=5):  # uneven tiles
-            assert "PacRowsCorrelate" in fn(*args).grad_fn.name()
+            assert GRAD_FN[rows_form] in fn(*args).grad_fn.name()
             assert torch.autograd.gradcheck(fn, args, fast_mode=True)
             assert torch.autograd.gradgradcheck(fn, args, fast_mode=True)
 
 
-def test_rows_form_saves_only_its_inputs() -> None:
-    """The correlation keeps its input, kernel and weight; never a channels-last copy or tap products."""
+@pytest.mark.parametrize("rows_form", ["rows", "cols"])
+def test_rows_form_saves_only_its_inputs(rows_form: str) -> None:
+    """The correlation keeps its input, kernel and weight; never a channels-last (or -first) copy or tap products;
+    with the Gaussian fused in, only the input, the guidance and the weight."""
     x = torch.randn(2, 8, 16, 16, requires_grad=True)
     k = torch.rand(2, 1, 5, 5, 16, 16, requires_grad=True)
     w = torch.randn(8, 8, 5, 5, requires_grad=True)
-    out, saved = _run_and_record_saved(lambda: pacconv2d(x, k, w, padding=2, form="rows"))
-    assert "PacRowsCorrelate" in out.grad_fn.name()
+    out, saved = _run_and_record_saved(lambda: pacconv2d(x, k, w, padding=2, form=rows_form))
+    assert GRAD_FN[rows_form] in out.grad_fn.name()
     assert set(saved) <= {t.untyped_storage().data_ptr() for t in (x, k, w)}
+    f = torch.randn(2, 3, 16, 16, requires_grad=True)
+    out, saved = _run_and_record_saved(lambda: pacconv2d(x, None, w, padding=2, guidance=f, form=f"fused_{rows_form}"))
+    assert GRAD_FN[f"fused_{rows_form}"] in out.grad_fn.name()
+    assert set(saved) <= {t.untyped_storage().data_ptr() for t in (x, f, w)}
 
 
 def test_cpu_picks_the_rows_form_for_wide_little_padded_layers() -> None:
@@ -248,6 +279,21 @@ def test_cpu_picks_the_rows_form_for_wide_little_padded_layers() -> None:
     assert "PacCorrelateBackward" in narrow.grad_fn.name()
     narrow_t = PacConvTranspose2d(16, 16, 5, stride=2, padding=2, output_padding=1)
     assert "PacGaussianCorrelateTaps" in narrow_t(x[:, :16], torch.randn(1, 8, 64, 64)).grad_fn.name()
+
+
+def test_cpu_picks_the_cols_form_for_narrow_layers_on_large_images() -> None:
+    """From _COLS_MIN_ROWS padded rows on, layers of 8 to 31 channels take the cols form (fused with a plain
+    Gaussian); narrower ones, strided ones and heavy padding keep the channels-first loops."""
+    x, f = torch.randn(1, 16, 128, 128), torch.randn(1, 3, 128, 128)
+    assert "PacGaussianCorrelateCols" in PacConv2d(8, 8, 5, padding=2)(x[:, :8], f).grad_fn.name()
+    assert "PacGaussianCorrelateCols" in PacConv2d(16, 16, 3, padding=1)(x, f).grad_fn.name()
+    assert "PacColsCorrelate" in PacConv2d(8, 8, 3, padding=1, normalize_kernel=True)(x[:, :8], f).grad_fn.name()
+    assert "PacCorrelateBackward" in PacConv2d(8, 8, 5, padding=2, stride=2)(x[:, :8], f).grad_fn.name()
+    assert "PacCorrelateBackward" in PacConv2d(4, 4, 5, padding=2)(x[:, :4], f).grad_fn.name()  # below 8 channels
+    assert "PacCorrelateBackward" in PacConv2d(8, 8, 5, padding=64, dilation=32)(x[:, :8], f).grad_fn.name()
+    narrow_t = PacConvTranspose2d(16, 16, 5, stride=2, padding=2, output_padding=1)
+    assert "PacGaussianCorrelateCols" in narrow_t(x, torch.randn(1, 8, 256, 256)).grad_fn.name()
+    assert "PacCorrelateBackward" in PacConv2d(8, 8, 5, padding=2)(x[:, :8, :64, :64], f[..., :64, :64]).grad_fn.name()
 
 
 @pac_form("unfold", chunk_bytes=1)  # one sample per chunk

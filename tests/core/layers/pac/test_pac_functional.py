@@ -18,8 +18,8 @@ from nvresearch.core.layers.pac import (
 )
 
 DT = torch.float64
-CONV_FORMS = ["rows", "fused_rows", "taploop", "unfold", "reference"]
-TRANSPOSED_FORMS = ["rows", "fused_rows", "fused_taps", "taploop", "unfold", "reference"]
+CONV_FORMS = ["rows", "fused_rows", "cols", "fused_cols", "taploop", "unfold", "reference"]
+TRANSPOSED_FORMS = ["rows", "fused_rows", "cols", "fused_cols", "fused_taps", "taploop", "unfold", "reference"]
 CONV = dict(padding=2, dilation=2)
 TRANSPOSED = dict(stride=2, padding=1, output_padding=1)
 
