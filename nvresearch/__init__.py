@@ -16,6 +16,7 @@ PAPERS: tuple[str, ...] = (
     "funit",
     "taylor",
     "faze",
+    "dgnet",
 )
 """Slugs of the papers that are implemented (each is a subpackage ``nvresearch.<slug>``)."""
 

@@ -23,7 +23,8 @@ EXPERIMENTS = sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment
 def test_every_paper_config_has_a_package():
     import nvresearch
 
-    assert set(PAPERS) == set(nvresearch.PAPERS)
+    in_progress = {"dgnet"}  # issue 17: its torch-only parts are on main, its paper config comes with its training
+    assert set(PAPERS) == set(nvresearch.PAPERS) - in_progress
 
 
 @pytest.mark.parametrize("paper", PAPERS)
