@@ -20,6 +20,15 @@ from nvresearch.dgnet.losses import (
     teacher_loss,
     teacher_soft_labels,
 )
+from nvresearch.dgnet.metrics import (
+    ReidResult,
+    average_precision,
+    evaluate_query,
+    extract_features,
+    market_evaluate,
+    multi_query_features,
+    weight_query,
+)
 from nvresearch.dgnet.models import (
     AppearanceEncoder,
     ClassBlock,
@@ -42,6 +51,13 @@ __all__ = [
     "DGNetLossWeights",
     "Decoder",
     "OfficialCheckpointError",
+    "ReidResult",
+    "average_precision",
+    "evaluate_query",
+    "extract_features",
+    "market_evaluate",
+    "multi_query_features",
+    "weight_query",
     "StructureEncoder",
     "TeacherNet",
     "cross_entropy_pair",
