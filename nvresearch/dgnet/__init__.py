@@ -6,6 +6,17 @@ the losses as the official trainer computes them, the Market-1501 evaluation pro
 :func:`load_official` for the official checkpoints.
 """
 
+from nvresearch.dgnet.data import (
+    MSMT17,
+    DukeMTMCReID,
+    Market1501,
+    PreparedReid,
+    ReidImages,
+    ReidRecord,
+    eval_transform,
+    parse_name,
+    train_transform,
+)
 from nvresearch.dgnet.losses import (
     DGNetLossWeights,
     cross_entropy_pair,
@@ -44,6 +55,15 @@ from nvresearch.dgnet.models import (
 from nvresearch.dgnet.official import OfficialCheckpointError, load_official, official_state_dict
 
 __all__ = [
+    "MSMT17",
+    "DukeMTMCReID",
+    "Market1501",
+    "PreparedReid",
+    "ReidImages",
+    "ReidRecord",
+    "eval_transform",
+    "parse_name",
+    "train_transform",
     "AppearanceEncoder",
     "ClassBlock",
     "DGNetDiscriminator",
