@@ -1,6 +1,6 @@
 """Re-id datasets in their released layouts and in the tree of the official preparation script (torch-only).
 
-Layouts (spec C.1, C.2):
+Layouts (the datasets as released; the official `prepare-market.py`):
 
 - **Market-1501** (``Market-1501-v15.09.15/``): ``bounding_box_train/``, ``bounding_box_test/`` (gallery),
   ``query/``, ``gt_bbox/`` (multi-query); names ``PPPP_cCsS_FFFFFF_BB.jpg`` (person, camera 1-6, sequence, frame,
