@@ -2,8 +2,8 @@
 
 Torch-only public pieces: the networks at the official configuration (generator with structure encoder, decoder and
 AdaIN MLPs; multi-scale discriminator; ResNet-50 appearance encoder with primary and fine-grained heads; teacher),
-the losses as the official trainer computes them, the Market-1501 evaluation protocol, the dataset readers and
-:func:`load_official` for the official checkpoints.
+the losses as the official trainer computes them, the Market-1501 evaluation protocol, the dataset readers,
+:func:`load_official` for the official checkpoints and the embedded persons world.
 """
 
 from nvresearch.dgnet.data import (
@@ -53,6 +53,13 @@ from nvresearch.dgnet.models import (
     upscale_small,
 )
 from nvresearch.dgnet.official import OfficialCheckpointError, load_official, official_state_dict
+from nvresearch.dgnet.world import (
+    PersonWorld,
+    SyntheticPersons,
+    colour_histogram_features,
+    render_persons,
+    write_market_layout,
+)
 
 __all__ = [
     "MSMT17",
@@ -71,6 +78,11 @@ __all__ = [
     "DGNetLossWeights",
     "Decoder",
     "OfficialCheckpointError",
+    "PersonWorld",
+    "SyntheticPersons",
+    "colour_histogram_features",
+    "render_persons",
+    "write_market_layout",
     "ReidResult",
     "average_precision",
     "evaluate_query",
