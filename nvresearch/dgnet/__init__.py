@@ -53,6 +53,13 @@ from nvresearch.dgnet.models import (
     upscale_small,
 )
 from nvresearch.dgnet.official import OfficialCheckpointError, load_official, official_state_dict
+from nvresearch.dgnet.step import (
+    DGNetForward,
+    dgnet_forward,
+    discriminator_objective,
+    frozen_forward,
+    generator_objective,
+)
 from nvresearch.dgnet.world import (
     PersonWorld,
     SyntheticPersons,
@@ -78,6 +85,11 @@ __all__ = [
     "DGNetLossWeights",
     "Decoder",
     "OfficialCheckpointError",
+    "DGNetForward",
+    "dgnet_forward",
+    "discriminator_objective",
+    "frozen_forward",
+    "generator_objective",
     "PersonWorld",
     "SyntheticPersons",
     "colour_histogram_features",

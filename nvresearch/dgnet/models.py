@@ -30,7 +30,8 @@ from nvresearch.core.gan.aspp import ASPP
 from nvresearch.core.gan.blocks import MLP
 from nvresearch.core.gan.residual_discriminators import MultiScaleResidualDiscriminator
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "tiny")
+TINY_WIDTHS = (16, 32, 64, 128)
 
 
 def to_gray(x: Tensor) -> Tensor:
@@ -282,7 +283,8 @@ def resnet_trunk(backbone: str = "resnet50", last_stride: int = 2, pretrained_pa
     """A torchvision ResNet without its ImageNet ``fc``; ``last_stride=1`` removes the down-sampling of ``layer4``.
 
     Args:
-        backbone: one of :data:`BACKBONES`.
+        backbone: one of :data:`BACKBONES`; ``tiny`` is a CPU-sized ResNet of torchvision basic blocks, one per
+            stage, widths :data:`TINY_WIDTHS` (about 0.3 M parameters), with the same stem and stage layout.
         last_stride: 1 (DG-Net's appearance encoder: 16x8 maps for 256x128) or 2 (torchvision's, the teacher's).
         pretrained_path: a local torchvision state dict (e.g. ``resnet50-0676ba61.pth``) to start from; its ``fc``
             entries are ignored. None: random init (nothing is downloaded).
@@ -291,7 +293,7 @@ def resnet_trunk(backbone: str = "resnet50", last_stride: int = 2, pretrained_pa
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
-    net = getattr(torchvision.models, backbone)(weights=None)
+    net = _tiny_resnet() if backbone == "tiny" else getattr(torchvision.models, backbone)(weights=None)
     if pretrained_path is not None:
         load_trunk_weights(net, pretrained_path)
     del net.fc
@@ -301,6 +303,29 @@ def resnet_trunk(backbone: str = "resnet50", last_stride: int = 2, pretrained_pa
             conv.stride = (1, 1)  # torchvision puts the stride on conv2 (Bottleneck) or conv1 (BasicBlock)
         block.downsample[0].stride = (1, 1)
     return net
+
+
+def _tiny_resnet() -> nn.Module:
+    from torchvision.models.resnet import BasicBlock
+
+    net = torchvision.models.resnet18(weights=None, num_classes=1)
+    net.conv1 = nn.Conv2d(3, TINY_WIDTHS[0], 7, 2, 3, bias=False)
+    net.bn1 = nn.BatchNorm2d(TINY_WIDTHS[0])
+    width = TINY_WIDTHS[0]
+    for k, planes in enumerate(TINY_WIDTHS, 1):
+        stride = 1 if k == 1 else 2
+        down = None
+        if stride != 1 or width != planes:
+            down = nn.Sequential(nn.Conv2d(width, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        setattr(net, f"layer{k}", nn.Sequential(BasicBlock(width, planes, stride, down)))
+        width = planes
+    net.fc = nn.Linear(width, 1)
+    return net
+
+
+def trunk_channels(trunk: nn.Module) -> int:
+    """Output channels of a ResNet trunk (its last BatchNorm in ``layer4``)."""
+    return [m for m in trunk.layer4.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
 
 
 def load_trunk_weights(net: nn.Module, path: str | os.PathLike) -> None:
@@ -374,7 +399,7 @@ class AppearanceEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.model = resnet_trunk(backbone, last_stride, pretrained_path)
-        channels = self.model.layer4[-1].conv1.in_channels
+        channels = trunk_channels(self.model)
         self.partpool = _pool(pool)((num_parts, 1))
         self.globalpool = _pool(pool)((1, 1))
         self.classifier1 = ClassBlock(channels, num_classes, dropout_primary, bottleneck)
@@ -422,7 +447,7 @@ class TeacherNet(nn.Module):
     ) -> None:
         super().__init__()
         self.model = resnet_trunk(backbone, last_stride, pretrained_path)
-        channels = self.model.layer4[-1].conv1.in_channels
+        channels = trunk_channels(self.model)
         self.globalpool = _pool(pool)((1, 1))
         self.classifier = ClassBlock(channels, num_classes, dropout, bottleneck)
 

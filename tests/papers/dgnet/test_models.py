@@ -25,7 +25,7 @@ from nvresearch.dgnet.models import _trunk_features
 
 TINY_G = {"base_channels": 4, "num_downsample": 1, "num_res": 2, "appearance_dim": 32, "mlp_dim": 8}
 TINY_D = {"base_channels": 4, "num_downsample": 1, "num_res": 1, "num_scales": 2}
-TINY_A = {"num_classes": 5, "backbone": "resnet18", "bottleneck": 16}
+TINY_A = {"num_classes": 5, "backbone": "tiny", "bottleneck": 16}
 
 
 def _count(m: torch.nn.Module) -> int:
@@ -124,7 +124,7 @@ def tiny_encoder() -> AppearanceEncoder:
 @pytest.fixture(scope="module")
 def tiny_teacher() -> TeacherNet:
     torch.manual_seed(0)
-    return TeacherNet(5, backbone="resnet18", bottleneck=16).eval()
+    return TeacherNet(5, backbone="tiny", bottleneck=16).eval()
 
 
 def test_appearance_code_is_detached_channel_major_max_pool(tiny_encoder):
@@ -133,9 +133,9 @@ def test_appearance_code_is_detached_channel_major_max_pool(tiny_encoder):
     x = torch.randn(2, 3, 64, 32, requires_grad=True)
     code, p1, p2 = a(x)
     fmap = _trunk_features(a.model, x)
-    assert fmap.shape == (2, 512, 4, 2)  # stride 1 in layer4: 64x32 / 16
-    assert code.shape == (2, 512 * 4)
-    assert torch.equal(code.view(2, 512, 4)[:, 7, 2], fmap[:, 7, 2].amax(-1))
+    assert fmap.shape == (2, 128, 4, 2)  # stride 1 in layer4: 64x32 / 16
+    assert code.shape == (2, 128 * 4)
+    assert torch.equal(code.view(2, 128, 4)[:, 7, 2], fmap[:, 7, 2].amax(-1))
     assert not code.requires_grad
     assert torch.equal(a.encode(x), code)
     (p1.sum() + p2.sum()).backward()
@@ -168,12 +168,14 @@ def test_trunk_from_a_local_file(tmp_path, tiny_encoder):
     from nvresearch.dgnet.models import load_trunk_weights
 
     state = {k: v + 1.0 if v.is_floating_point() else v for k, v in tiny_encoder.model.state_dict().items()}
-    state |= {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}  # a torchvision file has its fc
+    state |= {"fc.weight": torch.zeros(1000, 128), "fc.bias": torch.zeros(1000)}  # a torchvision file has its fc
     torch.save(state, tmp_path / "r18.pth")
-    trunk = resnet_trunk("resnet18", 1, str(tmp_path / "r18.pth"))
-    assert torch.equal(trunk.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
+    trunk = resnet_trunk("tiny", 1, str(tmp_path / "r18.pth"))
+    assert torch.equal(trunk.layer3[0].conv2.weight, state["layer3.0.conv2.weight"])
     assert torch.equal(trunk.bn1.running_var, state["bn1.running_var"])
     assert trunk.layer4[0].conv1.stride == (1, 1) and not hasattr(trunk, "fc")
+    r18 = resnet_trunk("resnet18", 1)  # torchvision's: stride 1 on the first block of layer4, conv and shortcut
+    assert r18.layer4[0].conv1.stride == r18.layer4[0].downsample[0].stride == (1, 1)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         load_trunk_weights(trunk, tmp_path / "nope.pth")
     state["layer1.0.conv1.weight"] = torch.zeros(3, 3)
@@ -255,7 +257,7 @@ def test_load_official_round_trip(tmp_path, kind, tiny_encoder, tiny_teacher):
     if kind == "generator":  # the official AdaIN layers carry unused buffers
         state["dec.model.1.model.0.model.0.norm.running_mean"] = torch.zeros(16)
     if kind in ("appearance", "teacher"):  # and the ResNet keeps its ImageNet fc
-        state["model.fc.weight"] = torch.zeros(1000, 512)
+        state["model.fc.weight"] = torch.zeros(1000, 128)
     if kind in ("generator", "discriminator"):  # through a file, as the official trainer saves it
         torch.save({"a": state}, tmp_path / "ckpt.pt")
         state = tmp_path / "ckpt.pt"
