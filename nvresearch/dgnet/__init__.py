@@ -15,6 +15,7 @@ from nvresearch.dgnet.data import (
     ReidRecord,
     eval_transform,
     parse_name,
+    random_erasing,
     train_transform,
 )
 from nvresearch.dgnet.losses import (
@@ -77,6 +78,7 @@ __all__ = [
     "ReidRecord",
     "eval_transform",
     "parse_name",
+    "random_erasing",
     "train_transform",
     "AppearanceEncoder",
     "ClassBlock",

@@ -44,6 +44,7 @@ __all__ = [
     "ReidImages",
     "ReidRecord",
     "parse_name",
+    "random_erasing",
     "eval_transform",
     "train_transform",
 ]
@@ -338,6 +339,42 @@ class PreparedReid:
         """As :meth:`Market1501.for_split`; ``train_all``, ``train`` and ``val`` are relabelled by default."""
         relabel = split in ("train_all", "train", "val") if relabel is None else relabel
         return ReidImages(cls.records(root, split, naming), relabel, transform, f"prepared {split} ({root})")
+
+
+def random_erasing(
+    images: Tensor,
+    generator: torch.Generator,
+    probability: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.4),
+    min_aspect: float = 0.3,
+    value: float = 0.0,
+) -> Tensor:
+    """Random erasing (Zhong et al. 2020) as the official ``random_erasing.py`` applies it to the re-id inputs only:
+    each image independently, with ``probability``, gets one rectangle set to ``value`` (0 in the normalised space,
+    official ``mean=[0, 0, 0]``); up to 100 draws of an area fraction in ``area`` and an aspect ratio (height / width)
+    in ``[min_aspect, 1 / min_aspect]`` until the rectangle fits strictly inside the image.
+
+    Returns a new tensor (the input is not modified) without gradient history, as the official ``to_re``.
+
+    Shape:
+        images: ``(B, C, H, W)``; returns the same shape.
+    """
+    out = images.detach().clone()
+    _, _, h_img, w_img = out.shape
+    u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=generator))  # noqa: E731
+    for b in range(out.shape[0]):
+        if u(0.0, 1.0) > probability:
+            continue
+        for _ in range(100):
+            target = u(*area) * h_img * w_img
+            aspect = u(min_aspect, 1 / min_aspect)
+            h, w = round((target * aspect) ** 0.5), round((target / aspect) ** 0.5)
+            if w < w_img and h < h_img:
+                top = int(torch.randint(0, h_img - h + 1, (), generator=generator))
+                left = int(torch.randint(0, w_img - w + 1, (), generator=generator))
+                out[b, :, top : top + h, left : left + w] = value
+                break
+    return out
 
 
 def stack(dataset: ReidImages, indices: list[int] | None = None) -> tuple[Tensor, Tensor, Tensor]:

@@ -139,3 +139,26 @@ def test_prepared_tree(tmp_path):
         PreparedReid.for_split("train_all", root)
     with pytest.raises(DatasetLayoutError, match=r"missing folder '.*query'"):
         PreparedReid.for_split("query", root)
+
+
+def test_random_erasing_one_rectangle_per_erased_image():
+    from nvresearch.dgnet.data import random_erasing
+
+    x = torch.rand(64, 3, 32, 16) + 1.0  # never 0, so erased pixels are exactly the zeros
+    x0 = x.clone()
+    g = torch.Generator().manual_seed(0)
+    out = random_erasing(x, g, probability=1.0)
+    assert torch.equal(x, x0) and not torch.equal(out, x)  # the input is left alone
+    for b in range(64):
+        zero = (out[b] == 0).all(0)
+        assert torch.equal(out[b][:, ~zero], x[b][:, ~zero])
+        rows, cols = zero.any(1).nonzero().flatten(), zero.any(0).nonzero().flatten()
+        h, w = rows.numel(), cols.numel()
+        assert zero.sum() == h * w and h < 32 and w < 16  # one solid rectangle, strictly inside
+        assert 0.02 * 512 * 0.5 <= h * w <= 0.4 * 512 * 1.5  # area fraction in [0.02, 0.4] up to rounding
+        assert torch.equal(zero[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], torch.ones(h, w, dtype=torch.bool))
+    assert torch.equal(random_erasing(x, torch.Generator().manual_seed(0), probability=1.0), out)  # seeded
+    assert torch.equal(random_erasing(x, g, probability=0.0), x)
+    half = random_erasing(x, torch.Generator().manual_seed(1), probability=0.5)
+    erased = sum(bool((half[b] == 0).any()) for b in range(64))
+    assert 16 < erased < 48
