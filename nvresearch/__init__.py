@@ -18,6 +18,7 @@ PAPERS: tuple[str, ...] = (
     "faze",
     "vinterp",
     "scops",
+    "dgnet",
 )
 """Slugs of the papers that are implemented (each is a subpackage ``nvresearch.<slug>``)."""
 
