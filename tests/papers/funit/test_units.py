@@ -15,6 +15,7 @@ from nvresearch.funit import (
     SyntheticCreatures,
     TranslationPairs,
     cluster_mean_se,
+    colour_transfer,
     discriminator_losses,
     estimate_pose,
     extract_animal_faces,
@@ -78,6 +79,17 @@ def test_kaiming_init_and_zero_bias():
     conv = g.content_encoder.model[1].conv
     assert (conv.bias == 0).all()
     assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (12 * 8 * 16 / 12)), rel=0.2)
+
+
+def test_discriminator_layout_matches_the_official_one():
+    """The official GPPatchMcResDis with nf 8 and 5 classes (its channel cap of 1024 never reached) has 16,509 /
+    64,957 / 1,029,437 parameters at n_res_blks 4 / 6 / 10 and features of 32 / 64 / 256 channels at 16 / 8 / 2 px
+    for 32-px inputs (measured by instantiating the official networks.py on CPU): its last block doubles the width."""
+    x, labels = torch.zeros(2, 3, 32, 32), torch.tensor([0, 4])
+    for num_res, count, channels, side in ((4, 16_509, 32, 16), (6, 64_957, 64, 8), (10, 1_029_437, 256, 2)):
+        d = MultiTaskDiscriminator(5, 8, num_res, num_res // 2 - 1, 1024)
+        assert _count(d) == count
+        assert d(x, labels)[1].shape == (2, channels, side, side) and d.out_channels == channels
 
 
 def test_discriminator_reference_and_clean_variants():
@@ -268,6 +280,21 @@ def test_synthetic_creatures_are_deterministic_and_class_independent_in_pose():
     # the same species differ between images only by pose and background; different species differ in colour
     mean_rgb = torch.stack([((a.images[a.labels == i] + 1) / 2).mean((0, 2, 3)) for i in range(3)])
     assert torch.cdist(mean_rgb, mean_rgb).fill_diagonal_(1).min() > 0.02
+
+
+def test_colour_transfer_paints_the_content_foreground_with_the_shots_colour():
+    content = _ellipse(16, 16, 10)[None]  # red on grey
+    blue = torch.tensor([0.1, 0.2, 0.9])
+    shots = torch.stack([_ellipse(12, 18, 0), _ellipse(20, 14, 40)])  # red creatures repainted blue
+    shots = torch.where((shots[:, :1] > 0.5), (blue * 2 - 1)[None, :, None, None].expand_as(shots), shots)[None]
+    out = colour_transfer(content, shots)
+    fg = estimate_pose(content)  # the foreground is where it was, now blue; the background is untouched
+    torch.testing.assert_close(estimate_pose(out), fg, atol=1e-4, rtol=0)
+    inside = content[0, 0] > 0.5
+    torch.testing.assert_close(out[0, :, inside].mean(1), blue * 2 - 1, atol=1e-3, rtol=0)
+    torch.testing.assert_close(out[0, :, ~inside], content[0, :, ~inside])
+    with pytest.raises(ValueError, match="shots must be"):
+        colour_transfer(content, shots[0])
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
