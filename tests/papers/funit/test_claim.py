@@ -3,20 +3,15 @@
 The creatures' species differ in markings, ear shape and head proportions; colours come from palettes shared by all
 species, so colour does not identify a species. Two trivial probes are judged beside FUNIT with the same judge and
 shots: the colour transfer (the content's foreground painted with the shots' mean colour) and copying the first shot.
-The claim is a set of bars that a translation must clear; each probe fails at least one of them (asserted), and
+The claim is a set of bars that a translation must clear; each probe misses at least one of them (asserted), and
 FUNIT must clear all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from conftest import CONFIGS
-from hydra import compose, initialize_config_dir
 
 from nvresearch.core.training.run import train
-from nvresearch.core.utils import torch_threads
 
 # The claim test's run: the default embedded run (model=funit/tiny, batch 8, 24 source species) shortened to 3 of
 # its 4 epochs (432 of 576 iterations), evaluated at K = 1 and 5 only, on 16 held-out content images x 12 nested
@@ -36,7 +31,9 @@ FUNIT_CLAIM = [
 
 # The bars, at K = 5 (docs/papers/funit.md, "Tests and claims"): the target class is recognised at least 3x chance
 # and 0.25 above the colour transfer; the pose is kept, centre and orientation errors at most 0.6x those of copying
-# the class image.
+# the class image. Set from what the paper's effect should look like at this scale (far above chance and above any
+# colour-only method; pose errors well below a random pair's), and the previous test's 3x chance and 0.6x copy; not
+# tuned to a run (FUNIT does not reach them today; the probes miss them by 0.17-0.2 top-1 and by construction).
 CLASS_MARGIN_OVER_COLOUR = 0.25
 POSE_RATIO_TO_COPY = 0.6
 
@@ -58,45 +55,41 @@ def claim_failures(m: dict[str, float], method: str = "") -> list[str]:
     return [name for name, ok in bars.items() if not ok]
 
 
-@pytest.fixture(scope="module")
-def claim_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, float]]:
-    """One training run shared by the tests below, at one thread (module scope: set up before the per-test pin)."""
-    out = tmp_path_factory.mktemp("funit_claim")
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.output_dir={out / 'run'}", f"paths.output_root={out}", *FUNIT_CLAIM])
-    with torch_threads(1):
-        m = train(cfg)
-    print({k: round(v, 4) for k, v in m.items() if k.startswith("test/")})  # the numbers behind the docstrings
-    yield m
-
-
-@pytest.mark.claim
-def test_the_trivial_probes_fail_the_claim(claim_run):
-    """The world and the judge make the claim meaningful: the judge recognises real images of the unseen species,
-    colour alone does not identify them (the colour transfer scores near chance), and each probe in FUNIT's place
-    misses a bar: the colour transfer the class bars, copying the class image the pose bars.
-
-    Measured (seeds 1, 2; docs/papers/funit.md): see the table in the docs' appendix.
-    """
-    m = claim_run
-    assert m["test/classifier_top1_real"] > 0.9, m
-    assert m["test/top1_colour_k5"] < 2 * m["test/chance"], m  # colour does not identify the species
-    colour, copy = claim_failures(m, "colour"), claim_failures(m, "copy")
-    assert any("top-1" in f for f in colour), (colour, m)
-    assert any("centre" in f for f in copy) and any("angle" in f for f in copy), (copy, m)
+class ClaimGap(AssertionError):
+    """FUNIT misses a bar of the claim: the known gap the xfail below names (any other failure is a real one)."""
 
 
 @pytest.mark.claim
 @pytest.mark.xfail(
     strict=True,
+    raises=ClaimGap,
     reason="gap (issue 15): in the world where colour does not identify the species, the 432-iteration CPU run of "
-    "funit/tiny does not learn to draw the target's markings and ears: top-1 at K = 5 is near the colour transfer's "
-    "(docs/papers/funit.md, Results)",
+    "funit/tiny does not learn to draw the target's markings and ears: top-1 at K = 5 is at chance, below the colour "
+    "transfer's, and the orientation is not kept (docs/papers/funit.md, Results)",
 )
-def test_translations_take_the_unseen_class_beyond_colour_and_keep_the_pose(claim_run):
+def test_translations_take_the_unseen_class_beyond_colour_and_keep_the_pose(compose):
     """Claim (Liu et al. 2019, Sec. 4, Table 1): few-shot translations into classes never seen in training are
     recognised as the target class well beyond what transferring colour achieves, and keep the content's pose
-    (centre and orientation) well beyond copying the class image. K: no gain from K = 1 to 5 is asserted (none
-    measured beyond noise; docs).
+    (centre and orientation) well beyond copying the class image.
+
+    First the world and the judge are checked (plain assertions, real failures): the judge recognises real images of
+    the unseen species, colour alone does not identify them (the colour transfer scores below 2x chance), and each
+    probe in FUNIT's place misses a bar: the colour transfer the class bars, copying the class image the pose bars.
+    Then FUNIT must clear every bar; missing one raises :class:`ClaimGap`, the expected failure today.
+
+    Measured (seeds 1 / 2, one thread; docs/papers/funit.md, Results): judge 1.000 / 1.000 on real images; top-1 at
+    K = 5 FUNIT 0.143 / 0.124, colour transfer 0.178 / 0.203, copy 1.000 / 1.000 (chance 0.125); centre error FUNIT
+    1.50 / 1.83 px, colour transfer 0.96 / 1.13, copy 4.81 / 5.28; angle error FUNIT 21.8 / 33.0 deg, colour
+    transfer 6.6 / 9.2, copy 23.2 / 24.9. K: gain K = 1 -> 5 of -0.045 +- 0.021 / -0.057 +- 0.018, so no K gain is
+    asserted.
     """
-    assert claim_failures(claim_run) == [], claim_run
+    m = train(compose(FUNIT_CLAIM))
+    print({k: round(v, 4) for k, v in m.items() if k.startswith("test/")})  # the numbers behind the docstring
+    assert m["test/classifier_top1_real"] > 0.9, m
+    assert m["test/top1_colour_k5"] < 2 * m["test/chance"], m  # colour does not identify the species
+    colour, copy = claim_failures(m, "colour"), claim_failures(m, "copy")
+    assert any("top-1" in f for f in colour), (colour, m)  # the claim fails with the colour transfer in FUNIT's place
+    assert any("centre" in f for f in copy) and any("angle" in f for f in copy), (copy, m)
+    failures = claim_failures(m)
+    if failures:
+        raise ClaimGap(f"FUNIT misses {failures}: {m}")
