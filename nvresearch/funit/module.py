@@ -41,7 +41,10 @@ class FUNITModule(GANModule):
     K are compared on paired draws: ``test/top1_gain_k{K}`` is top-1 at K minus top-1 at the smallest K, and
     ``test/top1_gain_se_k{K}`` its standard error over the (class, repeat) shot draws. With poses,
     ``test/pose_center_err`` (px) and ``test/pose_angle_err`` (deg) compare the translation's pose with the
-    content image's, beside the same errors of a baseline that returns the class image (``..._copy``).
+    content image's. Two trivial probes are judged alike on the same shots (:data:`PROBES`):
+    ``test/top1_colour_k{K}`` and ``test/pose_*_err_colour`` for the colour transfer, ``test/top1_copy_k{K}`` and
+    ``test/pose_*_err_copy`` for returning the first shot. ``samples/test_translations.png`` shows, per target class,
+    the content image, the K = 5 shots, FUNIT's translation and the colour transfer's.
 
     Args:
         generator / discriminator: the networks.
