@@ -9,6 +9,7 @@ from nvresearch.funit.data import (
     ListFileDataset,
     SyntheticCreatures,
     TranslationPairs,
+    creature_palettes,
     creature_species,
     extract_animal_faces,
     read_list_file,
@@ -19,6 +20,7 @@ from nvresearch.funit.losses import discriminator_losses, generator_losses, grad
 from nvresearch.funit.metrics import (
     SmallClassifier,
     cluster_mean_se,
+    colour_transfer,
     estimate_pose,
     foreground_weights,
     kshot_sets,
@@ -28,6 +30,7 @@ from nvresearch.funit.metrics import (
     translate_to_classes,
 )
 from nvresearch.funit.models import ClassEncoder, ContentEncoder, Decoder, FewShotGenerator, MultiTaskDiscriminator
+from nvresearch.funit.official import load_official
 
 __all__ = [
     "ClassEncoder",
@@ -40,6 +43,8 @@ __all__ = [
     "SyntheticCreatures",
     "TranslationPairs",
     "cluster_mean_se",
+    "colour_transfer",
+    "creature_palettes",
     "creature_species",
     "discriminator_losses",
     "estimate_pose",
@@ -48,6 +53,7 @@ __all__ = [
     "generator_losses",
     "gradient_penalty",
     "kshot_sets",
+    "load_official",
     "nested_kshot_sets",
     "pose_error",
     "read_list_file",

@@ -8,8 +8,8 @@ names occurring in that list (so train and test lists have independent index spa
     <list>: n02085620/n02085620_10074.JPEG_23_31_311_323.jpg
 
 The embedded default (:class:`SyntheticCreatures`) draws "species" of creatures procedurally: the class fixes the
-colours, texture, ear shape and head proportions; the content is the pose (position, rotation, size), drawn per
-image and returned as ground truth.
+markings, ear shape and head proportions, while colours come from palettes shared by all species; the content is the
+pose (position, rotation, size), drawn per image and returned as ground truth.
 """
 
 from __future__ import annotations
@@ -227,43 +227,69 @@ def unseen_split(num_species: int, num_unseen: int) -> tuple[list[int], list[int
     return [c for c in range(num_species) if c not in unseen], unseen
 
 
-def creature_species(num_classes: int, seed: int = 0) -> Tensor:
-    """Appearance parameters of ``num_classes`` species, one row each:
-    ``[body hue, body sat, body value, pattern hue, pattern sat, pattern value, texture (0 solid, 1 stripes,
-    2 spots), texture frequency, ear (0 round, 1 pointed), ear length, head aspect]``.
+MARKINGS = ("solid", "stripes", "mask", "cap")
+SPECIES_COLUMNS = ("marking", "frequency", "ear", "ear_length", "aspect")
+PALETTE_COLUMNS = ("body hue", "body sat", "body value", "pattern hue", "pattern sat", "pattern value")
 
-    Body hues are spread evenly around the colour wheel (in a seeded order), so that any subset of species is
-    well separated in colour; the other attributes are drawn at random.
+
+def creature_species(num_classes: int, seed: int = 0) -> Tensor:
+    """Colour-free traits of ``num_classes`` species, one row each (columns :data:`SPECIES_COLUMNS`):
+    ``[marking (index into MARKINGS), stripe frequency, ear (0 round, 1 pointed), ear length, head aspect]``.
+
+    The 8 combinations of marking (none, coarse stripes, a dark mask band across the eyes, a dark cap over the
+    head and ears) and ear shape are given to 8 contiguous blocks of species, so that evenly spaced held-out species
+    (:func:`unseen_split`) differ in marking or ears, and every combination also occurs among the source species.
+    Stripe frequency, ear length and head aspect are drawn at random per species. The markings are coarse (a few
+    pixels wide at 32 px) so that a small generator can draw them. Colour is not a trait of the species: each image
+    draws its colours from palettes shared by all species (:func:`creature_palettes`).
     """
     g = torch.Generator().manual_seed(10_007 * seed + 17)
     n = num_classes
-    hue = (torch.arange(n) + 0.5 * torch.rand(n, generator=g)) / n
-    rows = torch.stack(
+    combo = (torch.arange(n) * 8 // max(n, 1)) % 8
+    return torch.stack(
         [
-            hue,
-            0.65 + 0.3 * torch.rand(n, generator=g),
-            0.65 + 0.3 * torch.rand(n, generator=g),
-            (hue + 0.3 + 0.4 * torch.rand(n, generator=g)) % 1.0,
-            0.6 + 0.35 * torch.rand(n, generator=g),
-            0.35 + 0.6 * torch.rand(n, generator=g),
-            torch.arange(n).remainder(3).float(),
-            2.5 + 3.0 * torch.rand(n, generator=g),
-            torch.randint(0, 2, (n,), generator=g).float(),
+            (combo % 4).float(),
+            1.6 + 0.6 * torch.rand(n, generator=g),
+            (combo // 4).float(),
             0.35 + 0.3 * torch.rand(n, generator=g),
-            0.7 + 0.3 * torch.rand(n, generator=g),
+            0.7 + 0.25 * torch.rand(n, generator=g),
         ],
         1,
     )
-    return rows
 
 
-def render_creatures(species: Tensor, pose: Tensor, background: Tensor, size: int) -> Tensor:
-    """Draw one creature per row of ``species`` (see :func:`creature_species`) at ``pose`` over ``background``.
+def creature_palettes(num_palettes: int, seed: int = 0) -> Tensor:
+    """Colour palettes shared by all species, one row each (columns :data:`PALETTE_COLUMNS`, HSV in [0, 1]).
+
+    Body hues are spread evenly around the colour wheel; the pattern colour is a darker, saturated colour of
+    another hue, so that markings stay visible without colour and every part of a creature is far from the grey
+    background in chroma (the pose estimate's foreground).
+    """
+    g = torch.Generator().manual_seed(20_011 * seed + 3)
+    n = num_palettes
+    hue = (torch.arange(n) + 0.5 * torch.rand(n, generator=g)) / n
+    return torch.stack(
+        [
+            hue,
+            0.7 + 0.25 * torch.rand(n, generator=g),
+            0.85 + 0.15 * torch.rand(n, generator=g),
+            (hue + 0.3 + 0.4 * torch.rand(n, generator=g)) % 1.0,
+            0.85 + 0.15 * torch.rand(n, generator=g),
+            0.45 + 0.1 * torch.rand(n, generator=g),
+        ],
+        1,
+    )
+
+
+def render_creatures(species: Tensor, palette: Tensor, pose: Tensor, background: Tensor, size: int) -> Tensor:
+    """Draw one creature per row of ``species`` (:func:`creature_species`) in the colours of ``palette``
+    (:func:`creature_palettes`) at ``pose`` over ``background``.
 
     Pose rows are ``[centre x, centre y (pixels), rotation (radians), scale]``.
 
     Shape:
-        species: ``(N, 11)``; pose: ``(N, 4)``; background: ``(N, 3, S, S)``; returns ``(N, 3, S, S)`` in [0, 1].
+        species: ``(N, 5)``; palette: ``(N, 6)``; pose: ``(N, 4)``; background: ``(N, 3, S, S)``; returns
+        ``(N, 3, S, S)`` in [0, 1].
     """
     n = species.shape[0]
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
@@ -277,10 +303,7 @@ def render_creatures(species: Tensor, pose: Tensor, background: Tensor, size: in
     def soft(dist: Tensor) -> Tensor:  # dist < 0 inside
         return torch.sigmoid(-dist * unit / (sharp * 2.0))
 
-    p = {
-        k: species[:, i, None, None]
-        for i, k in enumerate(["bh", "bs", "bv", "ph", "ps", "pv", "tex", "freq", "ear", "ear_len", "aspect"])
-    }
+    p = {k: species[:, i, None, None] for i, k in enumerate(["mark", "freq", "ear", "ear_len", "aspect"])}
     head = soft(torch.sqrt((u / p["aspect"]) ** 2 + (v / 1.0) ** 2) - 1.0)
     ears = torch.zeros_like(u)
     for side in (-1.0, 1.0):
@@ -293,15 +316,17 @@ def render_creatures(species: Tensor, pose: Tensor, background: Tensor, size: in
         ears = torch.maximum(ears, soft(ear))
     body = torch.maximum(head, ears)
     stripes = (torch.sin(p["freq"] * 2.2 * v) > 0.3).float()
-    spots = ((torch.sin(p["freq"] * 2.0 * u) * torch.sin(p["freq"] * 2.0 * v)) > 0.45).float()
-    pattern = torch.where(p["tex"] < 0.5, torch.zeros_like(u), torch.where(p["tex"] < 1.5, stripes, spots))
+    mask_band = ((v + 0.1).abs() < 0.3).float()  # a dark band across the eyes
+    cap = (v < -0.35).float()  # the top of the head and the ears
+    pattern = torch.stack([torch.zeros_like(u), stripes, mask_band, cap], 1)
+    pattern = pattern.gather(1, p["mark"].long().clamp(0, 3)[:, None].expand(-1, 1, *u.shape[1:]))[:, 0]
     snout = soft(torch.sqrt((u / 0.45) ** 2 + ((v - 0.45) / 0.3) ** 2) - 1.0)
     eyes = torch.maximum(
         soft(torch.sqrt((u + 0.38) ** 2 + (v + 0.1) ** 2) / 0.17 - 1.0),
         soft(torch.sqrt((u - 0.38) ** 2 + (v + 0.1) ** 2) / 0.17 - 1.0),
     )
-    body_rgb = hsv_to_rgb(species[:, 0], species[:, 1], species[:, 2])[:, :, None, None]
-    pat_rgb = hsv_to_rgb(species[:, 3], species[:, 4], species[:, 5])[:, :, None, None]
+    body_rgb = hsv_to_rgb(palette[:, 0], palette[:, 1], palette[:, 2])[:, :, None, None]
+    pat_rgb = hsv_to_rgb(palette[:, 3], palette[:, 4], palette[:, 5])[:, :, None, None]
     skin = body_rgb * (1 - pattern[:, None]) + pat_rgb * pattern[:, None]
     skin = skin * (1 - snout[:, None]) + (0.5 * body_rgb + 0.5) * snout[:, None]
     skin = skin * (1 - eyes[:, None]) + 0.05 * eyes[:, None]
@@ -320,7 +345,9 @@ class SyntheticCreatures(Dataset):
     """Procedural few-shot translation data: ``images_per_class`` creatures of each species in ``classes``.
 
     The species of :func:`creature_species` (``num_species`` of them, fixed by ``species_seed``) are split by the
-    data module into source classes (training) and unseen target classes. Poses are drawn independently of the
+    data module into source classes (training) and unseen target classes. A species fixes markings, ear shape and
+    head proportions, not colour: each image draws one of ``num_palettes`` colour palettes shared by all species
+    (:func:`creature_palettes`), so colour does not tell species apart. Poses are drawn independently of the
     class: centre within the middle of the canvas, rotation in +-``max_angle`` degrees, scale in [0.8, 1.15].
     Images are rendered once at construction (deterministic given ``seed``).
 
@@ -337,6 +364,7 @@ class SyntheticCreatures(Dataset):
         species_seed: int = 0,
         seed: int = 0,
         max_angle: float = 35.0,
+        num_palettes: int = 8,
     ) -> None:
         if not classes:
             raise ValueError("SyntheticCreatures needs at least one class")
@@ -359,9 +387,13 @@ class SyntheticCreatures(Dataset):
         )
         species = table[torch.tensor(self.classes)][self.labels]
         bg = smooth_backgrounds(n, self.image_size, g)
+        self.palette_ids = torch.randint(0, int(num_palettes), (n,), generator=g)
+        palette = creature_palettes(int(num_palettes), species_seed)[self.palette_ids]
         imgs = torch.cat(
             [
-                render_creatures(species[i : i + 256], pose[i : i + 256], bg[i : i + 256], self.image_size)
+                render_creatures(
+                    species[i : i + 256], palette[i : i + 256], pose[i : i + 256], bg[i : i + 256], self.image_size
+                )
                 for i in range(0, n, 256)
             ]
         )
@@ -378,6 +410,7 @@ class SyntheticCreatures(Dataset):
         num_species: int = 32,
         num_unseen: int = 8,
         images_per_class: int = 64,
+        num_palettes: int = 8,
         seed: int = 0,
     ) -> SyntheticCreatures:
         """One part of the embedded creatures (a data config's dataset component).
@@ -396,7 +429,15 @@ class SyntheticCreatures(Dataset):
             classes, per_class, offset = source, max(1, -(-int(count or 0) // len(source))), 1
         else:
             classes, per_class, offset = unseen, int(count or images_per_class), 3
-        return cls(classes, per_class, image_size, num_species, species_seed=seed, seed=seed * 10 + offset)
+        return cls(
+            classes,
+            per_class,
+            image_size,
+            num_species,
+            species_seed=seed,
+            seed=seed * 10 + offset,
+            num_palettes=num_palettes,
+        )
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -49,6 +49,24 @@ def estimate_pose(images: Tensor) -> Tensor:
     return torch.stack([cx, cy, angle], 1)
 
 
+def colour_transfer(content: Tensor, shots: Tensor) -> Tensor:
+    """Trivial probe with no learning: paint each content image's foreground with the mean foreground colour of
+    its K shots (the strongest method that only transfers colour; the claim must beat it).
+
+    Foreground is :func:`foreground_weights` (soft); the shots' colour is the foreground-weighted mean over all K
+    shots, and the content's foreground is replaced by it in proportion to its weight, keeping the background.
+
+    Shape:
+        content: ``(B, 3, H, W)`` in [-1, 1]; shots: ``(B, K, 3, H, W)``; returns ``(B, 3, H, W)``.
+    """
+    if shots.dim() != 5 or shots.shape[0] != content.shape[0]:
+        raise ValueError(f"shots must be (B, K, 3, H, W) with B = {content.shape[0]}, got {tuple(shots.shape)}")
+    w = foreground_weights(shots.flatten(0, 1)).view(*shots.shape[:2], 1, *shots.shape[-2:])
+    colour = (w * shots).sum((1, 3, 4)) / w.sum((1, 3, 4)).clamp_min(1e-6)  # (B, 3)
+    m = foreground_weights(content)[:, None]
+    return content * (1 - m) + colour[:, :, None, None] * m
+
+
 def pose_error(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """Per-image centroid distance (pixels) and absolute angle difference (degrees, modulo 180).
 
@@ -91,9 +109,13 @@ def train_classifier(
     lr: float = 3e-3,
     seed: int = 0,
     width: int = 32,
+    colour_augment: bool = False,
 ) -> SmallClassifier:
     """Train a :class:`SmallClassifier` with Adam on ``images`` (random flips and +-2 px shifts) and return it in
     eval mode.
+
+    ``colour_augment`` also permutes the RGB channels of each image at random, so that the judge recognises classes
+    whose colours vary (the embedded creatures draw colours independently of the species) by shape and markings.
 
     Shape:
         images: ``(N, 3, H, W)`` in [-1, 1]; labels: ``(N,)`` in ``[0, num_classes)``.
@@ -115,6 +137,9 @@ def train_classifier(
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         sx, sy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
         x = torch.roll(x, shifts=(sy, sx), dims=(2, 3))
+        if colour_augment:
+            perm = torch.rand(x.shape[0], 3, generator=g).argsort(1).to(x.device)
+            x = x.gather(1, perm[:, :, None, None].expand_as(x))
         loss = F.cross_entropy(model(x), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -179,8 +179,9 @@ class MultiTaskDiscriminator(nn.Module):
     """FUNIT's patch discriminator with one binary real/fake output per source class (Sec. 3, Appendix A).
 
     7x7 conv, then ``num_stages`` x [ActFirstResBlock(c, c), ActFirstResBlock(c, 2c), reflect-pad 1, 3x3 stride-2
-    average pool] with the width capped at ``max_channels``, then ``num_res - 2 num_stages`` more blocks at the final
-    width; LeakyReLU and a 1x1 conv to ``num_classes`` maps, of which the label's map is returned.
+    average pool] with the width capped at ``max_channels``, then ``num_res - 2 num_stages`` more blocks, the last of
+    which doubles the width (capped; the official layout, ``num_stages = num_res / 2 - 1``, has two); LeakyReLU and a
+    1x1 conv to ``num_classes`` maps, of which the label's map is returned.
 
     Args:
         reference_inplace: reproduce the reference's in-place LeakyReLU effects (default, the official behaviour):
@@ -218,7 +219,13 @@ class MultiTaskDiscriminator(nn.Module):
                 nn.AvgPool2d(3, stride=2),
             ]
             ch = nxt
-        layers += [ActFirstResBlock(ch, ch, **alias) for _ in range(num_res - 2 * num_stages)]
+        # the blocks after the last down-sampling keep the width except the last one, which doubles it (capped),
+        # as the official GPPatchMcResDis lays out its final pair
+        num_final = num_res - 2 * num_stages
+        for i in range(num_final):
+            nxt = min(2 * ch, max_channels) if i == num_final - 1 else ch
+            layers.append(ActFirstResBlock(ch, nxt, **alias))
+            ch = nxt
         self.trunk = nn.Sequential(*layers)
         self.head = ClassConditionalHead(ch, num_classes, "multitask", activation="lrelu")
         self.num_classes, self.out_channels = int(num_classes), ch

@@ -16,12 +16,17 @@ from nvresearch.core.utils.visual import save_grid
 from nvresearch.funit.losses import discriminator_losses, generator_losses
 from nvresearch.funit.metrics import (
     cluster_mean_se,
+    colour_transfer,
     estimate_pose,
     nested_kshot_sets,
     pose_error,
     train_classifier,
 )
 from nvresearch.funit.models import FewShotGenerator, MultiTaskDiscriminator
+
+# Trivial probes evaluated beside FUNIT with the same judge and shots: ``colour`` paints the content's foreground
+# with the shots' mean colour (:func:`~nvresearch.funit.metrics.colour_transfer`), ``copy`` returns the first shot.
+PROBES = ("colour", "copy")
 
 
 class FUNITModule(GANModule):
@@ -36,7 +41,10 @@ class FUNITModule(GANModule):
     K are compared on paired draws: ``test/top1_gain_k{K}`` is top-1 at K minus top-1 at the smallest K, and
     ``test/top1_gain_se_k{K}`` its standard error over the (class, repeat) shot draws. With poses,
     ``test/pose_center_err`` (px) and ``test/pose_angle_err`` (deg) compare the translation's pose with the
-    content image's, beside the same errors of a baseline that returns the class image (``..._copy``).
+    content image's. Two trivial probes are judged alike on the same shots (:data:`PROBES`):
+    ``test/top1_colour_k{K}`` and ``test/pose_*_err_colour`` for the colour transfer, ``test/top1_copy_k{K}`` and
+    ``test/pose_*_err_copy`` for returning the first shot. ``samples/test_translations.png`` shows, per target class,
+    the content image, the K = 5 shots, FUNIT's translation and the colour transfer's.
 
     Args:
         generator / discriminator: the networks.
@@ -47,6 +55,7 @@ class FUNITModule(GANModule):
         eval_with_ema: evaluate the EMA generator (the reference's ``gen_test``).
         eval_ks: shot counts evaluated. eval_repeats: K-shot draws per class (each nested over the K).
         classifier_steps / classifier_width: Adam steps and first-layer width of the evaluation classifier.
+        classifier_colour_augment: train it with random RGB channel permutations (classes whose colours vary).
         num_samples: rows in the sample grids.
     """
 
@@ -70,6 +79,7 @@ class FUNITModule(GANModule):
         eval_repeats: int = 1,
         classifier_steps: int = 300,
         classifier_width: int = 32,
+        classifier_colour_augment: bool = False,
         num_samples: int = 6,
         grad_clip_norm: float | None = None,
     ) -> None:
@@ -82,10 +92,12 @@ class FUNITModule(GANModule):
         self.eval_ks = [int(k) for k in eval_ks]
         self.eval_repeats, self.classifier_steps = int(eval_repeats), int(classifier_steps)
         self.classifier_width = int(classifier_width)
+        self.classifier_colour_augment = bool(classifier_colour_augment)
         self.num_samples = int(num_samples)
         self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in ("recon_l1", "pose_angle_err")})
         names = [f"top{t}_k{k}" for k in self.eval_ks for t in (1, 5)]
-        names += ["pose_center_err", "pose_angle_err", "pose_center_err_copy", "pose_angle_err_copy"]
+        names += [f"top1_{probe}_k{k}" for k in self.eval_ks for probe in PROBES]
+        names += [f"pose_{q}_err{s}" for s in ("", "_copy", "_colour") for q in ("center", "angle")]
         names += ["classifier_top1_real"]
         self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
         self.gain_metrics = nn.ModuleDict()  # paired K comparisons, built at test start (their size needs the data)
@@ -170,6 +182,7 @@ class FUNITModule(GANModule):
                 steps=self.classifier_steps,
                 seed=int(getattr(dm, "seed", 0)),
                 width=self.classifier_width,
+                colour_augment=self.classifier_colour_augment,
             )
         g = torch.Generator().manual_seed(int(getattr(dm, "seed", 0)) + 12_345)
         pools = [p.to(device) for p in data["shot_pools"]]
@@ -216,6 +229,14 @@ class FUNITModule(GANModule):
                         self.gain_metrics[f"k{k}"].update(gain[keep], (targets + num_t * r)[keep])
                     self.test_metrics[f"top1_k{k}"].update(hits[1].float()[keep])
                     self.test_metrics[f"top5_k{k}"].update(hits[5].float()[keep])
+                    # trivial probes judged alike: the colour transfer, and copying the first shot (the class image)
+                    colour = torch.stack(
+                        [colour_transfer(content, shots[t][None].expand(b, -1, -1, -1, -1)) for t in range(num_t)]
+                    )
+                    hits_colour = topk_hits(classifier(colour.flatten(0, 1)), targets, (1,))[1]
+                    self.test_metrics[f"top1_colour_k{k}"].update(hits_colour.float()[keep])
+                    copy_logits = classifier(shots[:, 0]).repeat_interleave(b, 0)
+                    self.test_metrics[f"top1_copy_k{k}"].update(topk_hits(copy_logits, targets, (1,))[1].float()[keep])
                     if content_pose is not None:
                         pose = estimate_pose(outs.flatten(0, 1))
                         ref = content_pose.repeat(num_t, 1)
@@ -226,20 +247,28 @@ class FUNITModule(GANModule):
                         dist_c, ang_c = pose_error(copy_pose.repeat_interleave(b, 0), ref)
                         self.test_metrics["pose_center_err_copy"].update(dist_c[keep])
                         self.test_metrics["pose_angle_err_copy"].update(ang_c[keep])
+                        dist_p, ang_p = pose_error(estimate_pose(colour.flatten(0, 1)), ref)
+                        self.test_metrics["pose_center_err_colour"].update(dist_p[keep])
+                        self.test_metrics["pose_angle_err_colour"].update(ang_p[keep])
                     if grid_rows is None and batch_idx == 0 and k == min(5, max(self.eval_ks)):
-                        grid_rows = self._grid(content, shots, outs)
+                        grid_rows = self._grid(content, shots, outs, colour)
         if grid_rows is not None and self.trainer.is_global_zero:
-            cols = ["content"] + [f"class {t + 1}" for t in range(len(grid_rows[0]) - 1)]
-            rows = ["1st shot"] + ["translated"] * (len(grid_rows) - 1)
-            save_grid(grid_rows, self.samples_dir / "test_translations.png", col_labels=cols, row_labels=rows)
+            k = len(grid_rows) - 3
+            rows = ["content", *(f"shot {i + 1}" for i in range(k)), "FUNIT", "colour probe"]
+            cols = [f"class {t + 1}" for t in range(len(grid_rows[0]))]
+            save_grid(
+                grid_rows, self.samples_dir / "test_translations.png", col_labels=cols, row_labels=rows, min_cell=96
+            )
 
-    def _grid(self, content: Tensor, shots: Tensor, outs: Tensor) -> list[list[Tensor]]:
-        """Rows: the first shot of each target class, then each content image followed by its translations."""
-        blank = torch.ones_like(content[0])
+    def _grid(self, content: Tensor, shots: Tensor, outs: Tensor, colour: Tensor) -> list[list[Tensor]]:
+        """One column per target class (content images taken in turn); rows: the content image, the K shots of the
+        class, FUNIT's translation and the colour-transfer probe's."""
         n = min(self.num_samples, content.shape[0])
-        rows = [[blank] + [_img(shots[t, 0]) for t in range(shots.shape[0])]]
-        rows += [[_img(content[i])] + [_img(outs[t, i]) for t in range(outs.shape[0])] for i in range(n)]
-        return rows
+        cols = [
+            [_img(content[t % n]), *(_img(s) for s in shots[t]), _img(outs[t, t % n]), _img(colour[t, t % n])]
+            for t in range(shots.shape[0])
+        ]
+        return [list(row) for row in zip(*cols, strict=True)]
 
     def on_test_epoch_end(self) -> None:
         for name, metric in self.test_metrics.items():

@@ -1,4 +1,11 @@
-"""FUNIT's claim on the embedded creatures: few-shot translation to unseen classes (Liu et al., ICCV 2019)."""
+"""FUNIT's claim on the embedded creatures: few-shot translation to unseen classes (Liu et al., ICCV 2019).
+
+The creatures' species differ in markings, ear shape and head proportions; colours come from palettes shared by all
+species, so colour does not identify a species. Two trivial probes are judged beside FUNIT with the same judge and
+shots: the colour transfer (the content's foreground painted with the shots' mean colour) and copying the first shot.
+The claim is a set of bars that a translation must clear; each probe misses at least one of them (asserted), and
+FUNIT must clear all of them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,8 @@ from nvresearch.core.training.run import train
 
 # The claim test's run: the default embedded run (model=funit/tiny, batch 8, 24 source species) shortened to 3 of
 # its 4 epochs (432 of 576 iterations), evaluated at K = 1 and 5 only, on 16 held-out content images x 12 nested
-# K-shot draws per unseen class (more draws and fewer contents than the default's 32 x 2: the K comparison's error
-# comes from the draws), with a cheaper judge (80 Adam steps at width 16 instead of 150 at width 32).
+# K-shot draws per unseen class (the K comparison's error comes from the draws), with a judge of 200 Adam steps at
+# width 32 trained with random RGB channel permutations (the default judge at 150 steps).
 FUNIT_CLAIM = [
     "paper=funit",
     "trainer.max_epochs=3",
@@ -18,37 +25,71 @@ FUNIT_CLAIM = [
     "data.eval_content=16",
     "model.eval_ks=[1,5]",
     "model.eval_repeats=12",
-    "model.classifier_steps=80",
-    "model.classifier_width=16",
+    "model.classifier_steps=200",
+    "model.classifier_width=32",
 ]
+
+# The bars, at K = 5 (docs/papers/funit.md, "Tests and claims"): the target class is recognised at least 3x chance
+# and 0.25 above the colour transfer; the pose is kept, centre and orientation errors at most 0.6x those of copying
+# the class image. Set from what the paper's effect should look like at this scale (far above chance and above any
+# colour-only method; pose errors well below a random pair's), and the previous test's 3x chance and 0.6x copy; not
+# tuned to a run (FUNIT does not reach them today; the probes miss them by 0.17-0.2 top-1 and by construction).
+CLASS_MARGIN_OVER_COLOUR = 0.25
+POSE_RATIO_TO_COPY = 0.6
+
+
+def claim_failures(m: dict[str, float], method: str = "") -> list[str]:
+    """The bars that ``method`` ("" for FUNIT, or a probe: "colour", "copy") misses, as readable strings."""
+    top1 = m[f"test/top1_{method}_k5" if method else "test/top1_k5"]
+    suffix = f"_{method}" if method else ""
+    centre, angle = m[f"test/pose_center_err{suffix}"], m[f"test/pose_angle_err{suffix}"]
+    bars = {
+        f"top-1 {top1:.3f} >= 3x chance": top1 >= 3 * m["test/chance"],
+        f"top-1 {top1:.3f} >= colour transfer + {CLASS_MARGIN_OVER_COLOUR}": top1
+        >= m["test/top1_colour_k5"] + CLASS_MARGIN_OVER_COLOUR,
+        f"centre error {centre:.2f} px <= {POSE_RATIO_TO_COPY}x copy": centre
+        <= POSE_RATIO_TO_COPY * m["test/pose_center_err_copy"],
+        f"angle error {angle:.1f} deg <= {POSE_RATIO_TO_COPY}x copy": angle
+        <= POSE_RATIO_TO_COPY * m["test/pose_angle_err_copy"],
+    }
+    return [name for name, ok in bars.items() if not ok]
+
+
+class ClaimGap(AssertionError):
+    """FUNIT misses a bar of the claim: the known gap the xfail below names (any other failure is a real one)."""
 
 
 @pytest.mark.claim
-def test_translations_take_the_unseen_class_and_keep_the_pose(compose):
+@pytest.mark.xfail(
+    strict=True,
+    raises=ClaimGap,
+    reason="gap (issue 15): in the world where colour does not identify the species, the 432-iteration CPU run of "
+    "funit/tiny does not learn to draw the target's markings and ears: top-1 at K = 5 is at chance, below the colour "
+    "transfer's, and the orientation is not kept (docs/papers/funit.md, Results)",
+)
+def test_translations_take_the_unseen_class_beyond_colour_and_keep_the_pose(compose):
     """Claim (Liu et al. 2019, Sec. 4, Table 1): few-shot translations into classes never seen in training are
-    recognised as the target class, more shots do not hurt, and the content's pose is kept.
+    recognised as the target class well beyond what transferring colour achieves, and keep the content's pose
+    (centre and orientation) well beyond copying the class image.
 
-    Run: ``FUNIT_CLAIM``, the default embedded run (``python -m nvresearch.train paper=funit``) shortened to 3 of
-    its 4 epochs (432 iterations) with a smaller evaluation: 16 content images translated into each of the 8 unseen
-    species from 12 K-shot draws per species at K = 1 and 5, the K = 1 shot being one of the K = 5 shots (paired),
-    judged by a small CNN (80 steps, width 16) trained on real images of the unseen species.
+    First the world and the judge are checked (plain assertions, real failures): the judge recognises real images of
+    the unseen species, colour alone does not identify them (the colour transfer scores below 2x chance), and each
+    probe in FUNIT's place misses a bar: the colour transfer the class bars, copying the class image the pose bars.
+    Then FUNIT must clear every bar; missing one raises :class:`ClaimGap`, the expected failure today.
 
-    Measured (docs/papers/funit.md; seeds 1, 2, 3, 4 with 1 thread, seeds 1, 2 with 2 threads): top-1 at K = 5
-    0.84 / 0.72 / 0.74 / 0.85 / 0.77 / 0.86 (chance 0.125); paired gain K = 1 -> 5 +0.049 / +0.042 / +0.038 /
-    +0.003 / +0.053 / +0.023, standard errors over the 96 (species, draw) clusters 0.019 / 0.020 / 0.014 / 0.016 /
-    0.022 / 0.011; centre error 1.90 / 1.69 / 2.22 / 1.85 / 1.95 / 1.59 px vs 4.96-5.22 px for returning the class
-    image; ~160 CPU-s for the test at 1 thread on the loaded host.
-    Asserted: top-1 at K = 5 at least 3x chance; K = 5 not below K = 1 by more than twice
-    the run's own paired standard error, which must itself be below 0.04 (so a drop of 0.08 or more always fails);
-    centre error below 3 px and below 0.6x the copy baseline.
+    Measured (seeds 1 / 2, one thread; docs/papers/funit.md, Results): judge 1.000 / 1.000 on real images; top-1 at
+    K = 5 FUNIT 0.143 / 0.124, colour transfer 0.178 / 0.203, copy 1.000 / 1.000 (chance 0.125); centre error FUNIT
+    1.50 / 1.83 px, colour transfer 0.96 / 1.13, copy 4.81 / 5.28; angle error FUNIT 21.8 / 33.0 deg, colour
+    transfer 6.6 / 9.2, copy 23.2 / 24.9. K: gain K = 1 -> 5 of -0.045 +- 0.021 / -0.057 +- 0.018, so no K gain is
+    asserted.
     """
     m = train(compose(FUNIT_CLAIM))
-    print({k: round(v, 4) for k, v in m.items()})  # the numbers behind the docstring's table
-    assert m["test/classifier_top1_real"] > 0.95, m  # the judge itself recognises real images of the unseen classes
-    assert m["test/top1_k5"] >= 3 * m["test/chance"], m
-    gain, se = m["test/top1_gain_k5"], m["test/top1_gain_se_k5"]
-    assert gain == pytest.approx(m["test/top1_k5"] - m["test/top1_k1"], abs=1e-6), m
-    assert 0 <= se < 0.04, m  # 0 only if every draw gives the same gain (e.g. both K perfect)
-    assert gain >= -2 * se, m
-    assert m["test/pose_center_err"] < 3.0, m
-    assert m["test/pose_center_err"] < 0.6 * m["test/pose_center_err_copy"], m
+    print({k: round(v, 4) for k, v in m.items() if k.startswith("test/")})  # the numbers behind the docstring
+    assert m["test/classifier_top1_real"] > 0.9, m
+    assert m["test/top1_colour_k5"] < 2 * m["test/chance"], m  # colour does not identify the species
+    colour, copy = claim_failures(m, "colour"), claim_failures(m, "copy")
+    assert any("top-1" in f for f in colour), (colour, m)  # the claim fails with the colour transfer in FUNIT's place
+    assert any("centre" in f for f in copy) and any("angle" in f for f in copy), (copy, m)
+    failures = claim_failures(m)
+    if failures:
+        raise ClaimGap(f"FUNIT misses {failures}: {m}")

@@ -124,8 +124,16 @@ def test_fast_run_end_to_end(compose, tmp_path):
     # K = 5 is paired with K = 1 (nested shot sets): the logged gain is the difference of the two accuracies
     assert metrics["test/top1_gain_k5"] == pytest.approx(metrics["test/top1_k5"] - metrics["test/top1_k1"], abs=1e-6)
     assert metrics["test/top1_gain_se_k5"] >= 0 and "test/top1_gain_k1" not in metrics
+    # the trivial probes are judged alike: the colour transfer keeps the content's pose by construction
+    for key in ("test/top1_colour_k1", "test/top1_copy_k5", "test/pose_center_err_colour", "test/pose_angle_err_copy"):
+        assert key in metrics, metrics
+    assert metrics["test/pose_center_err_colour"] < 0.5 * metrics["test/pose_center_err_copy"], metrics
     run = tmp_path / "run"
-    assert (run / "samples" / "test_translations.png").is_file()
+    from PIL import Image
+
+    # rows content, 5 shots, FUNIT, colour probe; one column per unseen class; 32-px cells enlarged to 96
+    with Image.open(run / "samples" / "test_translations.png") as grid:
+        assert grid.height > 8 * 96 and grid.width > 8 * 96, grid.size
     assert json.loads((run / "metrics.json").read_text())["paper"] == "funit"
     module = load_checkpoint(run / "checkpoints" / "last.ckpt")
     x = torch.zeros(2, 3, 32, 32)
