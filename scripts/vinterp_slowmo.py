@@ -143,8 +143,11 @@ def _load_net(args: argparse.Namespace) -> torch.nn.Module:
         net = load_official(args.official, flow_scale=args.flow_scale)
     else:
         from nvresearch.core.training import load_checkpoint
+        from nvresearch.vinterp.models import SuperSloMo
 
-        net = load_checkpoint(args.checkpoint, map_location="cpu").net
+        net = getattr(load_checkpoint(args.checkpoint, map_location="cpu"), "net", None)
+        if not isinstance(net, SuperSloMo):
+            raise ValueError(f"{args.checkpoint}: not a vinterp checkpoint (no SuperSloMo; paper=vinterp writes one)")
     return net.to(args.device).eval()
 
 

@@ -128,5 +128,10 @@ def test_clear_errors(script, checkpoint: Path, tmp_path: Path, capsys) -> None:
     cv2.imwrite(str(one / "0.png"), _frames(1)[0])
     with pytest.raises(ValueError, match="one: a single frame"):
         script.main([*base, "--input", str(one)])
+    other = tmp_path / "linear.ckpt"  # a checkpoint of another model
+    config = {"model": {"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 1}}
+    torch.save({"state_dict": torch.nn.Linear(2, 1).state_dict(), CONFIG_KEY: {"config": config}}, other)
+    with pytest.raises(ValueError, match="linear.ckpt: not a vinterp checkpoint"):
+        script.main(["--checkpoint", str(other), "--input", str(one), "--output", "x"])
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         script.main(["--checkpoint", str(tmp_path / "nope.ckpt"), "--input", str(one), "--output", "x"])
