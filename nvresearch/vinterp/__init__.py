@@ -24,6 +24,7 @@ from nvresearch.vinterp.data import (
     vimeo_triplet_windows,
     write_sprite_world,
 )
+from nvresearch.vinterp.inference import SLOWMO_FACTORS, interpolate_pair
 from nvresearch.vinterp.losses import (
     LossWeights,
     cycle_consistency_loss,
@@ -59,6 +60,7 @@ from nvresearch.vinterp.official import OfficialCheckpointError, load_official, 
 
 __all__ = [
     "MEAN_PIXEL",
+    "SLOWMO_FACTORS",
     "SOURCE_DOMAIN",
     "TARGET_DOMAIN",
     "CycleOutput",
@@ -78,6 +80,7 @@ __all__ = [
     "backward_warp",
     "cycle_consistency_loss",
     "cycle_terms",
+    "interpolate_pair",
     "cycle_times",
     "ensure_sprite_world",
     "extract_video_frames",

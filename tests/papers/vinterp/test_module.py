@@ -4,7 +4,6 @@ the ablations, and the evaluation keys and pictures."""
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import pytest
@@ -95,38 +94,5 @@ def test_bad_adapt_mode_is_named() -> None:
         VInterpModule(base_channels=4, adapt="cc")
 
 
-# `python -m nvresearch.train paper=vinterp` on a tiny world: one pretraining and one adaptation epoch of 2 batches.
-VINTERP_FAST = [
-    "paper=vinterp",
-    "trainer=fast",
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=2",
-    "logger=csv",
-    "model.pretrain_epochs=1",
-    "data.dataset.clips={source_train: 2, target_train: 2, target_val: 1, target_test: 1}",
-    "data.dataset.size=32",
-    "data.dataset.supersample=2",
-    "data.batch_size=2",
-]
-
-
-@pytest.mark.slow
-def test_train_cli_writes_metrics_and_strips(tmp_path: Path) -> None:
-    from conftest import run_cli
-
-    res = run_cli(
-        [
-            "-m",
-            "nvresearch.train",
-            *VINTERP_FAST,
-            f"paths.output_root={tmp_path}",
-            f"data.dataset.cache_dir={tmp_path}",
-        ],
-        cwd=tmp_path,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    (run,) = (tmp_path / "vinterp" / "runs").iterdir()
-    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
-    assert {"test/psnr", "test/ssim", "test/ie", "test/psnr_blend"} <= set(metrics)
-    assert (run / "samples" / "test_strips.png").is_file()
-    assert any((run / "checkpoints").glob("*.ckpt"))
+# The command line (`python -m nvresearch.train paper=vinterp`, one and two processes) is tested end to end in
+# test_ddp.py (marker slow), which also runs the slow-motion command on the trained checkpoint.
