@@ -14,6 +14,8 @@ from nvresearch.scops.data import (
     PartImageFolder,
     PartObjects,
     caffe_normalize,
+    celeba_split,
+    part_objects_split,
     render_part_object,
 )
 from nvresearch.scops.losses import (
@@ -46,8 +48,10 @@ from nvresearch.scops.metrics import (
 )
 from nvresearch.scops.models import (
     ASPP,
+    CaffeInputVGG,
     PartBasis,
     PartSegmenter,
+    RandomFeatures,
     VGGFeatures,
     l2_normalize_rows,
     load_matching,
@@ -63,6 +67,10 @@ __all__ = [
     "PartImageFolder",
     "PartObjects",
     "caffe_normalize",
+    "celeba_split",
+    "part_objects_split",
+    "CaffeInputVGG",
+    "RandomFeatures",
     "LOSS_WEIGHTS",
     "OfficialCheckpointError",
     "TPSWarp",

@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nvresearch.core.data import DatasetLayoutError
+from nvresearch.core.data import DatasetLayoutError, split_epoch_key
+from nvresearch.core.data.samplers import split_seed
 from nvresearch.core.utils.color import hsv_to_rgb
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
     "CUBParts",
     "PartImageFolder",
     "PartObjects",
+    "celeba_split",
+    "part_objects_split",
     "render_part_object",
     "caffe_normalize",
     "load_gray",
@@ -242,7 +245,8 @@ class CelebAWild(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, object]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, object]:
+        index = split_epoch_key(index)[1]  # the training sampler's (epoch, index) keys
         name, points = self.samples[index]
         rgb = load_rgb(self.root / "img_celeba" / name)
         h, w = rgb.shape[-2:]
@@ -340,7 +344,8 @@ class CUBParts(Dataset):
     def __len__(self) -> int:
         return len(self.anno)
 
-    def __getitem__(self, index: int) -> dict[str, object]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, object]:
+        index = split_epoch_key(index)[1]  # the training sampler's (epoch, index) keys
         a = self.anno[index]
         rel = str(a.rel_path)
         rgb = load_rgb(self.image_dir / rel).double() / 255.0
@@ -411,7 +416,8 @@ class PartImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict[str, object]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, object]:
+        index = split_epoch_key(index)[1]  # the training sampler's (epoch, index) keys
         path = self.files[index]
         s = (self.image_size, self.image_size)
         rgb = load_rgb(path)
@@ -584,10 +590,64 @@ class PartObjects(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, index: int) -> dict[str, object]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, object]:
+        index = split_epoch_key(index)[1]  # the training sampler's (epoch, index) keys
         return {
             "image": caffe_normalize(self.images[index] * 255.0),
             "saliency": self.saliency[index],
             "labels": self.labels[index],
             "landmarks": self.landmarks[index],
         }
+
+
+def part_objects_split(
+    split: str,
+    train_images: int = 600,
+    val_images: int = 200,
+    test_images: int = 200,
+    size: int = 64,
+    seed: int = 0,
+    saliency_blur: int = 0,
+    rotation_deg: float = 45.0,
+    scale_range: Sequence[float] = (0.8, 1.2),
+    shift: float = 8.0,
+    articulation_deg: float = 15.0,
+    clutter: int = 3,
+) -> PartObjects:
+    """One split of the embedded world (the data module's dataset component): ``train`` / ``val`` / ``test`` are
+    :class:`PartObjects` of their own world seeds ``10 * seed + (0, 1, 2)`` (``split_seed``), so no image is shared
+    between splits.
+    """
+    counts = {"train": train_images, "val": val_images, "test": test_images}
+    if split not in counts:
+        raise ValueError(f"split must be one of {sorted(counts)}, got {split!r}")
+    count = counts[split]
+    return PartObjects(
+        int(count),
+        size=size,
+        seed=split_seed(seed, split),
+        saliency_blur=saliency_blur,
+        rotation_deg=rotation_deg,
+        scale_range=tuple(scale_range),
+        shift=shift,
+        articulation_deg=articulation_deg,
+        clutter=clutter,
+    )
+
+
+def celeba_split(
+    split: str,
+    root: str | os.PathLike,
+    train_list: str = "scops_train",
+    val_list: str = "test",
+    test_list: str = "test",
+    image_size: int = 256,
+    face_area_threshold: float = 0.3,
+) -> CelebAWild:
+    """One split of unaligned CelebA for the data module: training on the official SCOPS list, validation and test on
+    the MAFL test list (the landmark regressor is fitted inside the evaluation; see the module's docs). The list
+    names are :class:`CelebAWild` splits or list files."""
+    lists = {"train": train_list, "val": val_list, "test": test_list}
+    if split not in lists:
+        raise ValueError(f"split must be one of {sorted(lists)}, got {split!r}")
+    return CelebAWild(root, split=lists[split], image_size=image_size, face_area_threshold=face_area_threshold)

@@ -28,6 +28,7 @@ __all__ = [
     "ASPP",
     "PartBasis",
     "PartSegmenter",
+    "RandomFeatures",
     "VGGFeatures",
     "l2_normalize_rows",
     "load_matching",
@@ -244,6 +245,59 @@ class VGGFeatures(nn.Module):
         relu5_2 = self.features[:VGG_RELU5_2](x)
         relu5_4 = self.features[VGG_RELU5_2:](relu5_2)
         return torch.cat([relu5_2, relu5_4], dim=1)
+
+
+class RandomFeatures(nn.Module):
+    """A frozen random conv net as the semantic features of the embedded world (no ImageNet weights offline; the
+    spec's pilot): ``layers`` 3x3 convs with ReLU, the first ``log2(stride)`` of them with stride 2, on the network
+    input divided by 255, times ``scale`` (the semantic loss weight 1e4 was set for VGG features; the appendix's
+    second pilot needed features x10 to keep the bases alive). Deterministic given ``seed``; never trains.
+
+    Shape:
+        x: ``(B, 3, H, W)`` network inputs (RGB x 255 minus the Caffe mean); returns ``(B, channels, H / stride,
+        W / stride)``, non-negative.
+    """
+
+    def __init__(self, channels: int = 64, layers: int = 3, stride: int = 8, scale: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        downs = int(stride).bit_length() - 1
+        if 2**downs != int(stride) or downs > int(layers):
+            raise ValueError(f"stride must be a power of 2 of at most 2**layers ({2 ** int(layers)}), got {stride}")
+        g = torch.Generator().manual_seed(int(seed))
+        convs, c_in = [], 3
+        for i in range(int(layers)):
+            conv = nn.Conv2d(c_in, int(channels), 3, stride=2 if i < downs else 1, padding=1)
+            bound = (6.0 / (c_in * 9)) ** 0.5  # He-uniform, so the activations keep their scale through the ReLUs
+            with torch.no_grad():
+                conv.weight.uniform_(-bound, bound, generator=g)
+                conv.bias.zero_()
+            convs += [conv, nn.ReLU()]
+            c_in = int(channels)
+        self.net = nn.Sequential(*convs)
+        self.out_channels, self.scale = int(channels), float(scale)
+        self.requires_grad_(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x / 255.0) * self.scale
+
+
+class CaffeInputVGG(nn.Module):
+    """:class:`VGGFeatures` on SCOPS network inputs: converts them with ``imagenet_from_caffe`` (the official
+    mean-order quirk included) first, as the official trainer feeds its VGG.
+
+    Shape:
+        x: ``(B, 3, H, W)`` network inputs; returns ``(B, 1024, H / 16, W / 16)``.
+    """
+
+    def __init__(self, pretrained: str | None = None) -> None:
+        super().__init__()
+        self.vgg = VGGFeatures(pretrained)
+        self.out_channels = VGGFeatures.out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        from nvresearch.scops.losses import imagenet_from_caffe
+
+        return self.vgg(imagenet_from_caffe(x))
 
 
 class PartBasis(nn.Module):

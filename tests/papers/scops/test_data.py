@@ -190,3 +190,15 @@ def test_colour_is_no_part_cue_in_the_world() -> None:
     painted = palette[ds.labels].permute(0, 3, 1, 2)  # a colour per part: the probe succeeds
     pred = colour_kmeans_parts(painted, fg, 4, generator=g)
     assert part_agreement(pred, ds.labels, fg)["nmi"] > 0.99
+
+
+def test_part_objects_split_gives_disjoint_worlds_and_reads_epoch_keys() -> None:
+    from nvresearch.scops.data import part_objects_split
+
+    train = part_objects_split("train", train_images=3, size=32, seed=1)
+    val = part_objects_split("val", val_images=3, size=32, seed=1)
+    assert len(train) == 3 and train.images.shape == (3, 3, 32, 32)
+    assert not torch.equal(train.images[0], val.images[0])  # own seeds per split
+    assert torch.equal(train[(5, 2)]["image"], train[2]["image"])  # the training sampler's (epoch, index) key
+    with pytest.raises(ValueError, match="split must be one of"):
+        part_objects_split("holdout")

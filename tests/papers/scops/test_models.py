@@ -104,3 +104,17 @@ def test_part_basis_relu_and_norm() -> None:
     torch.testing.assert_close(
         l2_normalize_rows(w), torch.tensor([[3.0, 4.0], [0.0, 0.0]]) / torch.tensor([[5.0], [1e-3]])
     )
+
+
+def test_random_features_are_frozen_deterministic_and_scaled() -> None:
+    from nvresearch.scops.models import RandomFeatures
+
+    x = torch.randn(2, 3, 32, 32) * 60
+    a, b = RandomFeatures(16, stride=8, seed=3), RandomFeatures(16, stride=8, scale=10.0, seed=3)
+    out = a(x)
+    assert out.shape == (2, 16, 4, 4) and (out >= 0).all()
+    assert torch.allclose(b(x), 10 * out)
+    assert not any(p.requires_grad for p in a.parameters())
+    assert not torch.equal(RandomFeatures(16, seed=4)(x), out)
+    with pytest.raises(ValueError, match="stride must be a power of 2"):
+        RandomFeatures(16, layers=2, stride=8)
