@@ -458,6 +458,7 @@ def write_eye_strip_world(
     seed: int = 0,
     eye_gain_std: Sequence[float] = (0.0, 0.0),
     eye_curve_std: Sequence[float] = (0.0, 0.0),
+    head_range_deg: Sequence[float] = (20.0, 20.0),
 ) -> tuple[Path, Path]:
     """Write the eye-strip world in the preprocessed FAZE layout: ``<root>/EyeStrip.h5`` and ``<root>/split.json``.
 
@@ -469,6 +470,7 @@ def write_eye_strip_world(
         seed: person ``p`` of the world is drawn from ``numpy.random.default_rng((seed, p))``.
         eye_gain_std / eye_curve_std: standard deviations of the per-person eye shape (pitch, yaw), see
             :func:`render_person`.
+        head_range_deg: head poses are drawn from U(+-head_range_deg) (pitch, yaw).
 
     Returns:
         ``(h5 path, split path)``. The file also stores each person's ``kappa`` (radians), ``eye_gain`` and
@@ -492,6 +494,7 @@ def write_eye_strip_world(
                     height,
                     width,
                     kappa_std_deg,
+                    head_range_deg=head_range_deg,
                     eye_gain_std=eye_gain_std,
                     eye_curve_std=eye_curve_std,
                 )
@@ -573,12 +576,13 @@ def eye_strip_files(
     in_memory: bool = True,
     eye_gain_std: Sequence[float] = (0.0, 0.0),
     eye_curve_std: Sequence[float] = (0.0, 0.0),
+    head_range_deg: Sequence[float] = (20.0, 20.0),
 ) -> FazeFiles:
     """The embedded eye-strip world (a data config's dataset component), written once per parameter set.
 
     Args:
-        num_persons / samples / height / width / kappa_std_deg / seed / eye_gain_std / eye_curve_std: see
-            :func:`write_eye_strip_world`.
+        num_persons / samples / height / width / kappa_std_deg / seed / eye_gain_std / eye_curve_std /
+            head_range_deg: see :func:`write_eye_strip_world`.
         cache_dir: where the world is written (default: ``<tempdir>/nvresearch_faze``), see
             :func:`ensure_eye_strip_world`.
         in_memory: read the HDF5 arrays whole into memory (the world is small: on by default).
@@ -594,5 +598,6 @@ def eye_strip_files(
         seed=seed,
         eye_gain_std=list(eye_gain_std),
         eye_curve_std=list(eye_curve_std),
+        head_range_deg=list(head_range_deg),
     )
     return FazeFiles(FazeH5(h5_path, in_memory=in_memory), load_split(split_path), None)
