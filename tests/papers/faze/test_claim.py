@@ -14,6 +14,7 @@ OFFSET_MARGIN_DEG = 0.1
 @pytest.mark.claim
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,  # only the claim's own assertions count as the expected failure, not a crash
     reason="not shown on the redesigned eye-strip world (kappa as a rotation with the spec's spread, a hidden eye "
     "shape): k = 3 gains 16.4 % (seed 1) and 15.3 % (seed 2) < 20 %; k = 9 and the offset margin pass",
 )
