@@ -26,6 +26,7 @@ __all__ = [
     "PersonCodes",
     "joint_train",
     "meta_train",
+    "mlp_from_dted_head",
     "mlp_meta_loss",
     "sample_task",
 ]
@@ -50,6 +51,12 @@ class AdaGENConfig:
             ``'textbook'`` mode).
         joint_steps / joint_lr / joint_batch: the jointly trained baseline MLP (Adam).
         adapt_steps / adapt_lr: test-time personalisation, full-batch SGD (1000 steps at 1e-5).
+        adapt_lrs: candidate personalisation step sizes; when given, the jointly trained MLP and the DT-ED head
+            (the "NONE" baseline) are each personalised at their own best one, chosen on the validation persons
+            (their last ``select_last`` samples held out, calibration from the rest, mean error over
+            ``select_ks``), never on the test persons. The meta-learned MLP keeps ``adapt_lr``, the step size it was
+            meta-learned for. Empty: every initialisation uses ``adapt_lr``.
+        select_last / select_ks: see ``adapt_lrs`` (``select_last`` 0: ``test_last``).
         repeats: calibration draws per test person (10).
         ks: calibration sizes evaluated (0 = no adaptation).
         test_last: the last samples of each test person form its test set (500).
@@ -73,10 +80,27 @@ class AdaGENConfig:
     joint_batch: int = 512
     adapt_steps: int = 1000
     adapt_lr: float = 1e-5
+    adapt_lrs: Sequence[float] = ()
+    select_last: int = 0
+    select_ks: Sequence[int] = (1, 3, 9)
     repeats: int = 10
     ks: Sequence[int] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32, 64, 128, 256)
     test_last: int = 500
     seed: int = 4089213955
+
+
+def mlp_from_dted_head(gaze1: torch.nn.Linear, gaze2: torch.nn.Linear) -> GazeMLP:
+    """The DT-ED gaze head (``gaze1``, ``gaze2``, ReLU; spec A.4) as a :class:`GazeMLP`, for the official "NONE"
+    baseline: no meta-learning, the person-independent head itself is fine-tuned on the k calibration samples
+    (``2_meta_learning.py`` with ``--maml-use-pretrained-mlp``). The official code loads the ReLU-trained head into
+    its SELU MLP (spec E.11); here it keeps the ReLU it was trained with, so that at k = 0 it is the DT-ED head.
+    """
+    mlp = GazeMLP(gaze1.in_features, gaze1.out_features, "relu")
+    with torch.no_grad():
+        for mine, theirs in ((mlp.layer1, gaze1), (mlp.layer2, gaze2)):
+            mine.weight.copy_(theirs.weight)
+            mine.bias.copy_(theirs.bias)
+    return mlp.eval()
 
 
 @dataclass

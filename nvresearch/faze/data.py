@@ -35,10 +35,13 @@ __all__ = [
     "FazeH5",
     "PairDataset",
     "SampleDataset",
+    "apparent_rotation",
     "ensure_eye_strip_world",
     "eye_strip_files",
     "faze_files",
+    "kappa_rotation",
     "load_split",
+    "optical_axis",
     "preprocess_pixels",
     "render_person",
     "write_eye_strip_world",
@@ -310,6 +313,55 @@ def _soft(signed: np.ndarray) -> np.ndarray:
     return np.clip(signed + 0.5, 0.0, 1.0)
 
 
+def kappa_rotation(kappa: np.ndarray) -> np.ndarray:
+    """The fixed rotation from a person's optical to visual axis (spec H.1), ``R_kappa = R_y(yaw) R_x(-pitch)``.
+
+    It maps the optical axis straight ahead, ``v(0, 0)``, to ``v(kappa)`` in FAZE's vector convention
+    (``v = (cos p sin y, sin p, cos p cos y)``; the pitch sign follows from ``R_x(t) e_z = v(-t, 0)``), and every other
+    direction by the same rotation, so the visual axis is ``R_kappa v(o)``: not ``o + kappa`` away from straight ahead.
+
+    Shape:
+        kappa: ``(2,)`` (pitch, yaw) radians; returns ``(3, 3)``.
+    """
+    p, y = float(kappa[0]), float(kappa[1])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(-p), -math.sin(-p)], [0.0, math.sin(-p), math.cos(-p)]])
+    ry = np.array([[math.cos(y), 0.0, math.sin(y)], [0.0, 1.0, 0.0], [-math.sin(y), 0.0, math.cos(y)]])
+    return ry @ rx
+
+
+def _vector(py: np.ndarray) -> np.ndarray:
+    p, y = py[..., 0], py[..., 1]
+    return np.stack([np.cos(p) * np.sin(y), np.sin(p), np.cos(p) * np.cos(y)], axis=-1)
+
+
+def _pitchyaw(v: np.ndarray) -> np.ndarray:
+    v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.stack([np.arcsin(np.clip(v[..., 1], -1.0, 1.0)), np.arctan2(v[..., 0], v[..., 2])], axis=-1)
+
+
+def optical_axis(visual: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+    """The optical axis ``o`` whose rotation by ``R_kappa`` is the visual axis (``v(g) = R_kappa v(o)``).
+
+    Shape:
+        visual: ``(N, 2)`` (pitch, yaw) radians; kappa ``(2,)``; returns ``(N, 2)``.
+    """
+    return _pitchyaw(_vector(visual) @ kappa_rotation(kappa))  # row vectors: v R = (R^T v^T)^T
+
+
+def apparent_rotation(optical: np.ndarray, gain: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """The eye rotation a person's eye *shows* for an optical axis ``o``: ``o (1 + gain) + curve o |o|`` per angle.
+
+    A person-specific eye shape (eyeball radius, corneal magnification, nasal/temporal asymmetry of the lids): the
+    iris, its foreshortening and the lid all follow the apparent rotation, so an estimator that reads the image
+    sees only it. The difference to the true axis is zero looking straight ahead and grows with the angle (``gain``
+    linearly, ``curve`` quadratically), so no constant offset removes it.
+
+    Shape:
+        optical: ``(N, 2)`` radians; gain ``(2,)`` (dimensionless); curve ``(2,)`` (1/radian); returns ``(N, 2)``.
+    """
+    return optical * (1.0 + gain) + curve * optical * np.abs(optical)
+
+
 def render_person(
     rng: np.random.Generator,
     num_samples: int,
@@ -319,18 +371,24 @@ def render_person(
     gaze_range_deg: Sequence[float] = (20.0, 25.0),
     head_range_deg: Sequence[float] = (20.0, 20.0),
     noise: float = 0.02,
+    eye_gain_std: Sequence[float] = (0.0, 0.0),
+    eye_curve_std: Sequence[float] = (0.0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one synthetic person of the eye-strip world (spec H.1).
 
-    The person has its own skin, sclera and iris colours, eye size and spacing, eyeball radius, lighting gradient and
-    an angular offset ``kappa`` between the optical and the visual axis. Each image draws a gaze (visual axis)
-    ``g ~ U(+-gaze_range)`` (pitch, yaw) and a head pose ``h ~ U(+-head_range)``. The two eyes are placed and
-    squeezed by the head pose, the strip is shaded by it, and each iris (with pupil) sits where the eyeball rotated
-    by the *optical* axis ``o = g - kappa`` (relative to the head) projects; the upper lid follows the pitch.
-    Labels are the visual axis, so a person-independent estimator cannot know ``kappa``: personalisation can.
+    The person has its own skin, sclera and iris colours, eye size and spacing, lighting gradient, a fixed rotation
+    ``R_kappa`` between the optical and the visual axis (:func:`kappa_rotation`, ``kappa ~ N(0, kappa_std)``), and a
+    hidden eye shape that changes the shown eye rotation with the gaze direction (:func:`apparent_rotation`:
+    ``gain ~ N(0, eye_gain_std)``, ``curve ~ N(0, eye_curve_std)`` per pitch and yaw). Each image draws a gaze
+    (visual axis) ``g ~ U(+-gaze_range)`` (pitch, yaw) and a head pose ``h ~ U(+-head_range)``. The two eyes are
+    placed and squeezed by the head pose, the strip is shaded by it, and each iris (with pupil) sits where the
+    eyeball, rotated by the apparent optical axis relative to the head, projects; the upper lid follows the pitch.
+    Labels are the visual axis, so a person-independent estimator cannot know ``kappa`` or the eye shape:
+    personalisation can, and the eye shape's error grows with the angle, so a constant offset cannot.
 
     Returns:
-        ``(pixels (N, H, W, 3) uint8 RGB, labels (N, 4) float32 radians, kappa (2,) float32 radians)``.
+        ``(pixels (N, H, W, 3) uint8 RGB, labels (N, 4) float32 radians, person (6,) float32)``: ``person`` is
+        ``kappa`` (pitch, yaw, radians), ``gain`` (pitch, yaw) and ``curve`` (pitch, yaw, 1/radian).
     """
     n, h_img, w_img = int(num_samples), int(height), int(width)
     deg = math.pi / 180.0
@@ -342,14 +400,16 @@ def render_person(
     half_gap = rng.uniform(0.22, 0.27) * w_img
     eye_w = rng.uniform(0.15, 0.19) * w_img
     eye_h = rng.uniform(0.26, 0.34) * h_img
-    ball = eye_w * rng.uniform(0.85, 1.05)
+    ball = 0.95 * eye_w  # the shown rotation's scale is the eye shape's (gain), not an unseen radius
     iris_r = eye_h * rng.uniform(0.6, 0.75)
     light = rng.uniform(-0.25, 0.25, size=2)
     kappa = rng.normal(0.0, 1.0, size=2) * np.asarray(kappa_std_deg, dtype=np.float64) * deg
+    gain = rng.normal(0.0, 1.0, size=2) * np.asarray(eye_gain_std, dtype=np.float64)
+    curve = rng.normal(0.0, 1.0, size=2) * np.asarray(eye_curve_std, dtype=np.float64)
 
     g = rng.uniform(-1.0, 1.0, size=(n, 2)) * np.asarray(gaze_range_deg) * deg
     hp = rng.uniform(-1.0, 1.0, size=(n, 2)) * np.asarray(head_range_deg) * deg
-    o = g - kappa  # optical axis
+    o = apparent_rotation(optical_axis(g, kappa), gain, curve)  # what the eye shows
     rel = o - hp  # eyeball rotation relative to the head
     bright = rng.uniform(0.85, 1.15, size=n)
 
@@ -385,7 +445,7 @@ def render_person(
     img = img * bright[:, None, None, None] + rng.normal(0.0, noise, size=img.shape)
     pixels = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
     labels = np.concatenate([g, hp], axis=1).astype(np.float32)
-    return pixels, labels, kappa.astype(np.float32)
+    return pixels, labels, np.concatenate([kappa, gain, curve]).astype(np.float32)
 
 
 def write_eye_strip_world(
@@ -396,6 +456,9 @@ def write_eye_strip_world(
     width: int = 64,
     kappa_std_deg: Sequence[float] = (1.5, 3.0),
     seed: int = 0,
+    eye_gain_std: Sequence[float] = (0.0, 0.0),
+    eye_curve_std: Sequence[float] = (0.0, 0.0),
+    head_range_deg: Sequence[float] = (20.0, 20.0),
 ) -> tuple[Path, Path]:
     """Write the eye-strip world in the preprocessed FAZE layout: ``<root>/EyeStrip.h5`` and ``<root>/split.json``.
 
@@ -405,9 +468,13 @@ def write_eye_strip_world(
         height / width: patch size (the reference patches are 64x256; both must suit the DT-ED, i.e. divisible by 32).
         kappa_std_deg: standard deviation of the per-person kappa (pitch, yaw) in degrees (spec H.1: 1.5, 3).
         seed: person ``p`` of the world is drawn from ``numpy.random.default_rng((seed, p))``.
+        eye_gain_std / eye_curve_std: standard deviations of the per-person eye shape (pitch, yaw), see
+            :func:`render_person`.
+        head_range_deg: head poses are drawn from U(+-head_range_deg) (pitch, yaw).
 
     Returns:
-        ``(h5 path, split path)``. The file also stores each person's ``kappa`` (radians) as a group attribute.
+        ``(h5 path, split path)``. The file also stores each person's ``kappa`` (radians), ``eye_gain`` and
+        ``eye_curve`` as group attributes.
     """
     import h5py
 
@@ -421,14 +488,23 @@ def write_eye_strip_world(
         for name in ("train", "val", "test"):
             split[name] = []
             for _ in range(int(num_persons[name])):
-                pixels, labels, kappa = render_person(
-                    np.random.default_rng((seed, p)), int(samples[name]), height, width, kappa_std_deg
+                pixels, labels, person = render_person(
+                    np.random.default_rng((seed, p)),
+                    int(samples[name]),
+                    height,
+                    width,
+                    kappa_std_deg,
+                    head_range_deg=head_range_deg,
+                    eye_gain_std=eye_gain_std,
+                    eye_curve_std=eye_curve_std,
                 )
                 pid = f"{p:05d}"
                 group = f.create_group(pid)
                 group.create_dataset("pixels", data=pixels, chunks=(1, *pixels.shape[1:]), compression="lzf")
                 group.create_dataset("labels", data=labels, chunks=(1, 4), compression="lzf")
-                group.attrs["kappa"] = kappa
+                group.attrs["kappa"] = person[:2]
+                group.attrs["eye_gain"] = person[2:4]
+                group.attrs["eye_curve"] = person[4:]
                 split[name].append(pid)
                 p += 1
     os.replace(tmp, h5_path)
@@ -498,11 +574,15 @@ def eye_strip_files(
     seed: int = 0,
     cache_dir: str | None = None,
     in_memory: bool = True,
+    eye_gain_std: Sequence[float] = (0.0, 0.0),
+    eye_curve_std: Sequence[float] = (0.0, 0.0),
+    head_range_deg: Sequence[float] = (20.0, 20.0),
 ) -> FazeFiles:
     """The embedded eye-strip world (a data config's dataset component), written once per parameter set.
 
     Args:
-        num_persons / samples / height / width / kappa_std_deg / seed: see :func:`write_eye_strip_world`.
+        num_persons / samples / height / width / kappa_std_deg / seed / eye_gain_std / eye_curve_std /
+            head_range_deg: see :func:`write_eye_strip_world`.
         cache_dir: where the world is written (default: ``<tempdir>/nvresearch_faze``), see
             :func:`ensure_eye_strip_world`.
         in_memory: read the HDF5 arrays whole into memory (the world is small: on by default).
@@ -516,5 +596,8 @@ def eye_strip_files(
         width=width,
         kappa_std_deg=kappa_std_deg,
         seed=seed,
+        eye_gain_std=list(eye_gain_std),
+        eye_curve_std=list(eye_curve_std),
+        head_range_deg=list(head_range_deg),
     )
     return FazeFiles(FazeH5(h5_path, in_memory=in_memory), load_split(split_path), None)

@@ -15,11 +15,12 @@ class FazeDataModule(SplitDataModule):
     """Stage-1 pairs and stage-2 per-person samples from preprocessed FAZE HDF5 files (spec C).
 
     Training uses ``train`` persons of the split with at least ``min_samples`` samples (pairs, spec A.6);
-    validation the first ``val_persons`` ``val`` persons (their last ``val_samples`` samples). The test stage has two
+    validation the first ``val_persons`` ``val`` persons (their last ``val_samples`` samples). The test stage has three
     loaders: 0, every sample of the meta-training persons (``train`` persons with more than
     ``stage2_min_samples``), whose gaze codes stage 2 learns from; 1, the test persons (``test`` persons of the split,
     or every person of the separate test file, e.g. MPIIGaze) with more than ``stage2_min_samples`` samples, in
-    sample order.
+    sample order; 2, the validation persons, on which stage 2 chooses each initialisation's personalisation step
+    size (persons that neither stage 2 nor the test has seen).
 
     Args:
         dataset: the dataset component: called once with no argument it returns the opened
@@ -35,7 +36,11 @@ class FazeDataModule(SplitDataModule):
         equalize: histogram equalisation of luma (the reference preprocessing).
     """
 
-    STAGE_SPLITS = {**SplitDataModule.STAGE_SPLITS, "test": ("meta_train", "test"), "predict": ("meta_train", "test")}
+    STAGE_SPLITS = {
+        **SplitDataModule.STAGE_SPLITS,
+        "test": ("meta_train", "test", "val"),
+        "predict": ("meta_train", "test", "val"),
+    }
 
     def __init__(
         self,
@@ -88,11 +93,11 @@ class FazeDataModule(SplitDataModule):
         return ds
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self.loader("meta_train"), self.loader("test")]
+        return [self.loader("meta_train"), self.loader("test"), self.loader("val")]
 
     def predict_dataloader(self) -> list[DataLoader]:
         return self.test_dataloader()
 
     def person_names(self, which: str) -> list[str]:
-        """Person ids of the ``meta_train`` or ``test`` loader, in the order of their ``person`` indices."""
+        """Person ids of the ``meta_train``, ``test`` or ``val`` loader, in the order of their ``person`` indices."""
         return list(self.splits[which].persons)  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from torch import nn
 from nvresearch.core.geometry import angular_error, mean_angular_error, pitchyaw_to_vector, vector_to_pitchyaw
 from nvresearch.core.meta import batched_adapt, batched_forward, stack_params
 
-__all__ = ["CurvePoint", "offset_correction_curve", "personalization_curve"]
+__all__ = ["CurvePoint", "offset_correction_curve", "personalization_curve", "select_adapt_lr"]
 
 
 @dataclass
@@ -135,3 +135,34 @@ def offset_correction_curve(
         std = float(per_repeat.std(unbiased=False)) if reps > 1 else 0.0
         out.append(CurvePoint(k, float(err.mean()), std, len(eligible)))
     return out
+
+
+def select_adapt_lr(
+    mlp: nn.Module,
+    persons: Sequence[object],
+    lrs: Sequence[float],
+    ks: Sequence[int],
+    test_last: int,
+    repeats: int = 10,
+    steps: int = 10,
+    seed: int = 4089213955,
+) -> tuple[float, dict[float, float]]:
+    """The personalisation step size that suits one initialisation, chosen on persons that are not test persons.
+
+    Each candidate runs the protocol of :func:`personalization_curve` on ``persons`` (outside the test set: their last
+    ``test_last`` samples held out); its score is the mean error over ``ks``. Comparing initialisations each at its
+    own best step size keeps one that needs a smaller step (the jointly trained MLP, the DT-ED head) from
+    diverging at a step size meta-learned for another.
+
+    Returns:
+        ``(best lr, {lr: score in degrees})``; ties go to the first candidate.
+    """
+    if not lrs:
+        raise ValueError("select_adapt_lr needs at least one candidate step size")
+    scores = {}
+    for lr in lrs:
+        curve = personalization_curve(mlp, persons, ks, test_last, repeats, steps, float(lr), seed)
+        if not curve:
+            raise ValueError(f"no selection person has more than test_last={test_last} + k samples for ks={list(ks)}")
+        scores[float(lr)] = sum(c.mean for c in curve) / len(curve)
+    return min(scores, key=scores.__getitem__), scores

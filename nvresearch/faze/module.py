@@ -2,10 +2,13 @@
 
 ``fit`` trains the DT-ED on same-person pairs with the reference losses, weights, EC warm-up and learning-rate
 schedule (spec A.5, B) and validates its gaze head's angular error on validation persons. ``test`` runs the frozen
-encoder over the meta-training persons (loader 0) and the test persons (loader 1), then meta-trains the gaze MLP,
-trains the joint (non-meta) baseline, and personalises both on every test person for each k (spec A.7, C.5).
-It logs ``test/error_k<k>`` (meta-learned init), ``test/joint_error_k<k>``, ``test/dted_error`` (the DT-ED gaze
-head, person-independent) and ``test/person_independent_error``, and writes ``error_vs_k.csv``, ``stage2.pt``,
+encoder over the meta-training persons (loader 0), the test persons (loader 1) and the validation persons (loader 2),
+then meta-trains the gaze MLP, trains the joint (non-meta) baseline, and personalises both and the DT-ED gaze head
+(the official "NONE" baseline) on every test person for each k (spec A.7, C.5), each at its own step size chosen
+on the validation persons. It logs ``test/error_k<k>`` (meta-learned init), ``test/joint_error_k<k>``,
+``test/none_error_k<k>``, ``test/offset_error_k<k>`` (offset correction), ``test/<init>_adapt_lr``,
+``test/dted_error`` (the DT-ED gaze head, person-independent) and ``test/person_independent_error``, and writes
+``error_vs_k.csv``, ``stage2.pt``,
 ``estimator.pt`` (for :meth:`~nvresearch.faze.inference.FazeGazeEstimator.load`) and pictures in ``samples/``.
 """
 
@@ -27,7 +30,7 @@ from nvresearch.core.training.console import log_to_files
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.threads import torch_threads
 from nvresearch.core.utils.visual import save_grid
-from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train
+from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train, mlp_from_dted_head
 from nvresearch.faze.inference import FazeGazeEstimator
 from nvresearch.faze.losses import (
     embedding_consistency_loss,
@@ -36,7 +39,7 @@ from nvresearch.faze.losses import (
     linear_ramp,
     reconstruction_l1_loss,
 )
-from nvresearch.faze.metrics import offset_correction_curve, personalization_curve
+from nvresearch.faze.metrics import offset_correction_curve, personalization_curve, select_adapt_lr
 from nvresearch.faze.models import DTED, GazeMLP, rotate_codes
 from nvresearch.faze.visual import draw_error_curve, to_unit_range
 
@@ -172,7 +175,7 @@ class FazeModule(NVModule):
 
     # ------------------------------------------------------------------ stage 2
     def on_test_epoch_start(self) -> None:
-        self._test_store = {0: defaultdict(list), 1: defaultdict(list)}
+        self._test_store = {0: defaultdict(list), 1: defaultdict(list), 2: defaultdict(list)}
         self._picture_batch = None
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -233,6 +236,7 @@ class FazeModule(NVModule):
         dted_error = float(dted_err[last].mean())
 
         joint = joint_train(train_codes, cfg)
+        none = mlp_from_dted_head(self.dted.gaze1, self.dted.gaze2)  # the official "NONE" baseline
         if cfg.per_k:
             # One model per k > 0; k = 0 (no adaptation) evaluates the smallest k's model instead of training a
             # duplicate of it.
@@ -243,11 +247,14 @@ class FazeModule(NVModule):
         else:
             meta = meta_train(train_codes, cfg)
             inits = None
-        common = dict(
-            test_last=cfg.test_last, repeats=cfg.repeats, steps=cfg.adapt_steps, lr=cfg.adapt_lr, seed=cfg.seed
-        )
-        meta_curve = personalization_curve(meta, test_codes, ks, inits=inits, **common)
-        joint_curve = personalization_curve(joint, test_codes, ks, **common)
+        select_codes = self._codes(2, dm.person_names("val")) if self._test_store[2].get("features") else []
+        # MAML's step size is the one it was meta-learned for (its inner loop is the personalisation); the other two
+        # initialisations get their own best one.
+        lrs = {"meta": float(cfg.adapt_lr), **self._select_adapt_lrs(select_codes, {"joint": joint, "none": none})}
+        common = dict(test_last=cfg.test_last, repeats=cfg.repeats, steps=cfg.adapt_steps, seed=cfg.seed)
+        meta_curve = personalization_curve(meta, test_codes, ks, inits=inits, lr=lrs["meta"], **common)
+        joint_curve = personalization_curve(joint, test_codes, ks, lr=lrs["joint"], **common)
+        none_curve = personalization_curve(none, test_codes, ks, lr=lrs["none"], **common)
         # The trivial probe: the jointly trained MLP plus the mean error of the k samples (no learning).
         offset_curve = offset_correction_curve(
             joint, test_codes, ks, test_last=cfg.test_last, repeats=cfg.repeats, seed=cfg.seed
@@ -257,46 +264,66 @@ class FazeModule(NVModule):
         joint_k0 = next((c.mean for c in joint_curve if c.k == 0), math.inf)
         person_independent = min(dted_error, joint_k0)
         metrics = {"dted_error": dted_error, "person_independent_error": person_independent}
-        for c in meta_curve:
-            metrics[f"error_k{c.k}"] = c.mean
-        for c in joint_curve:
-            metrics[f"joint_error_k{c.k}"] = c.mean
-        for c in offset_curve:
-            metrics[f"offset_error_k{c.k}"] = c.mean
+        metrics |= {f"{name}_adapt_lr": lr for name, lr in lrs.items()}
+        curves = {"": meta_curve, "joint_": joint_curve, "none_": none_curve, "offset_": offset_curve}
+        for prefix, curve in curves.items():
+            for c in curve:
+                metrics[f"{prefix}error_k{c.k}"] = c.mean
         for name, value in metrics.items():
             self.log(f"test/{name}", value, add_dataloader_idx=False)
         self.results = {
             "metrics": metrics,
             "meta_curve": [dataclasses.asdict(c) for c in meta_curve],
             "joint_curve": [dataclasses.asdict(c) for c in joint_curve],
+            "none_curve": [dataclasses.asdict(c) for c in none_curve],
             "offset_curve": [dataclasses.asdict(c) for c in offset_curve],
+            "adapt_lrs": lrs,
+            "adapt_lr_scores": self._lr_scores,
             "test_persons": len(test_codes),
             "meta_train_persons": len(train_codes),
         }
         if self.trainer.is_global_zero:
             self._write_stage2(meta, joint, meta_curve, joint_curve, dted_error)
 
+    def _select_adapt_lrs(self, persons: list[PersonCodes], inits: dict[str, GazeMLP]) -> dict[str, float]:
+        """Each initialisation's personalisation step size among ``stage2.adapt_lrs``, chosen on ``persons`` (the
+        validation persons: their last ``select_last`` samples held out); ``stage2.adapt_lr`` for all when no
+        candidates are configured.
+
+        Not on the meta-training persons: both initialisations were trained on their samples, so there the jointly
+        trained MLP needs no adaptation and the smallest step always wins (measured: docs/papers/faze.md).
+        """
+        cfg = self.stage2
+        self._lr_scores: dict[str, dict[float, float]] = {}
+        if not cfg.adapt_lrs:
+            return {name: float(cfg.adapt_lr) for name in inits}
+        if not persons:
+            raise ValueError("model.stage2.adapt_lrs needs validation persons to choose on (data.val_persons > 0)")
+        held_out = int(cfg.select_last) or int(cfg.test_last)
+        out = {}
+        for name, mlp in inits.items():
+            out[name], self._lr_scores[name] = select_adapt_lr(
+                mlp, persons, cfg.adapt_lrs, cfg.select_ks, held_out, cfg.repeats, cfg.adapt_steps, cfg.seed
+            )
+        return out
+
     def _write_stage2(self, meta: GazeMLP, joint: GazeMLP, meta_curve: list, joint_curve: list, dted: float) -> None:
         out = self.output_dir
         joint_by_k = {c.k: c for c in joint_curve}
-        offset_by_k = {c["k"]: c["mean"] for c in self.results.get("offset_curve", [])}
+        none_by_k = {c["k"]: c for c in self.results.get("none_curve", [])}
+        offset_by_k = {c["k"]: c for c in self.results.get("offset_curve", [])}
         with open(out / "error_vs_k.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            header = ["k", "meta_mean_deg", "meta_std_deg", "joint_mean_deg", "joint_std_deg", "offset_mean_deg"]
+            header = ["k", "meta_mean_deg", "meta_std_deg", "joint_mean_deg", "joint_std_deg"]
+            header += ["none_mean_deg", "none_std_deg", "offset_mean_deg", "offset_std_deg"]
             writer.writerow([*header, "persons"])
             for c in meta_curve:
+                row = [c.k, f"{c.mean:.4f}", f"{c.std:.4f}"]
                 j = joint_by_k.get(c.k)
-                writer.writerow(
-                    [
-                        c.k,
-                        f"{c.mean:.4f}",
-                        f"{c.std:.4f}",
-                        f"{j.mean:.4f}" if j else "",
-                        f"{j.std:.4f}" if j else "",
-                        f"{offset_by_k[c.k]:.4f}" if c.k in offset_by_k else "",
-                        c.persons,
-                    ]
-                )
+                row += [f"{j.mean:.4f}", f"{j.std:.4f}"] if j else ["", ""]
+                for other in (none_by_k.get(c.k), offset_by_k.get(c.k)):
+                    row += [f"{other['mean']:.4f}", f"{other['std']:.4f}"] if other else ["", ""]
+                writer.writerow([*row, c.persons])
         torch.save(
             {"meta_mlp": meta.state_dict(), "joint_mlp": joint.state_dict(), "results": self.results}, out / "stage2.pt"
         )
@@ -304,17 +331,21 @@ class FazeModule(NVModule):
         equalize = bool(getattr(self.trainer.datamodule, "equalize", True))
         FazeGazeEstimator(self.dted, meta, equalize).save(out / "estimator.pt")
         ks = [c.k for c in meta_curve]
-        draw_error_curve(
-            ks,
-            {"MAML init": [c.mean for c in meta_curve], "joint init": [joint_by_k[k].mean for k in ks]},
-            self.samples_dir / "error_vs_k.png",
-            hlines={"DT-ED (k=0)": dted},
-        )
-        lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s} {'offset corr.':>12s}"]
-        lines += [
-            f"{c.k:>5d} {c.mean:>9.2f}° {joint_by_k[c.k].mean:>9.2f}° {offset_by_k.get(c.k, math.nan):>11.2f}°"
-            for c in meta_curve
-        ]
+        lrs = self.results.get("adapt_lrs", {})
+        nan = {"mean": math.nan}
+        rows = {
+            f"MAML init, lr {lrs.get('meta', math.nan):.0e}": [c.mean for c in meta_curve],
+            f"joint init, lr {lrs.get('joint', math.nan):.0e}": [joint_by_k[k].mean for k in ks],
+            f"NONE (DT-ED head), lr {lrs.get('none', math.nan):.0e}": [none_by_k.get(k, nan)["mean"] for k in ks],
+            "offset correction": [offset_by_k.get(k, nan)["mean"] for k in ks],
+        }
+        draw_error_curve(ks, rows, self.samples_dir / "error_vs_k.png", hlines={"DT-ED (k=0)": dted})
+        lines = [f"{'k':>5s} {'MAML init':>10s} {'joint init':>10s} {'NONE':>10s} {'offset corr.':>12s}"]
+        widths = (9, 9, 9, 11)
+        for i, k in enumerate(ks):
+            lines.append(f"{k:>5d}" + "".join(f" {v[i]:>{w}.2f}°" for w, v in zip(widths, rows.values())))
+        chosen = ", ".join(f"{name} {lr:g}" for name, lr in lrs.items())
+        lines.append(f"personalisation step sizes (chosen on the validation persons): {chosen}")
         lines.append(f"DT-ED gaze head (person-independent): {dted:.2f}°")
         table = "FAZE error vs k (test persons):\n" + "\n".join(lines)
         print(table, flush=True)  # once on the console (Hydra's log handler would repeat a log.info there)

@@ -66,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
                     k,
                     metrics[f"test/error_k{k}"],
                     metrics.get(f"test/joint_error_k{k}"),
+                    metrics.get(f"test/none_error_k{k}"),
+                    metrics.get(f"test/offset_error_k{k}"),
                     f"{paper[0]:.2f}{paper[1]}" if paper else None,
                 ]
             )
         print_table(
             f"{d}: mean angular error (deg) over test persons, error vs k",
-            ["k", "MAML init", "joint init", "paper"],
+            ["k", "MAML init", "joint init", "NONE (DT-ED head)", "offset correction", "paper"],
             rows,
         )
         print(f"person-independent (DT-ED gaze head): {metrics['test/dted_error']:.2f}")

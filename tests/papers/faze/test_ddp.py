@@ -35,6 +35,7 @@ FAZE_DDP = [
     "model.stage2.joint_steps=10",
     "model.stage2.adapt_steps=5",
     "model.stage2.repeats=2",
+    "model.stage2.select_last=4",
     "model.stage2.ks=[0,1,3,9]",
 ]
 

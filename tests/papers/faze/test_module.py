@@ -30,6 +30,7 @@ FAZE_FAST = [
     "model.stage2.joint_steps=10",
     "model.stage2.adapt_steps=5",
     "model.stage2.repeats=2",
+    "model.stage2.select_last=4",
     "model.stage2.ks=[0,1,3,9,64]",
     "trainer.limit_test_batches=null",
 ]
@@ -80,14 +81,20 @@ def test_fast_run_writes_table_plot_pictures_and_estimator(compose, tmp_path):
     run = tmp_path / "run"
     for k in (0, 1, 3, 9):
         assert f"test/error_k{k}" in metrics and f"test/joint_error_k{k}" in metrics
-        assert f"test/offset_error_k{k}" in metrics
+        assert f"test/offset_error_k{k}" in metrics and f"test/none_error_k{k}" in metrics
     assert metrics["test/offset_error_k0"] == pytest.approx(metrics["test/joint_error_k0"], abs=1e-4)
+    # "NONE" starts from the DT-ED gaze head itself: unadapted, it scores the head's error on the same samples
+    assert metrics["test/none_error_k0"] == pytest.approx(metrics["test/dted_error"], abs=1e-4)
+    assert metrics["test/meta_adapt_lr"] == pytest.approx(6e-4)  # MAML: the step size it was meta-learned for
+    for name in ("joint", "none"):  # each baseline's own step size, one of the configured candidates
+        assert any(metrics[f"test/{name}_adapt_lr"] == pytest.approx(c) for c in (1e-5, 3e-5, 1e-4, 3e-4, 6e-4, 1e-3))
     assert "test/error_k64" not in metrics  # larger than every calibration pool (60 - 30)
     assert metrics["test/person_independent_error"] <= metrics["test/dted_error"]
     saved = json.loads((run / "metrics.json").read_text())["metrics"]
     assert saved["test/error_k3"] == pytest.approx(metrics["test/error_k3"])
     rows = list(csv.DictReader(open(run / "error_vs_k.csv")))
     assert [int(r["k"]) for r in rows] == [0, 1, 3, 9] and all(int(r["persons"]) == 3 for r in rows)
+    assert float(rows[2]["none_mean_deg"]) == pytest.approx(metrics["test/none_error_k3"], abs=1e-4)
     for name in ("error_vs_k.png", "reconstructions.png", "gaze_rotation.png"):
         assert (run / "samples" / name).stat().st_size > 1000
     # the exported estimator works without Lightning
@@ -125,7 +132,7 @@ def test_fast_run_writes_table_plot_pictures_and_estimator(compose, tmp_path):
     for px, y in test:
         for _ in range(2):
             idx = rng.sample(range(30), 3)
-            mine = personalize(model, px[idx], y[idx], steps=5, lr=6e-4)
+            mine = personalize(model, px[idx], y[idx], steps=5, lr=metrics["test/meta_adapt_lr"])
             errs.append(
                 angular_error(pitchyaw_to_vector(predict(mine, px[-30:])), pitchyaw_to_vector(torch.tensor(y[-30:])))
             )

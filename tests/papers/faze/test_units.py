@@ -40,6 +40,9 @@ from nvresearch.faze import (
     render_person,
     rotate_codes,
 )
+from nvresearch.faze.adagen import mlp_from_dted_head
+from nvresearch.faze.data import apparent_rotation, kappa_rotation, optical_axis
+from nvresearch.faze.metrics import select_adapt_lr
 from nvresearch.faze.visual import draw_error_curve
 
 FLOOR = math.degrees(math.acos(1 - 1e-6))  # the clipped angle of identical vectors, 0.081 deg
@@ -418,7 +421,8 @@ def test_eye_strip_world_is_deterministic_and_in_the_layout(tmp_path) -> None:
     b = render_person(np.random.default_rng((5, 1)), 6, 32, 64)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
-    pixels, labels, kappa = a
+    pixels, labels, person = a
+    assert person.shape == (6,) and np.all(person[2:] == 0)  # no eye-shape spread asked: gain and curve 0
     assert pixels.shape == (6, 32, 64, 3) and pixels.dtype == np.uint8 and labels.shape == (6, 4)
     assert np.abs(labels[:, 1]).max() <= math.radians(25) and np.abs(labels[:, 2:]).max() <= math.radians(20)
     params = dict(num_persons={"train": 2, "val": 1, "test": 1}, samples={"train": 5, "val": 3, "test": 7}, seed=1)
@@ -438,10 +442,56 @@ def test_eye_strip_world_is_deterministic_and_in_the_layout(tmp_path) -> None:
 def test_iris_follows_the_optical_axis() -> None:
     """The rendered iris (darkest pixels) moves right/left with the yaw of the gaze relative to the head."""
     rng = np.random.default_rng(0)
-    pixels, labels, kappa = render_person(rng, 400, 32, 64, head_range_deg=(0.0, 0.0), kappa_std_deg=(0.0, 0.0))
+    pixels, labels, _ = render_person(rng, 400, 32, 64, head_range_deg=(0.0, 0.0), kappa_std_deg=(0.0, 0.0))
     dark = pixels.astype(float).sum(-1) < np.percentile(pixels.astype(float).sum(-1), 3, axis=(1, 2))[:, None, None]
     xs = np.array([np.nonzero(d)[1].mean() for d in dark])
     assert np.corrcoef(xs, np.sin(labels[:, 1]))[0, 1] > 0.8
+
+
+def test_kappa_is_a_fixed_rotation_of_the_visual_axis() -> None:
+    """R_kappa maps straight ahead to kappa and every direction by the same rotation: angles between axes are kept,
+    and away from straight ahead the visual axis is not the optical axis plus kappa."""
+    kappa = np.radians([3.0, 0.0])
+    rot = kappa_rotation(kappa)
+    np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(optical_axis(kappa[None], kappa), [[0.0, 0.0]], atol=1e-12)  # v(kappa) = R v(0, 0)
+    # Optical axis (0, 30 deg) rotated about the x axis by 3 deg: pitch asin(cos 30 sin 3), yaw atan2(sin 30,
+    # cos 30 cos 3). An additive offset would give (3 deg, 30 deg).
+    phi, k = math.radians(30.0), math.radians(3.0)
+    pitch, yaw = math.asin(math.cos(phi) * math.sin(k)), math.atan2(math.sin(phi), math.cos(phi) * math.cos(k))
+    visual = np.array([[pitch, yaw]])
+    np.testing.assert_allclose(optical_axis(visual, kappa), [[0.0, phi]], atol=1e-12)
+    assert abs(math.degrees(visual[0, 0]) - 2.598) < 1e-3
+    # A rotation keeps the angle between any two axes.
+    rng = np.random.default_rng(0)
+    g = rng.uniform(-0.5, 0.5, size=(50, 2))
+    o = optical_axis(g, np.radians([1.5, -4.0]))
+    vg, vo = pitchyaw_to_vector(torch.from_numpy(g)), pitchyaw_to_vector(torch.from_numpy(o))
+    torch.testing.assert_close(vg @ vg.T, vo @ vo.T, atol=1e-12, rtol=0)
+
+
+def test_eye_shape_changes_large_angles_more_than_small_ones() -> None:
+    """The person-specific eye shape shifts the shown rotation by nothing straight ahead and by more the larger the
+    angle, in the formula and in the rendered images (same person, same draws, with and without the eye shape)."""
+    o = np.radians([[0.0, 0.0], [2.0, -2.0], [20.0, -25.0]])
+    shift = np.degrees(apparent_rotation(o, np.array([0.2, 0.2]), np.array([0.3, 0.3])) - o)
+    np.testing.assert_allclose(shift[0], [0.0, 0.0])
+    quad = math.degrees(0.3 * math.radians(2.0) ** 2)  # curve o |o| keeps the sign of o
+    np.testing.assert_allclose(shift[1], [0.4 + quad, -0.4 - quad])
+    assert np.abs(shift[2]).min() > 10 * np.abs(shift[1]).max()
+
+    # Seed 7 draws gains of -0.57 (pitch) and -0.39 (yaw) at this spread.
+    plain = render_person(np.random.default_rng(7), 300, kappa_std_deg=(0.0, 0.0), head_range_deg=(0.0, 0.0))
+    shaped = render_person(
+        np.random.default_rng(7), 300, kappa_std_deg=(0.0, 0.0), head_range_deg=(0.0, 0.0), eye_gain_std=(0.3, 0.3)
+    )
+    np.testing.assert_array_equal(plain[1], shaped[1])  # the same labels: the eye shape is hidden in the image
+    assert np.all(plain[2][2:4] == 0) and np.all(np.abs(shaped[2][2:4]) > 0.3)
+    diff = np.abs(plain[0].astype(float) - shaped[0].astype(float)).mean(axis=(1, 2, 3))
+    angle = np.degrees(np.linalg.norm(plain[1][:, :2], axis=1))
+    small, large = diff[angle < 6.0], diff[angle > 20.0]
+    assert len(small) >= 10 and len(large) >= 10
+    assert large.mean() > 3 * small.mean() and np.corrcoef(angle, diff)[0, 1] > 0.8
 
 
 # ---------------------------------------------------------------------------------------------------- stage 2
@@ -477,6 +527,35 @@ def test_personalization_curve_protocol_on_a_known_toy() -> None:
     assert by_k[0].mean == pytest.approx(err.mean().item(), abs=1e-3)
     with pytest.raises(ValueError, match="no test person has more than test_last=100"):
         personalization_curve(joint, test, [0], test_last=100)
+
+
+def test_select_adapt_lr_picks_each_initialisations_own_step_size() -> None:
+    """The score of a candidate is the mean of the protocol's errors over the ks on the given persons; the best is
+    the smallest score. A step that overshoots loses to one that corrects the offset."""
+    persons = _toy_persons(6, 60, seed=3)
+    torch.manual_seed(0)
+    joint = joint_train(_toy_persons(20, 64, 0), AdaGENConfig(joint_steps=300, joint_batch=256, seed=1))
+    kw = dict(test_last=30, repeats=2, steps=20, seed=5)
+    with torch_threads(1):
+        best, scores = select_adapt_lr(joint, persons, [1e-6, 3e-4, 0.5], [3, 9], **kw)
+        expected = {
+            lr: sum(c.mean for c in personalization_curve(joint, persons, [3, 9], lr=lr, **kw)) / 2
+            for lr in (1e-6, 3e-4, 0.5)
+        }
+    assert scores == pytest.approx(expected)
+    assert best == 3e-4 and scores[3e-4] < scores[1e-6] and scores[3e-4] < scores[0.5]
+    with pytest.raises(ValueError, match="at least one candidate"):
+        select_adapt_lr(joint, persons, [], [3], test_last=30)
+
+
+def test_none_baseline_starts_from_the_dted_gaze_head() -> None:
+    """The official "NONE" initialisation is the DT-ED gaze head (ReLU) itself: the same predictions, and a copy."""
+    torch.manual_seed(0)
+    dted = DTED(growth_rate=4, decoder_input_c=8, image_size=(32, 64))
+    mlp = mlp_from_dted_head(dted.gaze1, dted.gaze2)
+    z = F.normalize(torch.randn(5, 2, 3), dim=1)
+    torch.testing.assert_close(mlp(z), dted.estimate_gaze(z))
+    assert mlp.activation == "relu" and mlp.layer1.weight.data_ptr() != dted.gaze1.weight.data_ptr()
 
 
 def test_personalization_curve_draws_as_the_official_protocol() -> None:
