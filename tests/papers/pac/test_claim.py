@@ -76,9 +76,10 @@ def test_pac_beats_zero_guidance_djif_and_interpolation_on_embedded_flow(compose
     2     0.5567  0.6271         0.6305  0.7962   0.9048    0.888       0.883
     ====  ======  =============  ======  =======  ========  ==========  ==========
 
-    PAC / bicubic 0.75 and 0.70, PAC / bilinear 0.66 and 0.62. Zero guidance in place of PAC gives the ablation's own
-    number (the runs are deterministic), a ratio of 1.0, and fails. CPU time: 53, 55 and 122 s for the three
-    trainings at one thread, 225 s for the test (19.8 min wall on the shared 2-core VM; docs/papers/pac.md).
+    PAC / bicubic 0.75 and 0.70, PAC / bilinear 0.66 and 0.62. With the network run without its guide this test
+    measured the ablation's own 0.6443 px (ratio 1.000, and 0.974 of DJIF) and failed (tried once, 2026-12-03).
+    CPU time: 53, 55 and 122 s for the three trainings at one thread, 225 s for the test (19.8 min wall on the shared
+    2-core VM; docs/papers/pac.md).
     """
     pac = train(compose(FLOW))
     zero = train(compose([*FLOW, *ZERO_GUIDANCE], out=tmp_path / "zero_guidance"))
