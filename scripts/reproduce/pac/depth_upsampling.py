@@ -10,8 +10,9 @@ paper's, which are on NYU, but show the same ordering: PAC below bicubic and bil
     python scripts/reproduce/pac/depth_upsampling.py --small
 
 ``--models pac lite djif`` also trains the PacJointUpsampleLite and DJIF rows of the table (in ``--small`` mode with
-Adam 1e-3 and no schedule). Prints our RMSE beside the paper's for each factor and writes ``table.json`` in the
-output folder.
+Adam 1e-3 and no schedule); ``zero`` adds the ablation: PacJointUpsample with zero guidance (constant kernels, i.e.
+plain transposed convolutions), trained exactly like PAC. Prints our RMSE beside the paper's for each factor and
+writes ``table.json`` in the output folder.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ PAPER = {
     "PacJointUpsample": {4: 2.39, 8: 4.59, 16: 8.09},
 }
 OURS_KEYS = {"Bilinear": "test/rmse_bilinear", "Bicubic": "test/rmse_bicubic", "PacJointUpsample": "test/rmse"}
-ROWS = {"lite": "PacJointUpsampleLite", "djif": "DJIF (reference reimplementation)"}
+ROWS = {
+    "lite": "PacJointUpsampleLite",
+    "djif": "DJIF (reference reimplementation)",
+    "zero": "PacJointUpsample, zero guidance",
+}
 
 
 def run_factor(
@@ -39,8 +44,9 @@ def run_factor(
     from nvresearch._hydra import compose
     from nvresearch.core.training.run import train
 
-    if model == "pac":
+    if model in ("pac", "zero"):
         overrides = ["paper=pac", "trainer=cpu"] if small else [f"experiment=pac/nyu_x{factor}"]
+        overrides += ["+model.net.zero_guidance=true"] if model == "zero" else []
     elif small:
         overrides = [
             "paper=pac",
@@ -61,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="embedded synthetic scenes on the CPU")
     parser.add_argument("--data-dir", help="folder holding nyu_depth_v2/ (full mode)")
     parser.add_argument("--factors", type=int, nargs="+", default=None, help="default: 8 (small), 4 8 16 (full)")
-    parser.add_argument("--models", nargs="+", default=["pac"], choices=["pac", "lite", "djif"], help="networks")
+    parser.add_argument(
+        "--models", nargs="+", default=["pac"], choices=["pac", "lite", "djif", "zero"], help="networks"
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)

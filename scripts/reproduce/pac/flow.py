@@ -29,7 +29,8 @@ PAPER = {
 }
 OURS_KEYS = {"Bilinear": "test/epe_bilinear", "Bicubic": "test/epe_bicubic", "PacJointUpsample": "test/epe"}
 # Small-mode ablations: the same recipe without guidance (constant kernels: plain transposed convolutions), and
-# DJIF (the official one: no residual; Adam 1e-3 with the paper config's schedule), each reported as its run's test/epe.
+# DJIF in the official layout (paddings, names; Adam 1e-3 with the paper config's schedule) with the same residual aid
+# as PAC, which experiment=pac/flow_synthetic sets; each reported as its run's test/epe.
 ABLATIONS = {
     "PAC, zero guidance": ("zero_guidance", ["+model.net.zero_guidance=true"]),
     "DJIF": ("djif", ["model=pac/djif", "model.net.channels=2", "model.optimizer.lr=1e-3"]),

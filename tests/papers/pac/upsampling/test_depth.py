@@ -578,3 +578,34 @@ def test_cli_script_fills_holes_reports_them_and_warns_on_resize(
     assert script.main([*argv, "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "warning: the model upsamples x8" in err and "resized to 40x32" in err
+
+
+def test_depth_reproduce_script_trains_the_zero_guidance_ablation_like_pac(monkeypatch, tmp_path) -> None:
+    """``depth_upsampling.py --small --models pac zero``: the zero row is the default run with the guide zeroed."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    import nvresearch.core.training.run as run
+
+    path = ROOT / "scripts" / "reproduce" / "pac" / "depth_upsampling.py"
+    spec = importlib.util.spec_from_file_location("pac_depth_reproduce", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    configs = {}
+
+    def fake_train(cfg):  # record what would be trained instead of training it
+        configs[Path(cfg.paths.output_dir).name] = cfg
+        zero = bool(cfg.model.net.get("zero_guidance", False))
+        return {"test/rmse": 2.0 if zero else 1.0, "test/rmse_bilinear": 3.0, "test/rmse_bicubic": 4.0}
+
+    monkeypatch.setattr(run, "train", fake_train)
+    assert script.main(["--small", "--models", "pac", "zero", "--out", str(tmp_path)]) == 0
+    pac, zero = configs["pac_x8"], configs["zero_x8"]
+    assert zero.model.net.zero_guidance and not pac.model.net.get("zero_guidance", False)
+    # apart from the guide (and the output folder), the two runs are the same configuration
+    pac, zero = (OmegaConf.to_container(c, resolve=False) for c in (pac, zero))
+    del zero["model"]["net"]["zero_guidance"], zero["paths"]["output_dir"], pac["paths"]["output_dir"]
+    assert zero == pac
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert table["ours"]["8"]["PacJointUpsample, zero guidance"] == 2.0 and table["ours"]["8"]["test/rmse"] == 1.0
