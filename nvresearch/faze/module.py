@@ -25,11 +25,10 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from nvresearch.core.geometry import gaze_angular_error, pitchyaw_to_rotation, pitchyaw_to_vector
+from nvresearch.core.geometry import gaze_angular_error, pitchyaw_to_vector
 from nvresearch.core.training.console import log_to_files
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.threads import torch_threads
-from nvresearch.core.utils.visual import save_grid
 from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train, mlp_from_dted_head
 from nvresearch.faze.inference import FazeGazeEstimator
 from nvresearch.faze.losses import (
@@ -40,8 +39,8 @@ from nvresearch.faze.losses import (
     reconstruction_l1_loss,
 )
 from nvresearch.faze.metrics import offset_correction_curve, personalization_curve, select_adapt_lr
-from nvresearch.faze.models import DTED, GazeMLP, rotate_codes
-from nvresearch.faze.visual import draw_error_curve, to_unit_range
+from nvresearch.faze.models import DTED, GazeMLP
+from nvresearch.faze.visual import draw_error_curve, save_gaze_rotation, save_reconstructions
 
 log = logging.getLogger("nvresearch")
 
@@ -353,33 +352,7 @@ class FazeModule(NVModule):
         if self._picture_batch is not None:
             self._save_pictures(self._picture_batch)
 
-    @torch.no_grad()
     def _save_pictures(self, batch: dict[str, Tensor]) -> None:
         """``reconstructions.png`` (a | b | decoded a->b) and ``gaze_rotation.png`` (gaze code rotated, decoded)."""
-        img, person = batch["image"], batch["person"]
-        pairs = [i for i in range(img.shape[0] - 1) if person[i] == person[i + 1]][::2][: self.num_samples]
-        if pairs:
-            a, b = torch.tensor(pairs), torch.tensor(pairs) + 1
-            rg, rh = batch["R_gaze"], batch["R_head"]
-            out = self.dted(img[a], rg[a], rh[a], rg[b], rh[b])
-            rows = [
-                [to_unit_range(img[i]), to_unit_range(img[j]), to_unit_range(x)]
-                for i, j, x in zip(a.tolist(), b.tolist(), out["image_b_hat"])
-            ]
-            save_grid(
-                rows, self.samples_dir / "reconstructions.png", col_labels=["image a", "image b", "a redirected to b"]
-            )
-        n = min(self.num_samples, img.shape[0])
-        z_app, z_gaze, z_head = self.dted.encode(img[:n])
-        rot_a = batch["R_gaze"][:n]
-        offsets = [(0.0, d) for d in (-45, -25, 0, 25, 45)] + [(d, 0.0) for d in (-45, -25, 25, 45)]
-        rows = []
-        for i in range(n):
-            row = [to_unit_range(img[i])]
-            for dp, dy in offsets:
-                target = batch["gaze"][i : i + 1] + torch.tensor([[dp, dy]], device=img.device) * math.pi / 180
-                zg = rotate_codes(z_gaze[i : i + 1], rot_a[i : i + 1], pitchyaw_to_rotation(target))
-                row.append(to_unit_range(self.dted.decode(z_app[i : i + 1], zg, z_head[i : i + 1])[0]))
-            rows.append(row)
-        labels = ["input"] + [f"yaw {dy:+.0f}" if dp == 0 else f"pitch {dp:+.0f}" for dp, dy in offsets]
-        save_grid(rows, self.samples_dir / "gaze_rotation.png", col_labels=labels)
+        save_reconstructions(self.dted, batch, self.samples_dir / "reconstructions.png", self.num_samples)
+        save_gaze_rotation(self.dted, batch, self.samples_dir / "gaze_rotation.png", self.num_samples)

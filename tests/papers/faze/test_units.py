@@ -41,9 +41,9 @@ from nvresearch.faze import (
     rotate_codes,
 )
 from nvresearch.faze.adagen import mlp_from_dted_head
-from nvresearch.faze.data import apparent_rotation, kappa_rotation, optical_axis
+from nvresearch.faze.data import apparent_rotation, kappa_rotation, optical_axis, preprocess_pixels
 from nvresearch.faze.metrics import select_adapt_lr
-from nvresearch.faze.visual import draw_error_curve
+from nvresearch.faze.visual import draw_error_curve, save_gaze_rotation, save_reconstructions
 
 FLOOR = math.degrees(math.acos(1 - 1e-6))  # the clipped angle of identical vectors, 0.081 deg
 
@@ -690,6 +690,51 @@ def test_error_curve_png(tmp_path) -> None:
     )
     img = cv2.imread(str(path))
     assert img is not None and img.shape == (480, 760, 3) and (img < 128).any()
+
+
+def _find_block(picture: np.ndarray, block: np.ndarray) -> list[tuple[int, int]]:
+    """Every (y, x) where ``block`` ``(h, w, 3)`` appears exactly in ``picture`` ``(H, W, 3)``."""
+    h, w = block.shape[:2]
+    ys, xs = np.nonzero((picture == block[0, 0]).all(-1))
+    return [
+        (int(y), int(x))
+        for y, x in zip(ys, xs)
+        if y + h <= picture.shape[0] and x + w <= picture.shape[1] and (picture[y : y + h, x : x + w] == block).all()
+    ]
+
+
+def test_pictures_show_the_model_input_pixels_in_rgb_enlarged_and_in_row_order(tmp_path) -> None:
+    """The input cells of reconstructions.png and gaze_rotation.png are the stored RGB patches exactly (the model
+    input (2 p / 255 - 1) mapped back by (x + 1) / 2), enlarged by a whole factor to 128 px high, one per row in the
+    batch's order, below the column captions and right of the row captions. A channel swap, a wrong de-normalisation
+    or a picture without captions would fail."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(4, 32, 64, 3), dtype=np.uint8)
+    gaze = torch.tensor([[0.1, -0.2], [0.0, 0.3], [-0.1, 0.1], [0.2, 0.0]])
+    batch = {
+        "image": torch.stack([preprocess_pixels(p, equalize=False) for p in pixels]),
+        "person": torch.tensor([0, 0, 1, 1]),
+        "gaze": gaze,
+        "R_gaze": pitchyaw_to_rotation(gaze),
+        "R_head": pitchyaw_to_rotation(torch.zeros(4, 2)),
+    }
+    torch.manual_seed(0)
+    dted = DTED(growth_rate=4, decoder_input_c=8, image_size=(32, 64)).eval()
+    rec = save_reconstructions(dted, batch, tmp_path / "reconstructions.png", num=6)
+    rot = save_gaze_rotation(dted, batch, tmp_path / "gaze_rotation.png", num=3)
+    big = [p.repeat(4, axis=0).repeat(4, axis=1) for p in pixels]  # nearest-neighbour x4: 128 x 256
+    for path, shown, cells_per_row in ((rec, [0, 2], 3), (rot, [0, 1, 2], 10)):
+        picture = np.asarray(Image.open(path).convert("RGB"))
+        assert picture.shape[1] > cells_per_row * 256, picture.shape  # cells enlarged, plus a row-caption band
+        places = [_find_block(picture, big[i]) for i in shown]
+        assert all(len(p) == 1 for p in places), (path.name, places)
+        ys = [p[0][0] for p in places]
+        xs = {p[0][1] for p in places}
+        assert ys == sorted(ys) and len(xs) == 1, (path.name, places)  # one per row, in order, in one column
+        assert ys[0] > 0 and min(xs) > 0  # column captions above, row captions to the left
+        assert (picture[: ys[0], min(xs) :] < 128).any() and (picture[ys[0] :, : min(xs)] < 128).any()  # text
 
 
 def test_rotation_x_moves_code_rows() -> None:
