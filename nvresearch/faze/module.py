@@ -32,6 +32,8 @@ from nvresearch.core.utils.threads import torch_threads
 from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train, mlp_from_dted_head
 from nvresearch.faze.inference import FazeGazeEstimator
 from nvresearch.faze.losses import (
+    all_frontals_equal_loss,
+    batch_hard_triplet_loss,
     embedding_consistency_loss,
     faze_objective,
     gaze_angular_loss,
@@ -61,6 +63,14 @@ class FazeModule(NVModule):
         batch_size: per-device training batch (to compute ``B_global``).
         num_samples: images per picture in ``samples/``.
         grad_clip_norm: optional gradient clipping (None in the reference).
+        triplet_loss: ablation (official ``--triplet-loss-type``): None (the reference), ``"angular"`` or
+            ``"euclidean"`` adds the batch-hard triplet loss of the frontalised gaze codes and of the head codes, each
+            with weight 1 (:func:`~nvresearch.faze.losses.batch_hard_triplet_loss`). The official code uses it
+            *instead of* EC (set ``w_ec: 0``), ``"angular"`` with normalised codes and ``"euclidean"`` without.
+        triplet_margin: its margin (official ``--triplet-loss-margin``, 0).
+        triplet_regularize_within: also add the mean within-person distance (``--triplet-regularize-d-within``).
+        all_frontals_equal: ablation (official ``--all-equal-embeddings``): add, with weight 1, the
+            :func:`~nvresearch.faze.losses.all_frontals_equal_loss` of the gaze codes and of the head codes.
     """
 
     def __init__(
@@ -78,11 +88,20 @@ class FazeModule(NVModule):
         batch_size: int = 64,
         num_samples: int = 6,
         grad_clip_norm: float | None = None,
+        triplet_loss: str | None = None,
+        triplet_margin: float = 0.0,
+        triplet_regularize_within: bool = False,
+        all_frontals_equal: bool = False,
     ) -> None:
         super().__init__(
             optimizer=optimizer, scheduler=scheduler, scheduler_interval="step", grad_clip_norm=grad_clip_norm
         )
+        if triplet_loss not in (None, "angular", "euclidean"):
+            raise ValueError(f"model.triplet_loss must be null, 'angular' or 'euclidean', got {triplet_loss!r}")
         self.dted = dted
+        self.triplet_loss, self.triplet_margin = triplet_loss, float(triplet_margin)
+        self.triplet_regularize_within = bool(triplet_regularize_within)
+        self.all_frontals_equal = bool(all_frontals_equal)
         self.stage2 = stage2 or AdaGENConfig()
         self.gaze_mlp = GazeMLP(3 * dted.z_gaze, self.stage2.hidden, self.stage2.activation)
         self.w_recon, self.w_ec, self.w_gaze = float(w_recon), float(w_ec), float(w_gaze)
@@ -144,7 +163,20 @@ class FazeModule(NVModule):
         gaze = gaze_angular_loss(out["gaze_hat"], batch["gaze_a"])
         w = self.w_ec if w_ec is None else w_ec
         total = faze_objective(recon, ec, gaze, self.w_recon, w, self.w_gaze)
-        return {"loss": total, "recon_l1": recon, "ec_gaze": ec, "gaze_deg": gaze}
+        terms = {"recon_l1": recon, "ec_gaze": ec, "gaze_deg": gaze}
+        if self.triplet_loss is not None or self.all_frontals_equal:
+            persons = torch.cat([batch["person"], batch["person"]])
+            for mode in ("gaze", "head"):  # the ablations act on both codes, as in the official code
+                codes = torch.cat([out[f"canon_{mode}"], out[f"canon_{mode}_b"]])
+                if self.triplet_loss is not None:
+                    terms[f"triplet_{mode}"] = batch_hard_triplet_loss(
+                        codes, persons, self.triplet_margin, self.triplet_loss, self.triplet_regularize_within
+                    )
+                    total = total + terms[f"triplet_{mode}"]
+                if self.all_frontals_equal:
+                    terms[f"all_equal_{mode}"] = all_frontals_equal_loss(codes)
+                    total = total + terms[f"all_equal_{mode}"]
+        return {"loss": total, **terms}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         w = self.ec_weight()

@@ -692,6 +692,66 @@ def test_error_curve_png(tmp_path) -> None:
     assert img is not None and img.shape == (480, 760, 3) and (img < 128).any()
 
 
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def _planar(angles_deg: list[float]) -> torch.Tensor:
+    """One-row codes ``(N, 1, 3)``: unit vectors in the x-y plane at the given angles."""
+    r = [math.radians(a) for a in angles_deg]
+    return torch.tensor([[[math.cos(a), math.sin(a), 0.0]] for a in r])
+
+
+def test_batch_hard_triplet_loss_by_hand() -> None:
+    """Angular: codes at 0, 10 (person 0), 40, 70 degrees (person 1), and a lone person far away (no positive: no
+    anchor, but a negative for no one nearer). Anchors' (d+, d-): (10, 40), (10, 30), (30, 30), (30, 60)."""
+    from nvresearch.faze.losses import batch_hard_triplet_loss
+
+    codes = _planar([0, 10, 40, 70, 180])
+    person = torch.tensor([0, 0, 1, 1, 2])
+    pairs = [(10, 40), (10, 30), (30, 30), (30, 60)]
+    for margin in (0.0, 20.0):
+        want = sum(_softplus(p - n + margin) for p, n in pairs) / 4
+        got = batch_hard_triplet_loss(codes, person, margin=margin)
+        assert float(got) == pytest.approx(want, abs=2e-3), margin
+    got = batch_hard_triplet_loss(codes, person, margin=20.0, regularize_within=True)
+    assert float(got) == pytest.approx(sum(_softplus(p - n + 20) for p, n in pairs) / 4 + 20.0, abs=2e-3)
+    # Euclidean, two rows (the second all zero, so d = |dx| / 2): x = 0, 1 | 4, 6 | 100
+    x = torch.tensor([0.0, 1.0, 4.0, 6.0, 100.0])
+    codes = torch.zeros(5, 2, 3)
+    codes[:, 0, 0] = x
+    pairs = [(0.5, 2.0), (0.5, 1.5), (1.0, 1.5), (1.0, 2.5)]
+    got = batch_hard_triplet_loss(codes, person, distance="euclidean")
+    assert float(got) == pytest.approx(sum(_softplus(p - n) for p, n in pairs) / 4, abs=1e-5)
+    # one person only: no triplet, zero loss that still back-propagates
+    codes.requires_grad_(True)
+    zero = batch_hard_triplet_loss(codes[:2], torch.tensor([0, 0]), distance="euclidean")
+    zero.backward()
+    assert float(zero) == 0.0 and codes.grad is not None
+    with pytest.raises(ValueError, match="distance must be 'angular' or 'euclidean'"):
+        batch_hard_triplet_loss(codes, person, distance="cosine")
+
+
+def test_all_frontals_equal_loss_by_hand() -> None:
+    """Codes e1, e2, e1: the mean (2/3, 1/3, 0) is atan(1/2) from e1 and atan(2) from e2; the loss is the unbiased
+    std of the three angles. Codes e1, e1, -e1: the mean is e1 / 3, and the official lower clip of the cosine (1e-6)
+    counts the opposite code as 90 degrees, not 180."""
+    import statistics
+
+    from nvresearch.faze.losses import all_frontals_equal_loss
+
+    codes = _planar([0, 90, 0])
+    a, b = math.degrees(math.atan(0.5)), math.degrees(math.atan(2.0))
+    assert float(all_frontals_equal_loss(codes)) == pytest.approx(statistics.stdev([a, b, a]), abs=1e-3)
+    codes = _planar([0, 0, 180])
+    near, far = math.degrees(math.acos(1 - 1e-6)), math.degrees(math.acos(1e-6))
+    assert float(all_frontals_equal_loss(codes)) == pytest.approx(statistics.stdev([near, near, far]), abs=1e-3)
+    # two rows: the per-code angle is the mean over rows (the second row equal in all codes adds the clip floor)
+    two = torch.cat([_planar([0, 90, 0]), _planar([5, 5, 5])], dim=1)
+    want = statistics.stdev([(a + near) / 2, (b + near) / 2, (a + near) / 2])
+    assert float(all_frontals_equal_loss(two)) == pytest.approx(want, abs=1e-3)
+
+
 def _find_block(picture: np.ndarray, block: np.ndarray) -> list[tuple[int, int]]:
     """Every (y, x) where ``block`` ``(h, w, 3)`` appears exactly in ``picture`` ``(H, W, 3)``."""
     h, w = block.shape[:2]
