@@ -727,7 +727,7 @@ def test_batch_hard_triplet_loss_by_hand() -> None:
     codes.requires_grad_(True)
     zero = batch_hard_triplet_loss(codes[:2], torch.tensor([0, 0]), distance="euclidean")
     zero.backward()
-    assert float(zero) == 0.0 and codes.grad is not None
+    assert float(zero.detach()) == 0.0 and codes.grad is not None
     with pytest.raises(ValueError, match="distance must be 'angular' or 'euclidean'"):
         batch_hard_triplet_loss(codes, person, distance="cosine")
 
