@@ -25,14 +25,15 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from nvresearch.core.geometry import gaze_angular_error, pitchyaw_to_rotation, pitchyaw_to_vector
+from nvresearch.core.geometry import gaze_angular_error, pitchyaw_to_vector
 from nvresearch.core.training.console import log_to_files
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.threads import torch_threads
-from nvresearch.core.utils.visual import save_grid
 from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train, mlp_from_dted_head
 from nvresearch.faze.inference import FazeGazeEstimator
 from nvresearch.faze.losses import (
+    all_frontals_equal_loss,
+    batch_hard_triplet_loss,
     embedding_consistency_loss,
     faze_objective,
     gaze_angular_loss,
@@ -40,8 +41,8 @@ from nvresearch.faze.losses import (
     reconstruction_l1_loss,
 )
 from nvresearch.faze.metrics import offset_correction_curve, personalization_curve, select_adapt_lr
-from nvresearch.faze.models import DTED, GazeMLP, rotate_codes
-from nvresearch.faze.visual import draw_error_curve, to_unit_range
+from nvresearch.faze.models import DTED, GazeMLP
+from nvresearch.faze.visual import draw_error_curve, save_gaze_rotation, save_reconstructions
 
 log = logging.getLogger("nvresearch")
 
@@ -62,6 +63,14 @@ class FazeModule(NVModule):
         batch_size: per-device training batch (to compute ``B_global``).
         num_samples: images per picture in ``samples/``.
         grad_clip_norm: optional gradient clipping (None in the reference).
+        triplet_loss: ablation (official ``--triplet-loss-type``): None (the reference), ``"angular"`` or
+            ``"euclidean"`` adds the batch-hard triplet loss of the frontalised gaze codes and of the head codes, each
+            with weight 1 (:func:`~nvresearch.faze.losses.batch_hard_triplet_loss`). The official code uses it
+            *instead of* EC (set ``w_ec: 0``), ``"angular"`` with normalised codes and ``"euclidean"`` without.
+        triplet_margin: its margin (official ``--triplet-loss-margin``, 0).
+        triplet_regularize_within: also add the mean within-person distance (``--triplet-regularize-d-within``).
+        all_frontals_equal: ablation (official ``--all-equal-embeddings``): add, with weight 1, the
+            :func:`~nvresearch.faze.losses.all_frontals_equal_loss` of the gaze codes and of the head codes.
     """
 
     def __init__(
@@ -79,11 +88,20 @@ class FazeModule(NVModule):
         batch_size: int = 64,
         num_samples: int = 6,
         grad_clip_norm: float | None = None,
+        triplet_loss: str | None = None,
+        triplet_margin: float = 0.0,
+        triplet_regularize_within: bool = False,
+        all_frontals_equal: bool = False,
     ) -> None:
         super().__init__(
             optimizer=optimizer, scheduler=scheduler, scheduler_interval="step", grad_clip_norm=grad_clip_norm
         )
+        if triplet_loss not in (None, "angular", "euclidean"):
+            raise ValueError(f"model.triplet_loss must be null, 'angular' or 'euclidean', got {triplet_loss!r}")
         self.dted = dted
+        self.triplet_loss, self.triplet_margin = triplet_loss, float(triplet_margin)
+        self.triplet_regularize_within = bool(triplet_regularize_within)
+        self.all_frontals_equal = bool(all_frontals_equal)
         self.stage2 = stage2 or AdaGENConfig()
         self.gaze_mlp = GazeMLP(3 * dted.z_gaze, self.stage2.hidden, self.stage2.activation)
         self.w_recon, self.w_ec, self.w_gaze = float(w_recon), float(w_ec), float(w_gaze)
@@ -145,7 +163,20 @@ class FazeModule(NVModule):
         gaze = gaze_angular_loss(out["gaze_hat"], batch["gaze_a"])
         w = self.w_ec if w_ec is None else w_ec
         total = faze_objective(recon, ec, gaze, self.w_recon, w, self.w_gaze)
-        return {"loss": total, "recon_l1": recon, "ec_gaze": ec, "gaze_deg": gaze}
+        terms = {"recon_l1": recon, "ec_gaze": ec, "gaze_deg": gaze}
+        if self.triplet_loss is not None or self.all_frontals_equal:
+            persons = torch.cat([batch["person"], batch["person"]])
+            for mode in ("gaze", "head"):  # the ablations act on both codes, as in the official code
+                codes = torch.cat([out[f"canon_{mode}"], out[f"canon_{mode}_b"]])
+                if self.triplet_loss is not None:
+                    terms[f"triplet_{mode}"] = batch_hard_triplet_loss(
+                        codes, persons, self.triplet_margin, self.triplet_loss, self.triplet_regularize_within
+                    )
+                    total = total + terms[f"triplet_{mode}"]
+                if self.all_frontals_equal:
+                    terms[f"all_equal_{mode}"] = all_frontals_equal_loss(codes)
+                    total = total + terms[f"all_equal_{mode}"]
+        return {"loss": total, **terms}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         w = self.ec_weight()
@@ -353,33 +384,7 @@ class FazeModule(NVModule):
         if self._picture_batch is not None:
             self._save_pictures(self._picture_batch)
 
-    @torch.no_grad()
     def _save_pictures(self, batch: dict[str, Tensor]) -> None:
         """``reconstructions.png`` (a | b | decoded a->b) and ``gaze_rotation.png`` (gaze code rotated, decoded)."""
-        img, person = batch["image"], batch["person"]
-        pairs = [i for i in range(img.shape[0] - 1) if person[i] == person[i + 1]][::2][: self.num_samples]
-        if pairs:
-            a, b = torch.tensor(pairs), torch.tensor(pairs) + 1
-            rg, rh = batch["R_gaze"], batch["R_head"]
-            out = self.dted(img[a], rg[a], rh[a], rg[b], rh[b])
-            rows = [
-                [to_unit_range(img[i]), to_unit_range(img[j]), to_unit_range(x)]
-                for i, j, x in zip(a.tolist(), b.tolist(), out["image_b_hat"])
-            ]
-            save_grid(
-                rows, self.samples_dir / "reconstructions.png", col_labels=["image a", "image b", "a redirected to b"]
-            )
-        n = min(self.num_samples, img.shape[0])
-        z_app, z_gaze, z_head = self.dted.encode(img[:n])
-        rot_a = batch["R_gaze"][:n]
-        offsets = [(0.0, d) for d in (-45, -25, 0, 25, 45)] + [(d, 0.0) for d in (-45, -25, 25, 45)]
-        rows = []
-        for i in range(n):
-            row = [to_unit_range(img[i])]
-            for dp, dy in offsets:
-                target = batch["gaze"][i : i + 1] + torch.tensor([[dp, dy]], device=img.device) * math.pi / 180
-                zg = rotate_codes(z_gaze[i : i + 1], rot_a[i : i + 1], pitchyaw_to_rotation(target))
-                row.append(to_unit_range(self.dted.decode(z_app[i : i + 1], zg, z_head[i : i + 1])[0]))
-            rows.append(row)
-        labels = ["input"] + [f"yaw {dy:+.0f}" if dp == 0 else f"pitch {dp:+.0f}" for dp, dy in offsets]
-        save_grid(rows, self.samples_dir / "gaze_rotation.png", col_labels=labels)
+        save_reconstructions(self.dted, batch, self.samples_dir / "reconstructions.png", self.num_samples)
+        save_gaze_rotation(self.dted, batch, self.samples_dir / "gaze_rotation.png", self.num_samples)

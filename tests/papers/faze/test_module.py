@@ -57,6 +57,42 @@ def test_module_training_step_and_gradients(compose, tmp_path):
     assert module.ec_weight() == 0.0
 
 
+def test_ablation_losses_are_off_by_default_and_add_to_the_objective(compose, tmp_path):
+    """Defaults: no ablation term. With model.triplet_loss=angular and model.all_frontals_equal=true the total is
+    the default total plus the triplet and all-equal losses of the gaze and head codes, each computed on the
+    frontalised codes of both images of the batch."""
+    from nvresearch.faze.losses import all_frontals_equal_loss, batch_hard_triplet_loss
+
+    cfg = compose(_fast(tmp_path))
+    assert cfg.model.triplet_loss is None and cfg.model.all_frontals_equal is False
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    torch.manual_seed(0)
+    plain = instantiate(cfg.model)
+    base = plain.compute_losses(batch, 2.0)
+    assert set(base) == {"loss", "recon_l1", "ec_gaze", "gaze_deg"}
+    extra = ["model.triplet_loss=angular", "model.triplet_margin=5.0", "model.all_frontals_equal=true"]
+    torch.manual_seed(0)
+    module = instantiate(compose(_fast(tmp_path, *extra)).model)
+    terms = module.compute_losses(batch, 2.0)
+    out = module.dted(
+        batch["image_a"], batch["R_gaze_a"], batch["R_head_a"], batch["R_gaze_b"], batch["R_head_b"], batch["image_b"]
+    )
+    persons = torch.cat([batch["person"], batch["person"]])
+    added = 0.0
+    for mode in ("gaze", "head"):
+        codes = torch.cat([out[f"canon_{mode}"], out[f"canon_{mode}_b"]])
+        trip, equal = batch_hard_triplet_loss(codes, persons, margin=5.0), all_frontals_equal_loss(codes)
+        assert float(terms[f"triplet_{mode}"]) == pytest.approx(float(trip), rel=1e-5)
+        assert float(terms[f"all_equal_{mode}"]) == pytest.approx(float(equal), rel=1e-5)
+        added += float(trip) + float(equal)
+    assert float(terms["recon_l1"]) == pytest.approx(float(base["recon_l1"]), rel=1e-6)  # same weights
+    assert float(terms["loss"]) == pytest.approx(float(base["loss"]) + added, rel=1e-5)
+    with pytest.raises(ValueError, match="model.triplet_loss must be"):
+        instantiate(compose(_fast(tmp_path, "model.triplet_loss=cosine")).model)
+
+
 def test_config_parameter_counts(compose):
     """Reference DT-ED 6,873,465 + gaze MLP 643 (spec B, A.7); the CPU configuration 190,873 + 643."""
     for model, dted in (("faze/default", 6_873_465), ("faze/tiny", 190_873)):

@@ -41,9 +41,9 @@ from nvresearch.faze import (
     rotate_codes,
 )
 from nvresearch.faze.adagen import mlp_from_dted_head
-from nvresearch.faze.data import apparent_rotation, kappa_rotation, optical_axis
+from nvresearch.faze.data import apparent_rotation, kappa_rotation, optical_axis, preprocess_pixels
 from nvresearch.faze.metrics import select_adapt_lr
-from nvresearch.faze.visual import draw_error_curve
+from nvresearch.faze.visual import draw_error_curve, save_gaze_rotation, save_reconstructions
 
 FLOOR = math.degrees(math.acos(1 - 1e-6))  # the clipped angle of identical vectors, 0.081 deg
 
@@ -690,6 +690,111 @@ def test_error_curve_png(tmp_path) -> None:
     )
     img = cv2.imread(str(path))
     assert img is not None and img.shape == (480, 760, 3) and (img < 128).any()
+
+
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def _planar(angles_deg: list[float]) -> torch.Tensor:
+    """One-row codes ``(N, 1, 3)``: unit vectors in the x-y plane at the given angles."""
+    r = [math.radians(a) for a in angles_deg]
+    return torch.tensor([[[math.cos(a), math.sin(a), 0.0]] for a in r])
+
+
+def test_batch_hard_triplet_loss_by_hand() -> None:
+    """Angular: codes at 0, 10 (person 0), 40, 70 degrees (person 1), and a lone person far away (no positive: no
+    anchor, but a negative for no one nearer). Anchors' (d+, d-): (10, 40), (10, 30), (30, 30), (30, 60)."""
+    from nvresearch.faze.losses import batch_hard_triplet_loss
+
+    codes = _planar([0, 10, 40, 70, 180])
+    person = torch.tensor([0, 0, 1, 1, 2])
+    pairs = [(10, 40), (10, 30), (30, 30), (30, 60)]
+    for margin in (0.0, 20.0):
+        want = sum(_softplus(p - n + margin) for p, n in pairs) / 4
+        got = batch_hard_triplet_loss(codes, person, margin=margin)
+        assert float(got) == pytest.approx(want, abs=2e-3), margin
+    got = batch_hard_triplet_loss(codes, person, margin=20.0, regularize_within=True)
+    assert float(got) == pytest.approx(sum(_softplus(p - n + 20) for p, n in pairs) / 4 + 20.0, abs=2e-3)
+    # Euclidean, two rows (the second all zero, so d = |dx| / 2): x = 0, 1 | 4, 6 | 100
+    x = torch.tensor([0.0, 1.0, 4.0, 6.0, 100.0])
+    codes = torch.zeros(5, 2, 3)
+    codes[:, 0, 0] = x
+    pairs = [(0.5, 2.0), (0.5, 1.5), (1.0, 1.5), (1.0, 2.5)]
+    got = batch_hard_triplet_loss(codes, person, distance="euclidean")
+    assert float(got) == pytest.approx(sum(_softplus(p - n) for p, n in pairs) / 4, abs=1e-5)
+    # one person only: no triplet, zero loss that still back-propagates
+    codes.requires_grad_(True)
+    zero = batch_hard_triplet_loss(codes[:2], torch.tensor([0, 0]), distance="euclidean")
+    zero.backward()
+    assert float(zero.detach()) == 0.0 and codes.grad is not None
+    with pytest.raises(ValueError, match="distance must be 'angular' or 'euclidean'"):
+        batch_hard_triplet_loss(codes, person, distance="cosine")
+
+
+def test_all_frontals_equal_loss_by_hand() -> None:
+    """Codes e1, e2, e1: the mean (2/3, 1/3, 0) is atan(1/2) from e1 and atan(2) from e2; the loss is the unbiased
+    std of the three angles. Codes e1, e1, -e1: the mean is e1 / 3, and the official lower clip of the cosine (1e-6)
+    counts the opposite code as 90 degrees, not 180."""
+    import statistics
+
+    from nvresearch.faze.losses import all_frontals_equal_loss
+
+    codes = _planar([0, 90, 0])
+    a, b = math.degrees(math.atan(0.5)), math.degrees(math.atan(2.0))
+    assert float(all_frontals_equal_loss(codes)) == pytest.approx(statistics.stdev([a, b, a]), abs=1e-3)
+    codes = _planar([0, 0, 180])
+    near, far = math.degrees(math.acos(1 - 1e-6)), math.degrees(math.acos(1e-6))
+    assert float(all_frontals_equal_loss(codes)) == pytest.approx(statistics.stdev([near, near, far]), abs=1e-3)
+    # two rows: the per-code angle is the mean over rows (the second row equal in all codes adds the clip floor)
+    two = torch.cat([_planar([0, 90, 0]), _planar([5, 5, 5])], dim=1)
+    want = statistics.stdev([(a + near) / 2, (b + near) / 2, (a + near) / 2])
+    assert float(all_frontals_equal_loss(two)) == pytest.approx(want, abs=1e-3)
+
+
+def _find_block(picture: np.ndarray, block: np.ndarray) -> list[tuple[int, int]]:
+    """Every (y, x) where ``block`` ``(h, w, 3)`` appears exactly in ``picture`` ``(H, W, 3)``."""
+    h, w = block.shape[:2]
+    ys, xs = np.nonzero((picture == block[0, 0]).all(-1))
+    return [
+        (int(y), int(x))
+        for y, x in zip(ys, xs)
+        if y + h <= picture.shape[0] and x + w <= picture.shape[1] and (picture[y : y + h, x : x + w] == block).all()
+    ]
+
+
+def test_pictures_show_the_model_input_pixels_in_rgb_enlarged_and_in_row_order(tmp_path) -> None:
+    """The input cells of reconstructions.png and gaze_rotation.png are the stored RGB patches exactly (the model
+    input (2 p / 255 - 1) mapped back by (x + 1) / 2), enlarged by a whole factor to 128 px high, one per row in the
+    batch's order, below the column captions and right of the row captions. A channel swap, a wrong de-normalisation
+    or a picture without captions would fail."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(4, 32, 64, 3), dtype=np.uint8)
+    gaze = torch.tensor([[0.1, -0.2], [0.0, 0.3], [-0.1, 0.1], [0.2, 0.0]])
+    batch = {
+        "image": torch.stack([preprocess_pixels(p, equalize=False) for p in pixels]),
+        "person": torch.tensor([0, 0, 1, 1]),
+        "gaze": gaze,
+        "R_gaze": pitchyaw_to_rotation(gaze),
+        "R_head": pitchyaw_to_rotation(torch.zeros(4, 2)),
+    }
+    torch.manual_seed(0)
+    dted = DTED(growth_rate=4, decoder_input_c=8, image_size=(32, 64)).eval()
+    rec = save_reconstructions(dted, batch, tmp_path / "reconstructions.png", num=6)
+    rot = save_gaze_rotation(dted, batch, tmp_path / "gaze_rotation.png", num=3)
+    big = [p.repeat(4, axis=0).repeat(4, axis=1) for p in pixels]  # nearest-neighbour x4: 128 x 256
+    for path, shown, cells_per_row in ((rec, [0, 2], 3), (rot, [0, 1, 2], 10)):
+        picture = np.asarray(Image.open(path).convert("RGB"))
+        assert picture.shape[1] > cells_per_row * 256, picture.shape  # cells enlarged, plus a row-caption band
+        places = [_find_block(picture, big[i]) for i in shown]
+        assert all(len(p) == 1 for p in places), (path.name, places)
+        ys = [p[0][0] for p in places]
+        xs = {p[0][1] for p in places}
+        assert ys == sorted(ys) and len(xs) == 1, (path.name, places)  # one per row, in order, in one column
+        assert ys[0] > 0 and min(xs) > 0  # column captions above, row captions to the left
+        assert (picture[: ys[0], min(xs) :] < 128).any() and (picture[ys[0] :, : min(xs)] < 128).any()  # text
 
 
 def test_rotation_x_moves_code_rows() -> None:
