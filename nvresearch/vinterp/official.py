@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nvresearch.core.utils.state_dict import state_dict_mismatch
 from nvresearch.vinterp.models import SuperSloMo
 
 __all__ = ["OfficialCheckpointError", "load_official", "official_state_dict"]
@@ -81,19 +82,8 @@ def official_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _report(path: Path, expected: Mapping[str, Tensor], given: Mapping[str, Tensor]) -> str | None:
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    shapes = [
-        f"{k} {tuple(given[k].shape)} (ours {tuple(expected[k].shape)})"
-        for k in sorted(set(expected) & set(given))
-        if tuple(given[k].shape) != tuple(expected[k].shape)
-    ]
-    parts = []
-    for name, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-        if items:
-            more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-            parts.append(f"{len(items)} {name}: {', '.join(items[:5])}{more}")
-    return f"'{path}' does not map onto SuperSloMo: " + "; ".join(parts) if parts else None
+    problem, _ = state_dict_mismatch(expected, given)
+    return f"'{path}' does not map onto SuperSloMo: {problem}" if problem else None
 
 
 def load_official(
