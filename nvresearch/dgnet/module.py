@@ -244,8 +244,9 @@ class DGNetModule(GANModule):
         }  # fmt: skip
         for k, v in parts.items():
             self._eval.setdefault(k, []).append(v[keep].cpu())
-        if "images" not in self._eval:
-            self._eval["images"] = [batch["image"][: self.num_samples].cpu()]
+        if "images" not in self._eval:  # spread over the batch: the query set lists each person's cameras in turn
+            stride = max(1, batch["image"].shape[0] // max(1, self.num_samples))
+            self._eval["images"] = [batch["image"][::stride][: self.num_samples].cpu()]
 
     def _eval_end(self, stage: str) -> None:
         if not self._eval:
