@@ -180,6 +180,8 @@ class DGNetModule(GANModule):
         # discriminator (official dis_update: on the detached x_ba, x_ab)
         self.discriminator.requires_grad_(True)
         d_loss, d_reg = discriminator_objective(self.discriminator, fwd, x_a, x_b, gan_weight=self.loss_weights.gan)
+        # logged (and checked for non-finite values) before each step, so that a bad step is never applied
+        self.log_losses({"d_loss": d_loss, "d_reg": d_reg}, "train", batch_size=x.shape[0])
         self._step(opt_d, {"loss": d_loss}, self.discriminator.parameters())
 
         # generator + E_a (official gen_update): one backward, two optimiser steps
@@ -197,6 +199,8 @@ class DGNetModule(GANModule):
             weights, again, self.teacher_style, self.upscale_height,
         )  # fmt: skip
         self.discriminator.requires_grad_(True)
+        logged = {"g_loss": g_loss, **{f"g_{k}": v for k, v in terms.items() if isinstance(v, Tensor)}}
+        self.log_losses(logged, "train", batch_size=x.shape[0])
         opt_g.zero_grad(set_to_none=True)
         opt_id.zero_grad(set_to_none=True)
         self.backward_unreduced(g_loss)
@@ -208,9 +212,6 @@ class DGNetModule(GANModule):
         for s in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers is not None else []:
             s.step()
 
-        logged = {"d_loss": d_loss, "d_reg": d_reg, "g_loss": g_loss}
-        logged.update({f"g_{k}": v for k, v in terms.items() if isinstance(v, Tensor)})
-        self.log_losses(logged, "train", batch_size=x.shape[0])
         self.log("train/teacher_w", weights["teacher"], on_step=True, on_epoch=False, batch_size=x.shape[0])
 
     def _teacher_step(self, opt: Any, batch: dict[str, Tensor]) -> None:
@@ -222,11 +223,11 @@ class DGNetModule(GANModule):
             x = random_erasing(x, self._rng, self.erasing_p)
         up = upscale_small(x, self.upscale_height) if self.upscale_height > 0 else x
         loss = F.cross_entropy(self.teacher(up), batch["label"])
+        self.log_losses({"teacher_ce": loss}, "train", batch_size=x.shape[0])
         opt.zero_grad(set_to_none=True)
         self.backward_unreduced(loss)
         self.sync_gradients(self.teacher.parameters())
         opt.step()
-        self.log_losses({"teacher_ce": loss}, "train", batch_size=x.shape[0])
 
     # ------------------------------------------------------------------ evaluation
     def _features(self, images: Tensor) -> Tensor:
