@@ -125,3 +125,26 @@ def test_configuration_errors() -> None:
         _module(weights={"no_such_weight": 1.0})
     with pytest.raises(ValueError, match="data.batch_size must be even"):
         DGNetDataModule(functools.partial(persons_split), batch_size=3)
+
+
+def test_a_non_finite_loss_stops_before_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nvresearch.dgnet.module as dgnet_module
+    from nvresearch.core.training.module import NonFiniteLossError
+
+    real = dgnet_module.discriminator_objective
+
+    def nan_objective(*args, **kwargs):
+        loss, reg = real(*args, **kwargs)
+        return loss * float("nan"), reg
+
+    monkeypatch.setattr(dgnet_module, "discriminator_objective", nan_objective)
+    module = _module(teacher_steps=0)
+    before = _params(module)["discriminator"]
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_train_batches=1, limit_val_batches=0, num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    with pytest.raises(NonFiniteLossError, match="d_loss=nan"):
+        trainer.fit(module, _data())
+    assert not _moved(before, _params(module)["discriminator"])
