@@ -25,7 +25,7 @@ def _params(fn) -> dict[str, inspect.Parameter]:
 
 def test_every_data_folder_is_covered():
     folders = {c.split("/")[0] for c in DATA_CONFIGS}
-    assert folders == {"faze", "funit", "pac", "scops", "taylor", "vinterp"} and len(DATA_CONFIGS) >= 19
+    assert folders == {"dgnet", "faze", "funit", "pac", "scops", "taylor", "vinterp"} and len(DATA_CONFIGS) >= 19
 
 
 @pytest.mark.parametrize("name", DATA_CONFIGS)
@@ -71,6 +71,7 @@ TINY = {
     "taylor/lenet": "taylor/default",
     "vinterp/tiny": "vinterp/default",
     "scops/tiny": "scops/default",
+    "dgnet/tiny": "dgnet/default",
 }
 
 

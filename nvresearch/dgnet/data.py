@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from nvresearch.core.data import DatasetLayoutError
+from nvresearch.core.data.samplers import split_epoch_key
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -390,3 +391,109 @@ def stack(dataset: ReidImages, indices: list[int] | None = None) -> tuple[Tensor
         torch.tensor([y for _, y, _ in items]),
         torch.tensor([c for _, _, c in items]),
     )
+
+
+class ReidTrainPairs(Dataset):
+    """A training split for DG-Net: item ``i`` is ``{"image", "label", "positive"}``, the positive being another
+    image of the same person (official ``ReIDFolder``'s ``pos``), drawn anew each epoch from ``(seed, epoch, i)``
+    (the training sampler's ``(epoch, index)`` keys), so that a resumed run or another worker draws the same.
+
+    Args:
+        base: any dataset whose items are ``(image, label, camera)`` and that has ``labels`` (a list or tensor).
+        seed: seeds the choice of the positives.
+
+    Shape:
+        image, positive: ``(3, H, W)``; label: a Python int.
+    """
+
+    def __init__(self, base: Dataset, seed: int = 0) -> None:
+        self.base, self.seed = base, int(seed)
+        labels = [int(v) for v in base.labels]
+        self.num_classes = len(set(labels))
+        self._by_label: dict[int, list[int]] = {}
+        for j, y in enumerate(labels):
+            self._by_label.setdefault(y, []).append(j)
+        self._labels = labels
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor | int]:
+        epoch, i = split_epoch_key(key)
+        image, label, _ = self.base[i]
+        others = [j for j in self._by_label[self._labels[i]] if j != i] or [i]
+        j = others[random.Random(f"{self.seed}/{epoch}/{i}").randrange(len(others))]
+        return {"image": image, "label": int(label), "positive": self.base[j][0]}
+
+
+class ReidEvalSet(Dataset):
+    """Query then gallery images in one dataset for the Market protocol: item ``i`` is ``{"image", "label",
+    "camera", "is_query"}``; :attr:`num_query` is the number of queries (they come first).
+
+    Shape:
+        image: ``(3, H, W)``; label, camera: Python ints; is_query: a bool.
+    """
+
+    def __init__(self, query: Dataset, gallery: Dataset) -> None:
+        self.query, self.gallery = query, gallery
+        self.num_query = len(query)
+
+    def __len__(self) -> int:
+        return self.num_query + len(self.gallery)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor | int | bool]:
+        is_query = i < self.num_query
+        image, label, camera = self.query[i] if is_query else self.gallery[i - self.num_query]
+        return {"image": image, "label": int(label), "camera": int(camera), "is_query": is_query}
+
+
+#: the layouts :func:`reid_split` reads.
+LAYOUTS = {"market": Market1501, "duke": DukeMTMCReID, "msmt17": MSMT17}
+
+
+def reid_split(
+    split: str, root: str, layout: str = "market", height: int = 256, width: int = 128, seed: int = 0
+) -> Dataset:
+    """The data-module factory for a released dataset: ``train`` the relabelled training images as
+    :class:`ReidTrainPairs` with the official training transform, ``val`` / ``test`` query + gallery as
+    :class:`ReidEvalSet` with the evaluation transform (the official code has no validation split: ``val`` is the
+    test protocol, for monitoring only).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown re-id layout {layout!r}; choose one of {sorted(LAYOUTS)}")
+    cls = LAYOUTS[layout]
+    if split == "train":
+        return ReidTrainPairs(cls.for_split("train", root, train_transform(height, width)), seed)
+    if split in ("val", "test"):
+        tf = eval_transform(height, width)
+        return ReidEvalSet(cls.for_split("query", root, tf), cls.for_split("gallery", root, tf))
+    raise ValueError(f"reid_split has no split {split!r}; choose train, val or test")
+
+
+def persons_split(
+    split: str,
+    num_ids: int = 60,
+    num_cameras: int = 4,
+    train_cameras: int = 2,
+    images_per_camera: int = 3,
+    height: int = 64,
+    width: int = 32,
+    palette: int = 4,
+    colour_shift: float = 0.25,
+    world_seed: int = 0,
+    seed: int = 0,
+) -> Dataset:
+    """The data-module factory for the embedded persons world (:class:`~nvresearch.dgnet.world.SyntheticPersons`):
+    ``train`` as :class:`ReidTrainPairs`, ``val`` / ``test`` the world's query + gallery as :class:`ReidEvalSet`
+    (the same images: the world has one set of test identities, and the run monitors nothing by default)."""
+    from nvresearch.dgnet.world import SyntheticPersons
+
+    kw = dict(
+        num_ids=num_ids, num_cameras=num_cameras, train_cameras=train_cameras, images_per_camera=images_per_camera,
+        height=height, width=width, palette=palette, colour_shift=colour_shift, world_seed=world_seed, seed=seed,
+    )  # fmt: skip
+    if split == "train":
+        return ReidTrainPairs(SyntheticPersons("train", **kw), seed)
+    if split in ("val", "test"):
+        return ReidEvalSet(SyntheticPersons("query", **kw), SyntheticPersons("gallery", **kw))
+    raise ValueError(f"persons_split has no split {split!r}; choose train, val or test")
