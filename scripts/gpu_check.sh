@@ -22,7 +22,7 @@ if [ "${COMPILE_BENCH:-1}" = 1 ]; then
 fi
 
 echo "== one short GPU training per paper"
-for paper in ${PAPERS:-pac taylor faze funit vinterp}; do
+for paper in ${PAPERS:-pac taylor faze funit vinterp scops dgnet}; do
   start=$(date +%s)
   timeout 90 $PY -m nvresearch.train paper="$paper" trainer=gpu trainer.max_epochs=1 \
     ++trainer.limit_train_batches=10 ++trainer.limit_val_batches=2 ++trainer.limit_test_batches=2 \

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nvresearch.core.utils.state_dict import state_dict_mismatch
 from nvresearch.dgnet.models import AppearanceEncoder, DGNetDiscriminator, DGNetGenerator, TeacherNet
 
 __all__ = ["OfficialCheckpointError", "checkpoint_kind", "load_official", "official_state_dict"]
@@ -107,20 +108,8 @@ def _default_model(kind: str, state: Mapping[str, Tensor]) -> nn.Module:
 
 
 def _report(path: object, expected: Mapping[str, Tensor], given: Mapping[str, Tensor]) -> tuple[str | None, set]:
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    shapes = [
-        f"{k} {tuple(given[k].shape)} (ours {tuple(expected[k].shape)})"
-        for k in sorted(set(expected) & set(given))
-        if tuple(given[k].shape) != tuple(expected[k].shape)
-    ]
-    parts = []
-    for name, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-        if items:
-            more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-            parts.append(f"{len(items)} {name}: {', '.join(items[:5])}{more}")
-    bad = set(unexpected) | {s.split(" ")[0] for s in shapes}
-    return (f"'{path}' does not map onto the DG-Net network: " + "; ".join(parts)) if parts else None, bad
+    problem, bad = state_dict_mismatch(expected, given)
+    return (f"'{path}' does not map onto the DG-Net network: {problem}" if problem else None), bad
 
 
 def load_official(
