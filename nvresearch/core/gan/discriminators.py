@@ -60,8 +60,13 @@ class MultiScaleDiscriminator(nn.Module):
         super().__init__()
         if num_scales < 1:
             raise ValueError(f"num_scales must be >= 1, got {num_scales}")
-        self.nets = nn.ModuleList(PatchDiscriminator(**patch_kwargs) for _ in range(num_scales))  # type: ignore[arg-type]
+        self.nets = nn.ModuleList(self.make_scale(**patch_kwargs) for _ in range(num_scales))
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    @staticmethod
+    def make_scale(**patch_kwargs: object) -> nn.Module:
+        """The discriminator of one scale (a subclass changes the per-scale network, not the pyramid)."""
+        return PatchDiscriminator(**patch_kwargs)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor) -> list[Tensor]:
         outs = []

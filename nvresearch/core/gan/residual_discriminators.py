@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from nvresearch.core.gan.blocks import Conv2dBlock, ResBlock
+from nvresearch.core.gan.discriminators import MultiScaleDiscriminator
 
 
 class ResidualPatchDiscriminator(nn.Module):
@@ -56,9 +57,10 @@ class ResidualPatchDiscriminator(nn.Module):
         return self.model(x)
 
 
-class MultiScaleResidualDiscriminator(nn.Module):
+class MultiScaleResidualDiscriminator(MultiScaleDiscriminator):
     """``num_scales`` independent :class:`ResidualPatchDiscriminator` on the input, then on it average-pooled by 2
-    (3x3, stride 2, padding ignored) between scales.
+    (3x3, stride 2, padding ignored) between scales: the pyramid of
+    :class:`~nvresearch.core.gan.discriminators.MultiScaleDiscriminator` with a residual network per scale.
 
     Args:
         num_scales: how many resolutions (DG-Net: 3).
@@ -80,21 +82,18 @@ class MultiScaleResidualDiscriminator(nn.Module):
         pad_type: str = "reflect",
         max_channels: int = 512,
     ) -> None:
-        super().__init__()
-        if num_scales < 1:
-            raise ValueError(f"num_scales must be >= 1, got {num_scales}")
-        self.nets = nn.ModuleList(
-            ResidualPatchDiscriminator(
-                in_channels, base_channels, num_downsample, num_res, norm, activation, pad_type, max_channels
-            )
-            for _ in range(num_scales)
+        super().__init__(
+            num_scales,
+            in_channels=in_channels,
+            base_channels=base_channels,
+            num_downsample=num_downsample,
+            num_res=num_res,
+            norm=norm,
+            activation=activation,
+            pad_type=pad_type,
+            max_channels=max_channels,
         )
-        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        outs = []
-        for i, net in enumerate(self.nets):
-            if i:
-                x = self.downsample(x)
-            outs.append(net(x))
-        return outs
+    @staticmethod
+    def make_scale(**patch_kwargs: object) -> nn.Module:
+        return ResidualPatchDiscriminator(**patch_kwargs)  # type: ignore[arg-type]
