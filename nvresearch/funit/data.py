@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nvresearch.core.data import DatasetLayoutError, split_epoch_key
+from nvresearch.core.data.images import read_image
 from nvresearch.core.utils.color import hsv_to_rgb
 
 LIST_LAYOUT = (
@@ -115,18 +116,7 @@ def extract_animal_faces(imagenet_train: str | Path, coordinates_file: str | Pat
 
 def load_image(path: str | Path) -> Tensor:
     """Read an RGB image as a float tensor in [0, 1]. Shape: returns ``(3, H, W)``."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetLayoutError(f"image listed but not found: '{p}'")
-    try:
-        with Image.open(p) as im:
-            rgb = im.convert("RGB")
-            data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-            return data.view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetLayoutError(f"corrupt or unreadable image: '{p}' ({err})") from err
+    return read_image(path, missing="image listed but not found").float() / 255.0
 
 
 def resize_shorter(img: Tensor, size: int) -> Tensor:

@@ -48,6 +48,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nvresearch.core.data import DatasetLayoutError, split_epoch_key
+from nvresearch.core.data.images import read_image
 from nvresearch.core.data.samplers import split_seed
 from nvresearch.core.utils.color import hsv_to_rgb
 
@@ -94,18 +95,7 @@ def load_rgb(path: str | os.PathLike) -> Tensor:
     Shape:
         returns ``(3, H, W)`` uint8.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetLayoutError(f"image not found: '{p}'")
-    try:
-        with Image.open(p) as im:
-            rgb = im.convert("RGB")
-            data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-            return data.view(rgb.height, rgb.width, 3).permute(2, 0, 1).contiguous()
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetLayoutError(f"corrupt or unreadable image: '{p}' ({err})") from err
+    return read_image(path)
 
 
 def load_gray(path: str | os.PathLike) -> Tensor:
@@ -114,18 +104,7 @@ def load_gray(path: str | os.PathLike) -> Tensor:
     Shape:
         returns ``(H, W)`` float32.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetLayoutError(f"saliency map not found: '{p}'")
-    try:
-        with Image.open(p) as im:
-            gray = im.convert("L")
-            data = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8)
-            return data.view(gray.height, gray.width).float() / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetLayoutError(f"corrupt or unreadable saliency map: '{p}' ({err})") from err
+    return read_image(path, "L", "saliency map").float() / 255.0
 
 
 def resize_bilinear(x: Tensor, size: Sequence[int]) -> Tensor:

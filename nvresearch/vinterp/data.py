@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nvresearch.core.data import DatasetLayoutError, split_epoch_key
+from nvresearch.core.data.images import read_image
 
 __all__ = [
     "FRAME_LAYOUT",
@@ -107,18 +108,7 @@ def load_frame(path: str | os.PathLike) -> Tensor:
     Raises:
         DatasetLayoutError: the file is missing or not a readable image (the message names it).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetLayoutError(f"frame not found: '{p}'")
-    try:
-        with Image.open(p) as im:
-            rgb = im.convert("RGB")
-            data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-            return data.view(rgb.height, rgb.width, 3).permute(2, 0, 1).float()
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetLayoutError(f"corrupt or unreadable frame: '{p}' ({err})") from err
+    return read_image(path, name="frame").float()
 
 
 def window_count(num_frames: int, num_interp: int, sample_rate: int, step_size: int) -> int:
