@@ -20,15 +20,10 @@ TRAINERS = sorted(p.stem for p in (CONFIGS / "trainer").glob("*.yaml"))
 EXPERIMENTS = sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment").glob("*/*.yaml"))
 
 
-# Papers whose package landed before their training configs (networks, losses, metrics and readers first); remove a
-# slug when its configs/paper/<slug>.yaml lands.
-NO_PAPER_CONFIG_YET: set[str] = set()
-
-
 def test_every_paper_config_has_a_package():
     import nvresearch
 
-    assert set(PAPERS) == set(nvresearch.PAPERS) - NO_PAPER_CONFIG_YET
+    assert set(PAPERS) == set(nvresearch.PAPERS)
 
 
 @pytest.mark.parametrize("paper", PAPERS)
