@@ -1,6 +1,6 @@
 """Rotation and gaze-angle helpers and the backward warp shared by the papers (torch-only).
 
-Conventions (FAZE spec ``faze.md`` A.3 / A.8): a (pitch, yaw) pair in radians maps to the unit vector
+Conventions (of the official FAZE code): a (pitch, yaw) pair in radians maps to the unit vector
 ``v = (cos p sin y, sin p, cos p cos y)``; the rotation of a (pitch, yaw) pair is ``R = R_y(yaw) R_x(pitch)``.
 """
 

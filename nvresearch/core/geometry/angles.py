@@ -1,9 +1,10 @@
 """Pitch/yaw angles, direction vectors, rotation matrices and the angular error in degrees.
 
 The gaze datasets normalised with Zhang et al. (ETRA 2018) store gaze and head pose as (pitch, yaw) in radians.
-Here (FAZE spec A.8) a pair ``(p, y)`` stands for the unit vector ``v(p, y) = (cos p sin y, sin p, cos p cos y)``
-and its rotation is ``R(p, y) = R_y(y) R_x(p)``. Note ``R(p, y) e_z = v(-p, y)``: the rotation is a consistent
-SO(3) representation whose pitch sign is opposite to the vector convention (only relative rotations matter).
+Here, as in the official FAZE code (``src/losses/gaze_angular.py``, ``src/data.py``), a pair ``(p, y)`` stands for
+the unit vector ``v(p, y) = (cos p sin y, sin p, cos p cos y)`` and its rotation is ``R(p, y) = R_y(y) R_x(p)``.
+Note ``R(p, y) e_z = v(-p, y)``: the rotation is a consistent SO(3) representation whose pitch sign is opposite to
+the vector convention (only relative rotations matter).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _check_last(x: Tensor, size: int, name: str) -> None:
 
 
 def pitchyaw_to_vector(pitchyaw: Tensor) -> Tensor:
-    """``(pitch, yaw)`` -> unit vector ``(cos p sin y, sin p, cos p cos y)`` (FAZE convention, spec A.8).
+    """``(pitch, yaw)`` -> unit vector ``(cos p sin y, sin p, cos p cos y)`` (FAZE convention).
 
     Shape:
         pitchyaw: ``(..., 2)`` radians; returns ``(..., 3)``.
@@ -79,7 +80,7 @@ def rotation_y(angle: Tensor) -> Tensor:
 
 
 def pitchyaw_to_rotation(pitchyaw: Tensor) -> Tensor:
-    """Rotation ``R(p, y) = R_y(y) R_x(p)`` of a (pitch, yaw) pair (FAZE spec A.3).
+    """Rotation ``R(p, y) = R_y(y) R_x(p)`` of a (pitch, yaw) pair (official FAZE ``src/data.py``).
 
     Shape:
         pitchyaw: ``(..., 2)`` radians; returns ``(..., 3, 3)``.
@@ -89,7 +90,7 @@ def pitchyaw_to_rotation(pitchyaw: Tensor) -> Tensor:
 
 
 def angular_error(a: Tensor, b: Tensor, eps: float = 1e-6, clip: float = 1e-6, degrees: bool = True) -> Tensor:
-    """Angle between vectors, as the FAZE reference computes it (spec A.8), differentiable everywhere.
+    """Angle between vectors, as the official FAZE code computes it, differentiable everywhere.
 
     ``e = arccos(clip(cos_sim(a, b), -1 + clip, 1 - clip))`` with ``cos_sim`` using ``max(|x|, eps)`` norms. The clip
     keeps the gradient of ``arccos`` finite, so identical inputs give ``arccos(1 - 1e-6) = 0.081`` degrees, not 0.
@@ -134,7 +135,7 @@ def as_gaze_vector(gaze: Tensor) -> Tensor:
 
 
 def gaze_angular_error(prediction: Tensor, target: Tensor) -> Tensor:
-    """Per-sample gaze error in degrees with the clip of :func:`angular_error` (FAZE spec A.7, A.8).
+    """Per-sample gaze error in degrees with the clip of :func:`angular_error`, as the official FAZE code.
 
     Either side may be (pitch, yaw) radians or a vector (:func:`as_gaze_vector`); after that the shapes must match.
 
@@ -148,7 +149,7 @@ def gaze_angular_error(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def mean_angular_error(prediction: Tensor, target: Tensor) -> Tensor:
-    """Mean of :func:`gaze_angular_error`: the angular gaze loss, differentiable everywhere (FAZE Eq. 4, spec A.7).
+    """Mean of :func:`gaze_angular_error`: the angular gaze loss, differentiable everywhere (FAZE Eq. 4).
 
     Shape:
         prediction, target: ``(..., 2)`` or ``(..., 3)``; returns a scalar in degrees.

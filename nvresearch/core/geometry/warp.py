@@ -1,8 +1,8 @@
 """Backward warping of images by dense optical flow in pixels (torch-only).
 
-Convention (vinterp spec A.1, E.1): a flow ``F`` of shape ``(B, 2, H, W)`` is defined on the pixel grid of the
-output; channel 0 is the horizontal displacement ``u`` (along the width, x), channel 1 the vertical ``v`` (along
-the height, y). Backward warping samples the source at the displaced position,
+Convention (official vinterp ``models/model_utils.py``): a flow ``F`` of shape ``(B, 2, H, W)`` is defined on the
+pixel grid of the output; channel 0 is the horizontal displacement ``u`` (along the width, x), channel 1 the vertical
+``v`` (along the height, y). Backward warping samples the source at the displaced position,
 ``W(I, F)(x, y) = I(x + u(x, y), y + v(x, y))``, bilinearly, with zeros outside the image. So with ``F = F_{a->b}``
 (defined on frame a), ``W(I_b, F_{a->b})`` approximates ``I_a``.
 
@@ -10,7 +10,7 @@ Pixel ``x`` maps to ``2 x / (W - 1) - 1`` in ``grid_sample``'s normalised coordi
 pixel-coordinate warp only with ``align_corners=True`` (the ``grid_sample`` default up to torch 1.2, under which the
 SuperSloMo / unsupervised-video-interpolation models were trained): a zero flow then returns the image exactly.
 ``align_corners=False`` reproduces what the same normalisation does under torch >= 1.3 defaults (a half-pixel shift
-and a ``W / (W - 1)`` stretch; spec E.1), for comparing with a reference run on current torch.
+and a ``W / (W - 1)`` stretch), for comparing with a reference run on current torch.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def pixel_grid(height: int, width: int, device: torch.device | None = None, dtyp
 
 
 def backward_warp(image: Tensor, flow: Tensor, align_corners: bool = True) -> Tensor:
-    """Sample ``image`` at ``(x + u, y + v)``: bilinear, zeros outside (vinterp spec A.1).
+    """Sample ``image`` at ``(x + u, y + v)``: bilinear, zeros outside (official vinterp ``MyResample2D``).
 
     Args:
         image: the source image (any number of channels, floating point).

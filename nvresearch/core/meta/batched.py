@@ -1,7 +1,7 @@
 """Many independent adaptations at once: ``torch.func.vmap`` over tasks of equal support size.
 
 Few-shot evaluation fine-tunes one copy of a small model per (person, repeat) pair (FAZE: 1000 SGD steps for
-each test person and each of 10 calibration draws, spec A.7). Looping over copies is slow; here the parameters carry
+each test person and each of 10 calibration draws). Looping over copies is slow; here the parameters carry
 a leading task dimension and each SGD step is one vectorised ``grad`` call. Each task's update depends only on its
 own support set, so the result equals running :func:`adapt` on every task separately. :func:`batched_meta_loss` does
 the same for meta-training: the textbook MAML objective of a meta-batch of equal-size tasks in one vectorised pass,

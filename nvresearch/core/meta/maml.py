@@ -1,7 +1,7 @@
 """MAML-style meta-learning on :func:`torch.func.functional_call` (Finn et al., "Model-Agnostic Meta-Learning", 2017).
 
-Used by FAZE stage 2 (AdaGEN, person = task; FAZE spec ``faze.md`` A.7) and, later, MetaView
-(category = task, inner loop on the head only; ``metaview.md`` A.6).
+Used by FAZE stage 2 (AdaGEN, person = task; official ``2_meta_learning.py``) and, later, MetaView
+(category = task, inner loop on the head only).
 
 An *inner loop* adapts a dict of parameters ``theta`` to a task's support set with plain SGD,
 ``theta_{s+1} = theta_s - lr_s * grad L_support(theta_s)``. It never touches the module's own parameters: the
@@ -13,8 +13,8 @@ Two outer objectives, chosen with ``MAML(mode=...)``:
 - ``'textbook'``: the meta-loss of a meta-batch of ``J`` tasks is ``(1/J) sum_j L_query(task j; theta'_j)`` with
   ``theta'_j`` the inner-loop result on task ``j``'s support set, so the meta-gradient is
   ``(1/J) sum_j (I - alpha H_j) grad L_query(task j; theta'_j)`` for one step.
-- ``'faithful'``: what the official FAZE script computes per outer iteration (spec A.7, ``2_meta_learning.py:401-419``,
-  subtlety E.9). There, the meta-model's parameters are the tensors that the inner step differentiates and ``.grad``
+- ``'faithful'``: what the official FAZE script computes per outer iteration (``2_meta_learning.py:401-419``).
+  There, the meta-model's parameters are the tensors that the inner step differentiates and ``.grad``
   is not zeroed between the tasks of a meta-batch, so with ``g_j = grad L_support(task j; theta)`` the gradient handed
   to Adam is ``G = sum_j g_j + grad_theta L_query(task J; theta - alpha * sum_j g_j)``:
   (i) the support losses of all tasks enter *directly* (a joint-training term, summed, not averaged), (ii) only the
@@ -26,7 +26,7 @@ Two outer objectives, chosen with ``MAML(mode=...)``:
   constants and the direct ``sum_j g_j`` term is unchanged).
 
 Test-time adaptation (:meth:`MAML.adapt`) is the same in both modes: copy the meta-model and run full-batch plain SGD
-on the support set (FAZE personalization: 1000 steps at the meta-training ``alpha``, spec A.7). The reference's
+on the support set (FAZE personalization: 1000 steps at the meta-training ``alpha``). The reference's
 meta-validation bug (its SGD optimizer updates stale tensors, so logged "meta-valid" losses are zero-step losses) is
 deliberately not reproduced.
 
@@ -181,7 +181,7 @@ class MAML(nn.Module):
     """Meta-learner holding the meta-parameters (the wrapped model's initialization and optional learned step sizes).
 
     Implements MAML / FOMAML / Meta-SGD (``learn_inner_lr``) with a ``'textbook'`` and a ``'faithful'`` (official
-    FAZE, spec ``faze.md`` A.7 / E.9) outer objective; see the module docstring for the exact difference.
+    FAZE ``2_meta_learning.py``) outer objective; see the module docstring for the exact difference.
 
     Args:
         model: the network whose initialization is meta-learned (registered as ``self.model``).
@@ -269,7 +269,7 @@ class MAML(nn.Module):
         return {n: b.clone() for n, b in self.model.named_buffers()}
 
     def meta_loss(self, tasks: Sequence[Task]) -> Tensor:
-        """Outer objective of one meta-batch; ``.backward()`` gives the meta-gradient (spec A.7 for 'faithful').
+        """Outer objective of one meta-batch; ``.backward()`` gives the meta-gradient.
 
         ``'textbook'``: mean over tasks of the query loss after inner adaptation. ``'faithful'``: the surrogate
         ``sum_j L_support(task j; theta) + L_query(task J; theta - alpha sum_j g_j)`` whose gradient is the official
@@ -335,7 +335,7 @@ class MAML(nn.Module):
 
     @torch.no_grad()
     def adapt(self, support: tuple[Any, Tensor], steps: int | None = None, lr: float | None = None) -> nn.Module:
-        """Return a deep copy of the model fine-tuned on ``support`` with full-batch SGD (FAZE PS-GEN, spec A.7).
+        """Return a deep copy of the model fine-tuned on ``support`` with full-batch SGD (FAZE PS-GEN).
 
         The meta-model is left untouched. Each step is first order (no graph is kept across steps), so long
         test-time runs (FAZE: 1000 steps) use constant memory.

@@ -1,5 +1,5 @@
-"""Channel pruning core (Taylor pruning, spec ``taylor.md``): dependency groups by ``torch.fx``, importance criteria,
-the oracle and rank correlation, the interleaved pruning engine, channel surgery and MAC/parameter counting.
+"""Channel pruning core (Taylor pruning, Molchanov et al., CVPR 2019): dependency groups by ``torch.fx``, importance
+criteria, the oracle and rank correlation, the interleaved pruning engine, channel surgery and MAC/parameter counting.
 
 Torch-only: Lightning, scipy and friends are imported inside the functions that need them.
 """

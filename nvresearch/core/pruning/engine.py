@@ -1,4 +1,4 @@
-"""The paper's pruning engine: interleave pruning with fine-tuning (spec ``taylor.md`` A.3, E.6-E.8).
+"""The paper's pruning engine: interleave pruning with fine-tuning (official ``pruning_engine.py``).
 
 :class:`Pruner` holds the schedule: after every minibatch's backward pass the criterion accumulates; every
 ``frequency`` minibatches (the first after ``frequency + 1``, as the reference) it removes the ``prune_per_step``
@@ -61,7 +61,7 @@ class PruneRecord:
 
 
 class Pruner:
-    """Interleaved pruning with a global ranking (spec A.3).
+    """Interleaved pruning with a global ranking.
 
     Args:
         graph: Dependency graph of the network; masking hooks are attached on construction.
@@ -173,7 +173,7 @@ class Pruner:
             scores = {name: v / (v.float().norm() + 1e-8) for name, v in scores.items()}
         flat = torch.cat([scores[g.name].detach().float().cpu().flatten() for g in groups])
         alive = torch.cat(self.graph.keep_masks())
-        flat[~alive] = float("inf")  # already removed: stay removed (spec E.6)
+        flat[~alive] = float("inf")  # already removed: stay removed, as in the reference
         # never remove a group's last channel: protect each group's best alive channel
         best = torch.full((len(groups),), -float("inf")).scatter_reduce(
             0, self._owner, flat.masked_fill(~alive, -float("inf")), "amax"
@@ -262,7 +262,7 @@ def prune(
     max_epochs: int = 100,
     finetune_steps: int = 0,
 ) -> tuple[nn.Module, Pruner]:
-    """Prune ``model`` with fine-tuning in between (the paper's loop, spec A.3), for use outside Lightning.
+    """Prune ``model`` with fine-tuning in between (the paper's loop), for use outside Lightning.
 
     Args:
         model: The network (trained). It is updated in place by the optimizer and masked while pruning.

@@ -1,4 +1,5 @@
-"""MAC and parameter counting in the Taylor-pruning convention (Molchanov et al., CVPR 2019; spec ``taylor.md`` A.5).
+"""MAC and parameter counting in the Taylor-pruning convention (Molchanov et al., CVPR 2019; official
+``utils/group_lasso_optimizer.py``).
 
 The paper's "GFLOPs" are multiply-accumulates (MACs). Per ``Conv2d`` the reference counts
 ``out * (in / groups) * k_h * k_w * H_out * W_out`` plus a small BatchNorm term ``3 * H_out * W_out``; per ``Linear``
@@ -6,8 +7,8 @@ it counts ``in * out``. Biases cost nothing. With these rules torchvision's ResN
 1.814 / 3.664 / 4.089 / 7.802 GMACs, the paper's baseline figures.
 
 Unlike the reference, this counter is purely shape-based: it never inspects or modifies weights or gradients (the
-reference counts only "alive" channels by weight and gradient norms, and zeroes dead filters as a side effect,
-spec E.10-E.11). A physically pruned model is counted by its actual shapes.
+reference counts only "alive" channels by weight and gradient norms, and zeroes dead filters as a side effect of
+``step_after``). A physically pruned model is counted by its actual shapes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def count_macs_and_params(
     bn_term: bool = True,
     device: torch.device | str | None = None,
 ) -> tuple[int, int]:
-    """Count the MACs of one forward pass and the model's parameters (spec A.5).
+    """Count the MACs of one forward pass and the model's parameters, in the convention above.
 
     Runs one forward pass on zeros under ``torch.no_grad()`` with temporary forward hooks on every ``Conv2d`` and
     ``Linear``; the hooks are removed and the train/eval mode restored before returning, even on error.

@@ -1,4 +1,4 @@
-"""Channel dependency analysis by ``torch.fx`` tracing (Molchanov et al., CVPR 2019; spec ``taylor.md`` A.4, A.7, E.14).
+"""Channel dependency analysis by ``torch.fx`` tracing (Molchanov et al., CVPR 2019; Torch-Pruning DepGraph).
 
 Which channels must be removed together is found from the traced graph, never from hard-coded module indices:
 
@@ -124,7 +124,8 @@ class ChannelGroup:
         consumers: ``(module name, offset, expand)`` of every conv/linear reading them as input channels.
         gate_points: Where the paper's gate sits for each producer (see :class:`GatePoint`).
         stream_points: For a residual stream (channels that meet in additions), the outputs of the blocks that end
-            in those additions (after the block's final ReLU): where the reference's shared skip gate sits (spec A.4).
+            in those additions (after the block's final ReLU): where the reference's shared skip gate sits
+            (official ``models/resnet.py``).
             Empty for other groups, and when an addition is not the output of a module called once (then the
             stream cannot be gated by a module hook).
     """
@@ -495,7 +496,7 @@ class DependencyGraph:
 
     @staticmethod
     def _gate_after(node, gm, users_of) -> str:  # noqa: ANN001
-        """The paper's gate sits after the BN that directly follows a producer (spec E.4), else after the producer."""
+        """The paper's gate sits after the BN that directly follows a producer (paper Table 2), else after it."""
         users = users_of.get(node, [])
         if len(users) == 1 and users[0].op == "call_module":
             mod = gm.get_submodule(str(users[0].target))
@@ -707,7 +708,7 @@ class DependencyGraph:
         return self._plan_cache
 
     def count(self, keep: Sequence[torch.Tensor] | None = None, bn_term: bool = True) -> tuple[int, int]:
-        """MACs per sample and parameters of the network with only the kept channels (spec A.5 convention).
+        """MACs per sample and parameters of the network with only the kept channels (the reference's MAC convention).
 
         Equals :func:`~nvresearch.core.pruning.flops.count_macs_and_params` of the physically pruned network,
         without building it. ``keep`` defaults to the current keep masks.

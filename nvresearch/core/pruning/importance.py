@@ -1,24 +1,27 @@
-"""Channel-importance criteria on dependency groups (Molchanov et al., CVPR 2019; spec ``taylor.md`` A.1-A.2).
+"""Channel-importance criteria on dependency groups (Molchanov et al., CVPR 2019, §3).
 
 Every criterion scores the channels of the groups of a :class:`~nvresearch.core.pruning.graph.DependencyGraph`, one
-score per channel, keyed by group name. The protocol (Torch-Pruning style, with the paper's accumulation explicit):
+score per channel, keyed by group name. "Method N" is the ``--pruning-method`` id of the official
+``pruning_engine.py`` (listed in its README). The protocol (Torch-Pruning style, with the paper's accumulation
+explicit):
 
 - :meth:`Importance.accumulate` after each ``loss.backward()`` (data-driven criteria read gradients; the caller
   zeroes gradients between minibatches, as an ordinary training loop does);
 - :meth:`Importance.scores` returns the window mean ``I_hat = acc / T`` over the ``T`` minibatches since the last
-  step (spec A.2);
+  step, as the official engine;
 - :meth:`Importance.step` is one pruning step: momentum across pruning steps
   ``I_tilde <- beta * I_tilde + (1 - beta) * I_hat`` (``I_tilde = I_hat`` at the first step; the reference configs
   use ``beta = 0.9``), then the window is cleared;
 - :meth:`Importance.reset` returns the object to its freshly constructed state; :meth:`Importance.remove` removes
   any hooks.
 
-The paper's gate sits right after the BN that follows each producer (spec E.4). There the gate gradient is
-``dL/dz = gamma * dL/dgamma + beta * dL/dbeta`` (spec A.1), read from the BN's own gradients: no gate, no hook. Where
-no BN follows a producer (LeNet, plain CNNs, linear layers) a gate ``z = 1`` is inserted by a forward hook, which
-leaves the outputs unchanged. A group with several producers (a residual stage, a depthwise pair) has one shared
-gate, so its gradient is the sum over its gate points: the paper's joint removal to first order (A.1).
-Ranking is meant to be global across groups on raw scores (no per-layer normalisation, spec A.2).
+The paper's gate sits right after the BN that follows each producer (paper Table 2, "gate after BN"). There the
+gate gradient is ``dL/dz = gamma * dL/dgamma + beta * dL/dbeta`` (chain rule through ``gamma * x_hat + beta``), read
+from the BN's own gradients: no gate, no hook. Where no BN follows a producer (LeNet, plain CNNs, linear layers) a
+gate ``z = 1`` is inserted by a forward hook, which leaves the outputs unchanged. A group with several producers (a
+residual stage, a depthwise pair) has one shared gate, so its gradient is the sum over its gate points: the paper's
+joint removal to first order (§3). Ranking is meant to be global across groups on raw scores (no per-layer
+normalisation, as in every official config).
 """
 
 from __future__ import annotations
@@ -48,12 +51,12 @@ __all__ = [
     "make_criterion",
 ]
 
-#: ``pruning_momentum`` of every shipped reference config (spec A.2, B.1).
+#: ``pruning_momentum`` of every config the official repository ships (``configs/*.json``).
 PAPER_MOMENTUM = 0.9
 
 
 class Importance:
-    """Base class: per-channel scores for every group, with windowed accumulation and momentum (spec A.2).
+    """Base class: per-channel scores for every group, with windowed accumulation and momentum (official engine).
 
     Args:
         graph: The dependency graph of the network to score.
@@ -110,7 +113,7 @@ class Importance:
 
     @torch.no_grad()
     def scores(self) -> dict[str, torch.Tensor]:
-        """Window mean ``I_hat = acc / T`` per group (spec A.2); for weight-only criteria, the current value.
+        """Window mean ``I_hat = acc / T`` per group; for weight-only criteria, the current value.
 
         Returns:
             ``{group_name: scores}``, each of shape ``(size,)``, in the order of ``graph.groups``.
@@ -126,7 +129,7 @@ class Importance:
 
     @torch.no_grad()
     def step(self) -> dict[str, torch.Tensor]:
-        """One pruning step: momentum-average the window mean and clear the window (spec A.2).
+        """One pruning step: momentum-average the window mean and clear the window.
 
         Returns:
             ``{group_name: I_tilde}``, each of shape ``(size,)`` (copies; safe to modify).
@@ -196,13 +199,14 @@ class _Gates:
 
 
 class TaylorFO(Importance):
-    """Taylor-FO on the paper's gates: ``I = (dL/dz)^2`` per minibatch (paper §3, Eq. 8; spec A.1 methods 22/31).
+    """Taylor-FO on the paper's gates: ``I = (dL/dz)^2`` per minibatch (paper §3, Eq. 8; methods 22/31).
 
     The gate ``z`` of a group sits after the BN that follows each producer ("Taylor-FO-BN", the paper's best), where
     ``dL/dz = sum over gate points of (gamma * dL/dgamma + beta * dL/dbeta)``; without such a BN it sits on the
     producer's output (after ReLU/pooling is the same, both being positively homogeneous), via a hook. It is the square
-    of the gradient of the batch-mean loss (not a mean of per-example squares, spec E.1), averaged over the window.
-    Momentum defaults to the reference's 0.9 (spec E.2).
+    of the gradient of the batch-mean loss (not a mean of per-example squares, as the reference), averaged over the
+    window.
+    Momentum defaults to the reference's 0.9 (on in every official config).
 
     A residual stream (channels that meet in additions, one group per ResNet stage) has, with
     ``residual="skip_gate"`` (the default, as the reference), one gate shared by the outputs of the stage's blocks,
@@ -284,7 +288,7 @@ class TaylorFOBNSum(TaylorFO):
 
 
 class TaylorFOFG(Importance):
-    """Taylor-FO-FG: per-example squares ``sum_n (sum_hw a_n * dL/da_n)^2`` at the gate points (spec A.1, method 23).
+    """Taylor-FO-FG: per-example squares ``sum_n (sum_hw a_n * dL/da_n)^2`` at the gate points (method 23).
 
     The gradient is that of the batch-mean loss, so each example's term carries ``1/N`` as in the reference.
     Uses forward hooks with tensor hooks on the gate-point outputs.
@@ -335,10 +339,10 @@ class TaylorFOFG(Importance):
 
 
 class TaylorSO(Importance):
-    """Diagonal second-order Taylor on the gates: ``I = (-z * g + 0.5 * z^2 * H_zz)^2`` at ``z = 1`` (spec A.1 m. 11).
+    """Diagonal second-order Taylor on the gates: ``I = (-z * g + 0.5 * z^2 * H_zz)^2`` at ``z = 1`` (method 11).
 
     Inserts gates (forward hooks) at every gate point. :meth:`accumulate` takes the minibatch ``loss`` computed with
-    the gates in place and differentiates it twice: one extra backward per channel (spec E.13), so it is meant for
+    the gates in place and differentiates it twice: one extra backward per channel, so it is meant for
     small networks, as in the reference. It does not touch ``.grad``.
 
     Shape:
@@ -375,7 +379,7 @@ class TaylorSO(Importance):
 
 
 class OBD(TaylorSO):
-    """Optimal Brain Damage on the gates as the reference codes it: ``I = z * H_zz`` at ``z = 1`` (spec A.1, m. 10).
+    """Optimal Brain Damage on the gates as the reference codes it: ``I = z * H_zz`` at ``z = 1`` (method 10).
 
     The diagonal of the Hessian of the minibatch loss with respect to each gate (one extra backward per channel, as
     :class:`TaylorSO`), not squared (it can be negative), averaged over the window. Needs the loss at accumulate time.
@@ -403,7 +407,7 @@ class OBD(TaylorSO):
 
 
 class TaylorOutput(TaylorFOFG):
-    """Taylor on the layer output (Molchanov et al., ICLR 2017; spec A.1, method 6).
+    """Taylor on the layer output (Molchanov et al., ICLR 2017; method 6).
 
     Per minibatch and gate point: ``mean_{n,h,w} |a * dL/da|`` (absolute value per element), summed over the
     group's gate points, then divided by its l2 norm over the group's channels (``+ 1e-8``), as the reference; then
@@ -458,7 +462,7 @@ class _ProducerCriterion(Importance):
 
 
 class TaylorFOWeight(_ProducerCriterion):
-    """ "Conv weight Taylor FO": per filter, the sum of squares ``sum_s (w_s * g_s)^2`` (spec A.1, method 0).
+    """ "Conv weight Taylor FO": per filter, the sum of squares ``sum_s (w_s * g_s)^2`` (method 0).
 
     Summed over each producing filter's weights (bias excluded) and over the group's producers, per minibatch, then
     averaged over the window and momentum-smoothed like every data-driven criterion.
@@ -475,7 +479,7 @@ class TaylorFOWeight(_ProducerCriterion):
 
 
 class WeightMagnitude(_ProducerCriterion):
-    """ "Weight magnitude": ``sum w^2`` (``p=2``, method 2) or ``sum |w|`` (``p=1``, method 3) per filter (spec A.1).
+    """ "Weight magnitude": ``sum w^2`` (``p=2``, method 2) or ``sum |w|`` (``p=1``, method 3) per filter.
 
     Summed over the group's producers; :meth:`accumulate` is a no-op. ``momentum`` (default 0; the reference engine
     applies its 0.9 to every criterion) smooths the values across pruning steps like the data-driven criteria.
@@ -499,7 +503,7 @@ class WeightMagnitude(_ProducerCriterion):
 
 
 class BNScale(Importance):
-    """ "BN scale" (Network Slimming): ``|gamma|`` at the BN gate points, summed over them (spec A.1, method 30).
+    """ "BN scale" (Network Slimming): ``|gamma|`` at the BN gate points, summed over them (method 30).
 
     Raises:
         ValueError: If a group has no BN right after a producer.
@@ -530,7 +534,7 @@ class BNScale(Importance):
 
 
 class RandomImportance(Importance):
-    """Random baseline: i.i.d. ``U(0, 5)`` per channel, as the reference (spec A.1, method 1).
+    """Random baseline: i.i.d. ``U(0, 5)`` per channel, as the reference (method 1).
 
     Deterministic given ``seed``: a private generator, re-seeded on :meth:`reset`; each :meth:`scores` call draws
     fresh values (groups in graph order). Global RNG state is untouched.

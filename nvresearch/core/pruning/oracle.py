@@ -1,4 +1,4 @@
-"""The oracle (true loss change of removing each channel alone) and rank correlation (spec ``taylor.md`` A.6, E.12).
+"""The oracle (true loss change of removing each channel alone) and rank correlation (paper Table 1).
 
 The reference's "To come" list promised this code and never released it (issue #1). Here the oracle removes each
 channel alone by masking it everywhere it lives (exactly what physical removal computes), forwards the same
@@ -27,7 +27,7 @@ def oracle_importance(
     loss_fn: LossFn,
     signed: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Loss change from removing each channel alone, averaged over ``batches`` (spec A.6, method 40).
+    """Loss change from removing each channel alone, averaged over ``batches`` (official method 40).
 
     Costs one forward pass per channel and minibatch. Channels already removed by the graph's keep masks get 0.
     The model's train/eval mode is left as it is (use eval mode for a deterministic oracle).
@@ -82,7 +82,7 @@ def rank_correlation(
     Args:
         criterion: Scores per group (``{name: (size,)}``) or a flat tensor.
         oracle: The same layout (dict keys are matched by name).
-        exclude_zero: Drop channels where both are exactly 0 (dead units inflate the correlation, spec E.12).
+        exclude_zero: Drop channels where both are exactly 0 (dead units inflate the correlation).
 
     Returns:
         ``{"spearman": rho, "kendall": tau, "n": number of channels used}``.

@@ -1,4 +1,4 @@
-"""Channel surgery: physically remove pruned channels (spec ``taylor.md`` A.4, G: the users' top request).
+"""Channel surgery: physically remove pruned channels (the users' top request).
 
 The reference only multiplies gates by zero, so a "pruned" network keeps its size and speed (NVlabs/Taylor_pruning
 issue #3). :func:`remove_channels` returns an ordinary module of the same classes with smaller weight tensors, whose

@@ -2,7 +2,7 @@
 
 Each pairwise term ``i`` passes a message ``m_i = compat_i(PAC_i(Q; K_i))`` where ``K_i`` is a Gaussian kernel on
 edge features (e.g. colour / 30) and the PAC weight carries the spatial filter (and, for ``'4d'`` terms, the label
-compatibility). One mean-field step (Sec. A.10 of the notes) is::
+compatibility). One mean-field step (as the official ``paccrf.py``) is::
 
     Q = softmax(log_Q);  log_Q <- w_u * unary - sum_i pw_i * m_i
 
@@ -173,7 +173,7 @@ def _edge_kernels(
 
 
 class PacCRF(nn.Module):
-    """Mean-field CRF with PAC message passing (Su et al., CVPR 2019, Sec. 4.2; notes A.10).
+    """Mean-field CRF with PAC message passing (Su et al., CVPR 2019, Sec. 4.2; official ``paccrf.py``).
 
     Args:
         channels: Number of labels ``C``.

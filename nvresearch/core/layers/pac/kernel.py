@@ -256,7 +256,8 @@ def _kernel(
     b, nf, h, w = input.shape
     device_type = input.device.type
     autocast = _autocast_on(device_type)
-    # Squared feature distances overflow float16 quickly (E.13): compute in float32 for low-precision guidance.
+    # Squared feature distances overflow float16 past a difference of ~256: compute in float32 for low-precision
+    # guidance.
     work_dtype = torch.float32 if (autocast or input.dtype in (torch.float16, torch.bfloat16)) else input.dtype
     out_dtype = work_dtype if autocast else input.dtype
 
