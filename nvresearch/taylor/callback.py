@@ -1,4 +1,4 @@
-"""Lightning callback running the paper's pruning engine during fine-tuning (spec ``taylor.md`` A.3).
+"""Lightning callback running the paper's pruning engine during fine-tuning.
 
 Works with any LightningModule of this library that exposes its network as an attribute (``net`` by default) and an
 ``example_input_array`` (or pass ``input_shape``). From epoch ``start_epoch`` on, after every backward pass the
@@ -54,7 +54,7 @@ def _average_window_over_processes(criterion: Any) -> None:
 
 
 class TaylorPruning(pl.Callback):
-    """Interleaved pruning of ``pl_module.<net_attr>`` (spec A.3).
+    """Interleaved pruning of ``pl_module.<net_attr>``.
 
     Args:
         criterion: A name of :data:`nvresearch.core.pruning.CRITERIA` (``taylor_fo_bn`` is the paper's best).

@@ -1,7 +1,7 @@
-"""Datasets of the Taylor-pruning experiments (spec ``taylor.md`` C, H).
+"""Datasets of the Taylor-pruning experiments.
 
 - :class:`Digits`: scikit-learn's 8x8 digits (1797 real images that ship with the package), the embedded default;
-  deterministic split, standardised, optionally resized (28x28 for LeNet, as the spec's CPU check).
+  deterministic split, standardised, optionally resized (28x28 for LeNet, the official LeNet's MNIST size).
 - :class:`Cifar10`: the standard ``cifar-10-batches-py`` pickles (``data_batch_1..5``, ``test_batch``).
 - :class:`MnistIdx`: MNIST in its idx format (``train-images-idx3-ubyte[.gz]`` ...), as torchvision stores it under
   ``MNIST/raw``.
@@ -63,8 +63,9 @@ class Digits(_Augmented):
     """scikit-learn's digits: 1797 grey 8x8 images of 10 classes (values 0-16), real data shipped with sklearn.
 
     A fixed permutation (``seed``) splits them into ``train`` (the first ``train_size``), ``val`` (the next
-    ``val_size``) and ``test`` (the rest; 397 with the defaults, as the spec's CPU protocol). Images are divided by
-    16, resized to ``size`` (bilinear) and standardised with the training split's mean and standard deviation.
+    ``val_size``) and ``test`` (the rest; 397 with the defaults, as in the comparison with the official code in
+    docs/papers/taylor.md). Images are divided by 16, resized to ``size`` (bilinear) and standardised with the
+    training split's mean and standard deviation.
 
     Shape:
         - image: ``(1, size, size)``; label: int in ``[0, 10)``.
@@ -121,8 +122,8 @@ class Digits(_Augmented):
 class Cifar10(_Augmented):
     """CIFAR-10 from the standard pickles: ``<root>/cifar-10-batches-py/{data_batch_1..5,test_batch}``.
 
-    Normalised with the reference's mean/std (spec B.2); ``augment`` adds the reference's optional random crop 32
-    (pad 4) and horizontal flip.
+    Normalised with the reference's mean/std (official ``main.py``); ``augment`` adds the reference's optional random
+    crop 32 (pad 4) and horizontal flip.
 
     Shape:
         - image: ``(3, 32, 32)``; label: int in ``[0, 10)``.
@@ -193,7 +194,8 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 class MnistIdx(_Augmented):
     """MNIST from its idx files: ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``.
 
-    ``root`` may also be the folder holding the four files. Normalised with mean 0.1307 and std 0.3081 (spec B.2).
+    ``root`` may also be the folder holding the four files. Normalised with the reference's mean 0.1307 and std
+    0.3081.
 
     Shape:
         - image: ``(1, 28, 28)``; label: int in ``[0, 10)``.
@@ -251,7 +253,7 @@ class _KeyedFolder(Dataset):
 
 
 def image_folder(root: str | Path, split: str = "train", seed: int = 0, image_size: int = 224) -> Dataset:
-    """ImageNet in the ``ImageFolder`` layout, with the reference's transforms (spec B.2).
+    """ImageNet in the ``ImageFolder`` layout, with the reference's transforms (official ``main.py``).
 
     ``train``: RandomResizedCrop(``image_size``) + horizontal flip; ``val``: Resize(256/224 x size) + CenterCrop;
     both normalised with the ImageNet mean/std. Class ids are the sorted folder names (wnids).

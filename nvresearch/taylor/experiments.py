@@ -115,11 +115,11 @@ def correlation_study(
     n_batches: int = 8,
     batch_size: int = 100,
 ) -> dict[str, dict[str, float]]:
-    """Spearman/Kendall of each criterion with the oracle, all channels pooled (paper Table 1; spec H.1).
+    """Spearman/Kendall of each criterion with the oracle, all channels pooled (paper Table 1).
 
     The criteria accumulate over ``n_batches`` training minibatches (no momentum: one window), the oracle uses the
     same minibatches; the network is in eval mode for both (fixed BN statistics), so the oracle is deterministic.
-    Results include ``"<name>/alive"``: the correlation without channels that are 0 in both (dead units, spec E.12).
+    Results include ``"<name>/alive"``: the correlation without channels that are 0 in both (dead units inflate it).
     """
     batches = digits_batches("train", batch_size, size, shuffle_seed=12345)[:n_batches]
     model.eval()

@@ -1,4 +1,4 @@
-"""Loss of the Taylor-pruning experiments: the batch-mean cross-entropy (spec ``taylor.md`` A.1, E.1).
+"""Loss of the Taylor-pruning experiments: the batch-mean cross-entropy (paper §3).
 
 The criteria are defined on the gradient of the *batch-mean* loss, so the reduction matters: a summed loss scales
 every Taylor score by ``N^2``.

@@ -1,8 +1,8 @@
-"""Networks of the Taylor-pruning experiments (Molchanov et al., CVPR 2019; spec ``taylor.md`` B.2, B.3, H).
+"""Networks of the Taylor-pruning experiments (Molchanov et al., CVPR 2019).
 
 - :class:`LeNet3`: the reference's ``lenet3`` (MNIST/CIFAR): two 5x5 convolutions (16, 32 channels) with ReLU and
   2x2 max-pooling, then fully connected layers of 120 and 84 units; its 252 prunable units are the ones the paper's
-  LeNet correlation study gates (spec A.4).
+  LeNet correlation study gates (official ``models/lenet.py``).
 - :class:`DigitsCNN`: a small conv-BN-ReLU network for the embedded 8x8 digits, so that the paper's best criterion
   (gate after BN) applies.
 - :func:`torchvision_classifier`: the ImageNet networks of Table 3 (torchvision ResNet-18/34/50/101, VGG11-BN,
@@ -105,7 +105,7 @@ def torchvision_classifier(
     weights_path: str | None = None,
     cifar_stem: bool = False,
 ) -> nn.Module:
-    """A torchvision network of the paper's Table 3 (spec B.3).
+    """A torchvision network of the paper's Table 3.
 
     Args:
         arch: One of :data:`ARCHS`.

@@ -6,7 +6,7 @@ Prints (median over ``--repeats`` after one warm-up):
 1. the extra time per training step that accumulating Taylor-FO-BN costs (forward + backward + SGD step, with and
    without ``criterion.accumulate()``; goal: at most 10 % of the step);
 2. the time of one pruning step (rank all 11,456 channels globally, remove 100, recount MACs; the reference engine
-   spends about 245 ms per step looping in Python over its 11,392 units, spec A.3; goal: a tenth of that);
+   spends about 245 ms per step looping in Python over its 11,392 units; goal: a tenth of that);
 3. CPU inference time of ResNet-50 before and after channel surgery to 60 % of its MACs (goal: at least 1.4x
    faster; the reference's masked network gains nothing), plus the masked network for comparison.
 """

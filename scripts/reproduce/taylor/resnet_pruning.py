@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nvresearch.core.utils.report import print_table
 
-# row -> (paper GFLOPs, paper top-1 error %), spec D (read off the repository figure; 72 % row quoted exactly)
+# row -> (paper GFLOPs, paper top-1 error %), read off the official figure images/resnet_result.png (72 % row quoted)
 PAPER = {
     "resnet50_prune91": (3.27, 23.6),
     "resnet50_prune81": (2.66, 24.5),
