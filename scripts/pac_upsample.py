@@ -10,8 +10,8 @@ Examples::
 Inputs: ``--rgb`` is any image OpenCV reads (PNG, JPEG); ``--depth`` is a single-channel 8/16-bit PNG (e.g. millimetres)
 or a ``.npy`` array (any units, e.g. metres). The output has the size of the RGB image; it is in the units of the input
 map. A trained model upsamples by its own factor: if the RGB image is not exactly ``factor`` times the map, the guide
-is resized to ``factor`` times the map and the result resized to the RGB size (spec B.2 ``apply_model``); the script
-warns when it does.
+is resized to ``factor`` times the map and the result resized to the RGB size (as the official ``apply_model``); the
+script warns when it does.
 
 Holes: pixels that are ``inf``, NaN or 0 (Middlebury's infinite disparities, Kinect's zeros) hold no measurement. They
 are filled from their valid neighbours before the min-max normalisation and the network (so the output is dense and

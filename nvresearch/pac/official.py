@@ -9,8 +9,8 @@ The released files are plain state dicts with the official parameter names, whic
   ``fcn8s_paccrf32_epoch_30.pth`` (``fcn8s_crfi5p4d5321``), ``fcn8s_pacfcn_epoch_20.pth`` (``fcn8spac``) and
   ``fcn8s_pacfcncrf_epoch_20.pth`` (``fcn8spac_crfi5p4d5641p4d5161``).
 
-Transposed PAC weights are flipped spatially on the way in (the official layer correlates with the unflipped weight,
-spec A.5; :func:`nvresearch.core.layers.pac.load_official_state_dict`).
+Transposed PAC weights are flipped spatially on the way in (the official layer correlates with the unflipped weight;
+:func:`nvresearch.core.layers.pac.load_official_state_dict`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Data for semantic segmentation with PAC-CRF (PAC paper Sec. 5.3; spec B.3, C.3).
+"""Data for semantic segmentation with PAC-CRF (PAC paper Sec. 5.3; official ``task_semanticSegmentation/datasets.py``).
 
 - :class:`SyntheticSegmentation`: the embedded default, procedural label maps whose objects have colour edges.
 - :class:`VOCSegmentation`: PASCAL VOC 2012 and SBD in their shipped layouts (``VOCdevkit/VOC2012``,
@@ -180,7 +180,7 @@ class SyntheticSegmentation(Dataset):
     ``num_classes - 1``) has its own hue, fixed for the dataset seed; each object jitters it, and every surface
     carries a smooth shading and pixel noise. Objects occlude one another. So the class of a pixel is easy to
     recognise at low resolution, while the exact boundary is only visible as a colour edge in the image, the case
-    where a stride-8 FCN is blurry and PAC-CRF, guided by the image, can sharpen it (spec H.4).
+    where a stride-8 FCN is blurry and PAC-CRF, guided by the image, can sharpen it.
 
     Item ``i`` is drawn from ``numpy.random.default_rng((seed, i))`` alone; the class hues come from
     ``default_rng(palette_seed)``, so splits with different ``seed`` share them.
@@ -292,7 +292,7 @@ class SyntheticSegmentation(Dataset):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# PASCAL VOC 2012 + SBD, spec C.3
+# PASCAL VOC 2012 + SBD, as the official task_semanticSegmentation/datasets.py reads them
 # ----------------------------------------------------------------------------------------------------------------------
 VOC_DIR = os.path.join("VOCdevkit", "VOC2012")
 SBD_DIR = os.path.join("benchmark_RELEASE", "dataset")
@@ -334,7 +334,7 @@ def _read_sbd_mat(path: str) -> np.ndarray:
 
 
 class VOCSegmentation(Dataset):
-    """PASCAL VOC 2012 segmentation and the SBD annotations, in their shipped layouts (spec C.3).
+    """PASCAL VOC 2012 segmentation and the SBD annotations, in their shipped layouts (official ``datasets.py``).
 
     Splits:
 
@@ -463,7 +463,7 @@ def _pad_to(x: Tensor, h: int, w: int, value: float) -> Tensor:
 
 
 class SegmentationDataset(Dataset):
-    """Segmentation samples as the reference prepares them (spec B.3).
+    """Segmentation samples as the reference prepares them (official ``datasets.py``).
 
     Training: the image is zero-padded (after normalisation, i.e. with the mean colour) and the label padded with
     255 at the bottom/right up to ``crop``, then a random ``crop`` x ``crop`` window is taken and flipped with

@@ -11,7 +11,7 @@ __all__ = ["segmentation_loss"]
 
 
 def segmentation_loss(logits: Tensor, labels: Tensor, ignore_index: int = 255, focus: float | None = None) -> Tensor:
-    """Per-pixel cross-entropy on class logits (``log Q`` of PAC-CRF), averaged over non-void pixels (spec B.3).
+    """Per-pixel cross-entropy on class logits (``log Q`` of PAC-CRF), averaged over non-void pixels (official ``ce``).
 
     ``focus=t`` is the reference's ``fce_{t}``: per-pixel losses below ``-log t`` (pixels already predicted with
     probability above ``t``) are set to zero before averaging over all non-void pixels. ``None`` is ``ce``.

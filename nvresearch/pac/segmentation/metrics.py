@@ -9,9 +9,10 @@ __all__ = ["confusion_matrix", "segmentation_scores"]
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
-    """Confusion matrix of a segmentation, ``[true, predicted]`` (spec B.3); labels outside ``[0, C)`` are skipped.
+    """Confusion matrix of a segmentation, ``[true, predicted]``; labels outside ``[0, C)`` are skipped.
 
-    Accumulate it over the whole dataset and then call :func:`segmentation_scores` (the VOC protocol).
+    Accumulate it over the whole dataset and then call :func:`segmentation_scores` (the VOC protocol of the
+    official ``main.py``).
 
     Shape:
         - pred, target: :math:`(*)` integer class maps of equal shape.
@@ -26,7 +27,7 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
 
 
 def segmentation_scores(confusion: Tensor) -> dict[str, Tensor]:
-    """Mean IoU, pixel accuracy and mean class accuracy from a dataset-level confusion matrix (spec B.3).
+    """Mean IoU, pixel accuracy and mean class accuracy from a dataset-level confusion matrix (official ``main.py``).
 
     ``miou`` averages ``diag / (row + col - diag)`` over all classes, background included; a class absent from both
     prediction and ground truth has IoU NaN and makes the mean NaN, as in the reference.

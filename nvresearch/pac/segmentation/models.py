@@ -1,4 +1,4 @@
-"""Semantic segmentation networks of the PAC paper (Su et al., CVPR 2019, Sec. 5.3; spec B.3, A.10, A.11).
+"""Semantic segmentation networks of the PAC paper (Su et al., CVPR 2019, Sec. 5.3; official ``models.py``).
 
 - :class:`FCN8s`: FCN-8s on a VGG-16 backbone, either the Caffe layout (``conv1_1`` padding 100 and fixed crops,
   ``padding="caffe"``) or the "alt-pad" layout (padding 1 everywhere, no crops, ``padding="alt"``). With
@@ -72,7 +72,7 @@ def _crop_to(x: Tensor, size: Sequence[int], offset: int = 0) -> Tensor:
 
 
 class FCN8s(nn.Module):
-    """FCN-8s (Long et al. 2015) on VGG-16, as used by the PAC paper (spec B.3).
+    """FCN-8s (Long et al. 2015) on VGG-16, as used by the PAC paper (official ``fcn8s.py``).
 
     Args:
         num_classes: Output classes (21 for VOC, background included).
@@ -198,7 +198,7 @@ class FCN8s(nn.Module):
 
 
 class FCNWithCRF(nn.Module):
-    """A segmentation backbone followed by PAC-CRF mean-field inference (spec B.3 ``ModelWithCrf``, A.10, A.11).
+    """A segmentation backbone followed by PAC-CRF mean-field inference (official ``ModelWithCrf``).
 
     The CRF's edge features are the network input ``x`` (mean-subtracted BGR, 0-255) divided by a learnable
     per-channel scale, one vector per pairwise term (``feat_scales.{i}``, initialised to 30); no position features.
@@ -269,7 +269,7 @@ class FCNWithCRF(nn.Module):
         return params
 
     def edge_features(self, image: Tensor) -> list[Tensor]:
-        """``image / feat_scales[i]`` for each pairwise term (spec A.11).
+        """``image / feat_scales[i]`` for each pairwise term, as the reference.
 
         Shape:
             - image: :math:`(B, 3, H, W)`; each output: :math:`(B, 3, H, W)`.
@@ -301,7 +301,7 @@ _TERM_RE = re.compile(r"p(?P<type>4d|2d|0d|na)(?P<spatial>s?)(?P<k>\d)(?P<rest>\
 
 
 def parse_model_name(name: str) -> dict[str, Any]:
-    """Parse the reference's model names (spec B.3): ``backbone[frozen][_crf[i{steps}[l]]p{term}p{term}...]``.
+    """Parse the official ``create_model``'s model names: ``backbone[frozen][_crf[i{steps}[l]]p{term}p{term}...]``.
 
     A term is ``{type}{k}{dilation}{blur}``: ``type`` is ``4d``, ``2d``, ``0d`` (Potts) or ``na``, optionally with
     ``s`` (spatial filter); ``k`` one digit, ``blur`` the last digit and ``dilation`` the digits between. E.g.
@@ -352,7 +352,7 @@ def parse_model_name(name: str) -> dict[str, Any]:
 
 
 def create_model(name: str, num_classes: int = 21, **backbone_kwargs: Any) -> FCNWithCRF:
-    """Build a segmentation network from a reference model name (spec B.3), e.g. ``fcn8s_crfi5p4d5641p4d5161``.
+    """Build a segmentation network from a reference model name, e.g. ``fcn8s_crfi5p4d5641p4d5161``.
 
     ``fcn8s`` is the Caffe-layout FCN-8s, ``fcn8salt`` the alt-pad one and ``fcn8spac`` the PAC-FCN hot-swap;
     ``backbone_kwargs`` go to :class:`FCN8s` (e.g. smaller ``widths`` for CPU).
@@ -422,7 +422,7 @@ def load_weights(
     Understands plain state dicts (the reference's ``.pth`` files), Lightning checkpoints (keys ``net.*``) and
     torchvision VGG-16 (when ``model`` is an :class:`FCN8s`). The first prefix that matches any key is stripped. A
     tied CRF's ``crf.*`` tensors are copied into every step ``crf.steps.{i}.*`` of a loose CRF (stage 2 of the
-    paper's recipe starts from stage 1's tied CRF, spec B.3). Shape mismatches raise ``ValueError``.
+    paper's recipe starts from stage 1's tied CRF). Shape mismatches raise ``ValueError``.
     """
     state = _read_state_dict(path)
     if isinstance(model, FCN8s) and any(k.startswith("features.") for k in state):

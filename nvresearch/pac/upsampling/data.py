@@ -273,7 +273,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# NYU Depth v2 (labeled subset), spec C.1
+# NYU Depth v2 (labeled subset), as the official task_jointUpsampling/datasets.py reads it
 # ----------------------------------------------------------------------------------------------------------------------
 NYU_FILE = "nyu_depth_v2_labeled.mat"
 NYU_NUM_IMAGES = 1449
@@ -288,7 +288,7 @@ _NYU_LAYOUT = (
 
 
 class NYUDepthV2(Dataset):
-    """The labeled NYU Depth v2 subset read from its shipped ``nyu_depth_v2_labeled.mat`` (spec C.1).
+    """The labeled NYU Depth v2 subset read from its shipped ``nyu_depth_v2_labeled.mat`` (official ``datasets.py``).
 
     Splits follow the reference: ``train`` = images 0-999 minus the last ``round(val_ratio * 1000)`` (those form
     ``val``), ``test`` = images 1000-1448 (449 images). The HDF5 file is opened lazily in each process that reads it,
@@ -382,7 +382,7 @@ class NYUDepthV2(Dataset):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Low-resolution generation and normalisation, spec B.2
+# Low-resolution generation and normalisation, as the official task_jointUpsampling/datasets.py
 # ----------------------------------------------------------------------------------------------------------------------
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur with reflect padding, the anti-aliasing prefilter that skimage uses."""
@@ -400,7 +400,7 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 def lowres(hr: Tensor, factor: int, mode: str = "center") -> Tensor:
-    """Make the low-resolution input from a high-resolution map (spec B.2, ``get_lowres``).
+    """Make the low-resolution input from a high-resolution map (official ``get_lowres``).
 
     - ``center`` (the NYU protocol): point subsampling, every ``factor``-th pixel from offset ``(factor - 1) // 2``.
     - ``last``: point subsampling from offset ``factor - 1``.
@@ -450,7 +450,7 @@ def lowres(hr: Tensor, factor: int, mode: str = "center") -> Tensor:
 
 
 def normalize_lowres(lr: Tensor, flat_eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
-    """Min-max normalise a low-resolution map per sample and channel to [0, 1] (spec B.2).
+    """Min-max normalise a low-resolution map per sample and channel to [0, 1], as the reference.
 
     A flat patch (range below ``flat_eps``) gets its range widened by 0.5 on each side, so it maps to 0.5 with
     scale ~1 instead of dividing by zero.
@@ -479,7 +479,7 @@ def normalize_lowres(lr: Tensor, flat_eps: float = 1e-6) -> tuple[Tensor, Tensor
 # Training/evaluation samples
 # ----------------------------------------------------------------------------------------------------------------------
 class JointUpsamplingDataset(Dataset):
-    """Turn an RGB-D dataset into joint-upsampling samples (spec B.2).
+    """Turn an RGB-D dataset into joint-upsampling samples, as the official ``datasets.py``.
 
     Training: a random ``crop`` x ``crop`` window and a horizontal flip with p = 0.5, drawn from
     ``numpy.random.default_rng((seed, epoch, index))`` so that a run is reproducible and each epoch differs. The epoch
@@ -592,7 +592,7 @@ FLO_MAGIC = 202021.25
 
 def read_flo(path: str | os.PathLike[str]) -> Tensor:
     """Read a Middlebury ``.flo`` file: float32 magic 202021.25, int32 width, int32 height, then ``H*W*2`` float32
-    ``(u, v)`` interleaved, little-endian (spec C.2).
+    ``(u, v)`` interleaved, little-endian (official ``tools/flowlib.py``).
 
     Shape:
         - output: float32 :math:`(2, H, W)`, channels ``(u, v)`` in pixels.
@@ -633,7 +633,7 @@ def write_flo(path: str | os.PathLike[str], flow: Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# MPI Sintel, spec C.2
+# MPI Sintel, as the official task_jointUpsampling/datasets.py reads it
 # ----------------------------------------------------------------------------------------------------------------------
 SINTEL_VAL_SCENES: dict[str, int | None] = {
     "ambush_6": None,
@@ -652,7 +652,7 @@ _SINTEL_LAYOUT = (
 
 
 class SintelFlow(Dataset):
-    """MPI Sintel training set, first frame of each pair with its forward flow (spec C.2).
+    """MPI Sintel training set, first frame of each pair with its forward flow (official ``datasets.py``).
 
     Scenes are sorted by name; per scene the first frame of each pair is the sorted frame list minus its last
     frame, paired with the sorted ``.flo`` files (1041 pairs). The split is the reference's: ``val`` = all of

@@ -1,4 +1,4 @@
-"""Apply a joint upsampling model to arbitrary images (spec B.2 ``apply_model``), and read user files."""
+"""Apply a joint upsampling model to arbitrary images (as the official ``apply_model``), and read user files."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def _model_device(model: nn.Module) -> torch.device:
 def upsample(
     model: nn.Module, guide: Tensor, lowres: Tensor, factor: int | None = None, invalid: Tensor | None = None
 ) -> Tensor:
-    """Upsample a low-resolution map guided by an image, in the map's own units (spec B.2 ``apply_model``).
+    """Upsample a low-resolution map guided by an image, in the map's own units (as the official ``apply_model``).
 
     The map is min-max normalised per sample and channel like the training data, passed through ``model`` and
     de-normalised. If ``lowres`` times ``factor`` is not the guide's size (e.g. Sintel's 436 rows at x8), the guide is

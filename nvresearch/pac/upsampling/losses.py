@@ -11,7 +11,7 @@ __all__ = ["normalized_l2_loss"]
 
 
 def normalized_l2_loss(output: Tensor, target: Tensor, lr_min: Tensor, lr_scale: Tensor, border: int = 0) -> Tensor:
-    """Mean squared error in the normalised space of the low-resolution input (spec B.2, loss ``l2``).
+    """Mean squared error in the normalised space of the low-resolution input (the official loss ``l2``).
 
     The network predicts the target min-max normalised with the statistics of its low-resolution input, so the loss
     compares ``output`` with ``(target - lr_min) / lr_scale``. This makes the loss independent of the depth range of

@@ -24,7 +24,7 @@ FLOW_UNKNOWN_THRESHOLD = 1e7
 
 
 def denormalize(output: Tensor, lr_min: Tensor, lr_scale: Tensor) -> Tensor:
-    """Map a normalised prediction back to data units: ``output * lr_scale + lr_min`` (spec B.2).
+    """Map a normalised prediction back to data units: ``output * lr_scale + lr_min``, as the reference.
 
     Shape:
         - output: :math:`(B, C, H, W)`; lr_min, lr_scale: :math:`(B, C, 1, 1)`; result like ``output``.
@@ -33,7 +33,7 @@ def denormalize(output: Tensor, lr_min: Tensor, lr_scale: Tensor) -> Tensor:
 
 
 def crop_border(x: Tensor, border: int) -> Tensor:
-    """Remove ``border`` pixels from each side of the last two dimensions (the NYU protocol uses 6, spec B.2).
+    """Remove ``border`` pixels from each side of the last two dimensions (the official NYU protocol uses 6).
 
     Shape:
         - x: :math:`(*, H, W)`; result: :math:`(*, H - 2b, W - 2b)`.
@@ -56,7 +56,7 @@ def _check_pair(pred: Tensor, target: Tensor) -> None:
 
 
 def per_image_rmse(pred: Tensor, target: Tensor, border: int = 0) -> Tensor:
-    """Root-mean-square error of each image (spec B.2, ``th_rmse``).
+    """Root-mean-square error of each image (official ``th_rmse``).
 
     Per sample and channel the squared error is averaged over pixels, summed over channels, and square-rooted.
     Average the result over the dataset to get the reported number (the mean of per-image RMSEs).
@@ -76,7 +76,7 @@ def per_image_rmse(pred: Tensor, target: Tensor, border: int = 0) -> Tensor:
 
 
 def per_image_epe(pred_flow: Tensor, target_flow: Tensor, border: int = 0) -> Tensor:
-    """Mean endpoint error of each flow field (spec B.2, ``th_epe``).
+    """Mean endpoint error of each flow field (official ``th_epe``).
 
     Pixels where the ground truth marks unknown flow (a component with magnitude above ``1e7``) are set to zero in
     both prediction and target, so they add zero error but still count in the pixel average, as in the reference.

@@ -1,7 +1,7 @@
-"""Joint upsampling networks of the PAC paper (spec B.1, A.11) and training-free baselines.
+"""PAC joint upsampling networks (Sec. 5.1, official ``task_jointUpsampling/models.py``) and training-free baselines.
 
 Every model has the same call: ``model(target_lr, guide)`` with the low-resolution target ``(B, C, h, w)`` (min-max
-normalised for the learned model, spec B.2) and the full-resolution RGB guide ``(B, 3, h*f, w*f)`` in [0, 1]; it
+normalised for the learned model, as the reference) and the full-resolution RGB guide ``(B, 3, h*f, w*f)`` in [0, 1]; it
 returns ``(B, C, h*f, w*f)``.
 """
 
@@ -70,7 +70,7 @@ def _conv_branch(in_channels: int, widths: list[int], kernel_size: int) -> nn.Se
 
 
 class PacJointUpsample(nn.Module):
-    """PAC joint upsampling network (Su et al. 2019, joint upsampling experiments; spec B.1, A.11).
+    """PAC joint upsampling network (Su et al. 2019, Sec. 5.1; official ``PacJointUpsample``).
 
     A target branch encodes the low-resolution map; ``log2(factor)`` transposed PAC layers (stride 2, Gaussian kernel,
     unnormalised) each double its resolution, adapting their kernels to guidance features; a final branch maps to the
@@ -81,7 +81,7 @@ class PacJointUpsample(nn.Module):
 
     Parameter names follow the reference (``branch_t.conv1``, ``up_convts.0``, ...). The transposed weights use
     torch's ``nn.ConvTranspose2d`` convention, so weights from the reference code must be flipped spatially on load
-    (spec A.5, E.1; :func:`nvresearch.core.layers.pac.official_transposed_weight_to_torch`).
+    (:func:`nvresearch.core.layers.pac.official_transposed_weight_to_torch`).
 
     Args:
         factor: Upsampling factor, a power of two.
@@ -102,10 +102,11 @@ class PacJointUpsample(nn.Module):
             a ~10x lower learning rate for :meth:`guidance_parameters`, makes the kernels edge-aware from the start
             (a CPU-scale training aid; the architecture and parameter shapes are unchanged).
         zero_guidance: Ablation: multiply the guide by 0, so the kernels are constant and PAC is a plain transposed
-            conv (spec B.2, ``--zero-guidance``).
+            conv (the official ``--zero-guidance`` switch).
         residual: Add the bilinear upsampling of ``target_lr`` to the output, so the network predicts a correction
-            of bilinear upsampling (as DJIF does) instead of the whole map. False is the reference (spec B.1: no skip
-            from bilinear). A CPU-scale training aid for short runs (docs/papers/pac.md); no parameters are added.
+            of bilinear upsampling (as DJIF does) instead of the whole map. False is the reference (no skip
+            from bilinear in the official code). A CPU-scale training aid for short runs (docs/papers/pac.md); no
+            parameters are added.
         t_filters: Widths of the target-branch convs (overrides ``n_t_layers`` / ``n_t_filters``).
         g_filters: Widths of the guidance-branch convs before the last (overrides ``n_g_layers`` / ``n_g_filters``).
         f_filters: ``log2(factor)`` widths of the transposed PAC layers, then those of the final convs before the
@@ -177,7 +178,7 @@ class PacJointUpsample(nn.Module):
         return list(self.branch_g.parameters())
 
     def guidance_features(self, guide: Tensor) -> list[Tensor]:
-        """Guidance features of each upsampling stage, resized to that stage's output size (spec A.11).
+        """Guidance features of each upsampling stage, resized to that stage's output size, as the reference.
 
         Shape:
             - guide: :math:`(B, 3, H, W)`.
@@ -200,7 +201,7 @@ class PacJointUpsample(nn.Module):
         b, c, h, w = target_lr.shape
         feats = self.guidance_features(guide)
         if c > 1:
-            # Fold channels into the batch (spec B.1): sample b*c + k is channel k of sample b, with b's guidance.
+            # Fold channels into the batch as the reference: sample b*c + k is channel k of sample b, with b's guidance.
             feats = [f.repeat_interleave(c, dim=0) for f in feats]
         x = self.branch_t(target_lr.reshape(b * c, 1, h, w))
         for up, f in zip(self.up_convts, feats, strict=True):
@@ -228,7 +229,7 @@ class _Interpolate(nn.Module):
 
 
 class Bilinear(_Interpolate):
-    """Bilinear upsampling baseline, ignoring the guide (spec B.1, ``align_corners=False``).
+    """Bilinear upsampling baseline, ignoring the guide (``align_corners=False``, as the reference).
 
     Shape:
         - target_lr: :math:`(B, C, h, w)`; guide: :math:`(B, 3, h f, w f)`; output: :math:`(B, C, h f, w f)`.
@@ -248,7 +249,7 @@ class Bicubic(_Interpolate):
 
 
 class JointBilateral(nn.Module):
-    """Joint bilateral upsampling (Kopf et al. 2007) as a fixed transposed PAC (spec B.1 ``JointBilateral``, A.11).
+    """Joint bilateral upsampling (Kopf et al. 2007) as a fixed transposed PAC (official ``JointBilateral``).
 
     A ``normalize_kernel=True`` transposed PAC with identity weights (all taps 1, no mixing across channels) averages
     the low-resolution samples in a ``kernel_size`` window with the weights
@@ -322,11 +323,11 @@ LITE_WIDTHS: dict[int, dict[str, object]] = {
     8: {"k_ch": 12, "g_filters": (12, 16), "t_filters": (12, 16, 16), "f_filters": (12, 16, 16, 20)},
     16: {"k_ch": 10, "g_filters": (8, 16), "t_filters": (8, 16, 16), "f_filters": (8, 16, 16, 16, 16)},
 }
-"""Widths of PacJointUpsampleLite per factor (spec B.1): about 56K parameters, like DJIF."""
+"""Widths of PacJointUpsampleLite per factor (the official ones): about 56K parameters, like DJIF."""
 
 
 class PacJointUpsampleLite(PacJointUpsample):
-    """The narrow PAC joint upsampling network of the paper's NYU table (spec B.1, "Lite widths").
+    """The narrow PAC joint upsampling network of the paper's NYU table (official ``PacJointUpsampleLite``).
 
     :class:`PacJointUpsample` with the per-factor widths of :data:`LITE_WIDTHS`: 55,509 / 56,273 / 55,777 parameters
     at factors 4 / 8 / 16, comparable to DJIF's 56,323. ``f_filters`` lists the widths of the ``log2(factor)``
@@ -359,11 +360,11 @@ def _djif_branch(in_channels: int, widths: tuple[int, int, int], paddings: tuple
 
 
 DJIF_KERNELS = (9, 1, 5)
-"""Filter sizes of the three convs of each DJIF branch (spec B.1)."""
+"""Filter sizes of the three convs of each DJIF branch (official ``DJIF``)."""
 
 
 class DJIF(nn.Module):
-    """Deep joint image filtering (Li et al., ECCV 2016) as the PAC paper reimplements it (spec B.1, D.1).
+    """Deep joint image filtering (Li et al., ECCV 2016) as the PAC paper reimplements it (official ``DJIF``).
 
     The low-resolution target is bilinearly upsampled to the guide's size. A target branch and a guidance branch
     (each conv9x9 -> 96, ReLU, conv1x1 -> 48, ReLU, conv5x5 -> 1) feed a joint branch on their concatenation

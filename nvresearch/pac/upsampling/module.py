@@ -27,7 +27,7 @@ class JointUpsamplingModule(NVModule):
     input, under ``val/`` and ``test/``: ``rmse``, ``rmse_bilinear``, ``rmse_bicubic`` for depth, or ``epe``,
     ``epe_bilinear``, ``epe_bicubic`` (end-point error) for flow. If the guide is not the low-resolution size times
     the factor (Sintel's 436 rows), the network runs on the guide resized to that size and its output is resized
-    back (spec B.2 ``apply_model``).
+    back (as the official ``apply_model``).
 
     Args:
         net: maps ``(lowres (B,C,h,w) in [0,1], guide (B,3,H,W))`` to the HR prediction in normalised space.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nvresearch.core.utils.report import print_table, write_json
 
-# The paper's NYU Depth v2 test RMSE (cm, 449 images, 6-px border), from the official README (spec D.1).
+# The paper's NYU Depth v2 test RMSE (cm, 449 images, 6-px border), from the official README.
 PAPER = {
     "Bilinear": {4: 5.43, 8: 8.36, 16: 12.90},
     "DJIF (reference reimplementation)": {4: 2.64, 8: 5.15, 16: 9.39},

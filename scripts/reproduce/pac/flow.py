@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nvresearch.core.utils.report import print_table, write_json
 
-# The paper's Sintel validation EPE (133 pairs), from the official README (spec D.2).
+# The paper's Sintel validation EPE (133 pairs), from the official README.
 PAPER = {
     "Bilinear": {4: 0.4650, 8: 0.9011, 16: 1.6281},
     "DJIF": {4: 0.1760, 8: 0.4382, 16: 1.0422},

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from nvresearch.core.utils.report import print_table, write_json
 
-# The paper's VOC 2012 mIoU (%), val = val11_sbd (736 images), from the official README (spec D.3).
+# The paper's VOC 2012 mIoU (%), val = val11_sbd (736 images), from the official README.
 PAPER = {
     "FCN-8s backbone": {"val": 65.51, "test": 67.20},
     "PacCRF": {"val": 68.90, "test": 69.82},
