@@ -27,13 +27,21 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from nvresearch.scops.data import caffe_normalize, resize_bilinear
 from nvresearch.scops.metrics import landmark_centers
 from nvresearch.scops.models import ASPP_DILATIONS, PartSegmenter, upsample_logits
 from nvresearch.scops.official import OfficialCheckpointError, load_official
 
-__all__ = ["OFFICIAL_IMAGE_SIZE", "PartCheckpointError", "load_part_model", "predict_parts", "preprocess"]
+__all__ = [
+    "OFFICIAL_IMAGE_SIZE",
+    "PartCheckpointError",
+    "dataset_centres",
+    "load_part_model",
+    "predict_parts",
+    "preprocess",
+]
 
 OFFICIAL_IMAGE_SIZE = 256
 """Input side of the released checkpoints (the official ``input_size`` 256 x 256)."""
@@ -165,3 +173,29 @@ def predict_parts(net: torch.nn.Module, rgb: Tensor, image_size: int) -> dict[st
         "labels": probs.argmax(dim=0).cpu(),
         "centres": landmark_centers(logits, (h, w))[0].cpu(),
     }
+
+
+@torch.no_grad()
+def dataset_centres(
+    net: torch.nn.Module, dataset: Dataset, batch_size: int = 16, device: str | torch.device = "cpu"
+) -> dict[str, Tensor]:
+    """Part centres of every sample of a reader (the landmark evaluation's input), with the sample's ground truth.
+
+    The samples are the readers' (already resized and normalised); the centres are the official evaluation's, in
+    pixels of the sample's ``S x S`` frame (:func:`~nvresearch.scops.metrics.landmark_centers`).
+
+    Returns:
+        ``centres (N, K, 2)`` and, where the samples have them, ``landmarks (N, L, 2)``, ``keypoints (N, P, 3)``,
+        ``labels (N, S, S)``.
+    """
+    net = net.to(device).eval()
+    out: dict[str, list[Tensor]] = {}
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        images = batch["image"].to(device)
+        out.setdefault("centres", []).append(landmark_centers(net(images), images.shape[-2:]).cpu())
+        for key in ("landmarks", "keypoints", "labels"):
+            if key in batch:
+                out.setdefault(key, []).append(batch[key])
+    if not out:
+        raise ValueError("dataset_centres: the dataset is empty")
+    return {key: torch.cat(values) for key, values in out.items()}
