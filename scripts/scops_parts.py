@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _save_png((overlay * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), out / f"{path.stem}_overlay.png")
         centres[path.name] = [[round(float(x), 3), round(float(y), 3)] for x, y in parts["centres"]]
     if args.centres:
-        (out / "centres.json").write_text(json.dumps(centres, indent=1) + "\n", encoding="utf-8")
+        lines = [f" {json.dumps(name)}: {json.dumps(points)}" for name, points in centres.items()]
+        (out / "centres.json").write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")  # one image a line
     print(f"wrote part maps of {len(files)} image(s) to {out} (K = {net.num_parts} parts, network input {size}x{size})")
     return 0
 
