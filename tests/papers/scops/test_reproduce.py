@@ -141,3 +141,40 @@ def test_keypoint_regression_known_answers() -> None:
     assert cub.keypoint_regression_error(centres_tr, keypoints(centres_tr), centres_te, shifted)[1] == pytest.approx(
         0.1
     )
+
+
+def _cub(root: Path) -> None:
+    """CUB_200_2011/images/<class>/<file> and the CMR cache with two categories per split (two keypoints visible)."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(1)
+    for split, files in (("train", ["001.A/a.jpg", "001.A/b.jpg", "002.B/c.jpg", "002.B/d.jpg"]),
+                         ("test", ["001.A/e.jpg", "002.B/f.jpg", "004.C/g.jpg"])):  # fmt: skip
+        images = np.zeros((len(files),), dtype=[("rel_path", "O"), ("bbox", "O"), ("mask", "O"), ("parts", "O")])
+        for i, rel in enumerate(files):
+            path = root / "CUB_200_2011" / "images" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
+            parts = np.zeros((3, 15))
+            parts[:, 0] = (*rng.integers(12, 28, 2), 1)
+            parts[:, 1] = (*rng.integers(12, 28, 2), 1)
+            mask = np.zeros((30, 40), np.uint8)
+            mask[5:25, 10:30] = 1
+            images[i] = (rel, {"x1": 11, "y1": 6, "x2": 30, "y2": 25}, mask, parts)
+        cache = root / "CUB_200_2011" / "cachedir" / "data"
+        cache.mkdir(parents=True, exist_ok=True)
+        savemat(str(cache / f"{split}_cub_cleaned.mat"), {"images": images})
+
+
+def test_cub_full_mode_per_category(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    _cub(tmp_path / "data")
+    cub = _script("cub")
+    argv = ["--data-dir", str(tmp_path / "data"), "--categories", "001", "002", "--checkpoint", f"tiny={checkpoint}"]
+    assert cub.main([*argv, "--out", str(tmp_path / "out")]) == 0
+    table = json.loads((tmp_path / "out" / "table.json").read_text())["ours"]["tiny"]
+    assert set(table) == {"001", "002"}
+    for cat in ("001", "002"):  # two train and one test image per category (004 is left out)
+        assert (table[cat]["train_images"], table[cat]["test_images"]) == (2, 1) and np.isfinite(table[cat]["test"])
+    assert "CUB-001" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no image of CUB category 003"):
+        cub.main([*argv[:2], "--categories", "003", "--checkpoint", f"tiny={checkpoint}", "--out", str(tmp_path)])
