@@ -630,3 +630,307 @@ def celeba_split(
     if split not in lists:
         raise ValueError(f"split must be one of {sorted(lists)}, got {split!r}")
     return CelebAWild(root, split=lists[split], image_size=image_size, face_area_threshold=face_area_threshold)
+
+
+# --------------------------------------------------------------------------------------------------------- AFLW
+AFLW_LAYOUT = (
+    "expected the AFLW release of the unsupervised-landmark protocol (Thewlis et al. 2017; train: 10,122 crops, "
+    "test: the 2,995 MTFL faces): <root>/aflw_cropped/facedata_cropped.csv (a header line; columns image_file, set "
+    "(1 = train), crop_file; the 5 landmarks as x, y pairs in columns 5-14, 1-based pixels), "
+    "<root>/aflw_cropped/<crop_file>, <root>/MTFL/testing.txt (<path> x1..x5 y1..y5 [attributes]) and "
+    "<root>/MTFL/<path>"
+)
+AFLW_SPLITS = ("train", "test")
+
+
+def _aflw_train_rows(csv_path: Path) -> list[tuple[str, list[float]]]:
+    import csv
+
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise DatasetLayoutError(f"'{csv_path}' is empty; {AFLW_LAYOUT}")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in ("set", "crop_file") if c not in header]
+    if missing or len(header) < 14:
+        raise DatasetLayoutError(f"'{csv_path}': header {header} lacks {missing or 'landmark columns'}; {AFLW_LAYOUT}")
+    col_set, col_file = header.index("set"), header.index("crop_file")
+    out = []
+    for n, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            if int(float(row[col_set])) != 1:
+                continue
+            points = [float(v) for v in row[4:14]]
+        except (ValueError, IndexError) as err:
+            raise DatasetLayoutError(f"'{csv_path}' line {n}: not a landmark row ({err}); {AFLW_LAYOUT}") from err
+        out.append((row[col_file].strip(), points))  # x1, y1, x2, y2, ... (pairs)
+    return out
+
+
+def _aflw_test_rows(txt_path: Path) -> list[tuple[str, list[float]]]:
+    out = []
+    for n, line in enumerate(txt_path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            xs, ys = [float(v) for v in fields[1:6]], [float(v) for v in fields[6:11]]
+        except ValueError as err:
+            raise DatasetLayoutError(f"'{txt_path}' line {n}: not '<path> x1..x5 y1..y5' ({err})") from err
+        if len(ys) != 5:
+            raise DatasetLayoutError(f"'{txt_path}' line {n}: {len(fields)} fields, need '<path> x1..x5 y1..y5'")
+        # MTFL writes Windows paths (AFLW\0001-image20056.jpg)
+        out.append((fields[0].replace("\\", "/"), [v for xy in zip(xs, ys, strict=True) for v in xy]))
+    return out
+
+
+class AFLWLandmarks(Dataset):
+    """AFLW faces with 5 landmarks in the layout of the unsupervised-landmark protocol that SCOPS' AFLW table follows
+    (Thewlis et al. 2017, Zhang et al. 2018): training on the 10,122 cropped faces of ``facedata_cropped.csv``
+    (``set == 1``), testing on the 2,995 AFLW faces of MTFL. The official SCOPS code imports an ``AFLWDataset`` its
+    repository does not contain, so this reader follows that release (as shipped by the DVE / Thewlis data archives)
+    and preprocesses as :class:`CelebAWild` does: bilinear resize to ``image_size`` squared, RGB minus the Caffe
+    mean, landmarks scaled into the resized frame (0-based: the files' 1-based MATLAB pixels minus 1; not truncated).
+
+    Landmark order: left eye, right eye, nose, left mouth corner, right mouth corner (the CelebA order, so the
+    inter-ocular distance is points 0 and 1). AFLW ships no saliency maps: put your own as
+    ``<root>/<saliency_dir>/<image stem>.png`` (every image needs one), else the saliency is ones.
+
+    Args:
+        root: the folder holding ``aflw_cropped/`` and ``MTFL/`` (layout: :data:`AFLW_LAYOUT`).
+        split: ``"train"`` or ``"test"``.
+        image_size: side of the square output.
+        saliency_dir: sub-folder of ``root`` with saliency maps, or ``None``.
+
+    Shape:
+        sample: ``image (3, S, S)``, ``saliency (S, S)``, ``landmarks (5, 2)`` as ``(x, y)`` pixels, ``name``.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike, split: str = "train", image_size: int = 256, saliency_dir: str | None = None
+    ) -> None:
+        self.root = Path(root)
+        if split not in AFLW_SPLITS:
+            raise ValueError(f"AFLW split must be one of {AFLW_SPLITS}, got {split!r}")
+        if split == "train":
+            self.image_root = self.root / "aflw_cropped"
+            index = self.image_root / "facedata_cropped.csv"
+        else:
+            self.image_root = self.root / "MTFL"
+            index = self.image_root / "testing.txt"
+        if not index.is_file():
+            raise DatasetLayoutError(f"AFLW {split} list not found: '{index}'; {AFLW_LAYOUT}")
+        rows = _aflw_train_rows(index) if split == "train" else _aflw_test_rows(index)
+        if not rows:
+            raise DatasetLayoutError(f"'{index}' lists no {split} image; {AFLW_LAYOUT}")
+        missing = [rel for rel, _ in rows if not (self.image_root / rel).is_file()]
+        if missing:
+            raise DatasetLayoutError(
+                f"{len(missing)} image(s) of '{index}' not found, e.g. '{self.image_root / missing[0]}'; {AFLW_LAYOUT}"
+            )
+        self.saliency_root = self.root / saliency_dir if saliency_dir else None
+        if self.saliency_root is not None and not self.saliency_root.is_dir():
+            raise DatasetLayoutError(f"AFLW saliency folder not found: '{self.saliency_root}'")
+        self.samples = [(rel, torch.tensor(p, dtype=torch.float64).view(5, 2) - 1.0) for rel, p in rows]
+        self.image_size = int(image_size)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, object]:
+        index = split_epoch_key(index)[1]  # the training sampler's (epoch, index) keys
+        rel, points = self.samples[index]
+        rgb = load_rgb(self.image_root / rel)
+        h, w = rgb.shape[-2:]
+        s = (self.image_size, self.image_size)
+        if self.saliency_root is not None:
+            sal = load_gray(self.saliency_root / f"{Path(rel).stem}.png")
+            saliency = resize_bilinear(resize_bilinear(sal, (h, w)), s).clamp(0, 1)
+        else:
+            saliency = torch.ones(s)
+        scale = torch.tensor([self.image_size / w, self.image_size / h], dtype=torch.float64)
+        return {
+            "image": caffe_normalize(resize_bilinear(rgb, s)),
+            "saliency": saliency,
+            "landmarks": (points * scale).float(),
+            "name": rel,
+        }
+
+
+def aflw_split(
+    split: str,
+    root: str | os.PathLike,
+    train_list: str = "train",
+    val_list: str = "test",
+    test_list: str = "test",
+    image_size: int = 256,
+    saliency_dir: str | None = None,
+) -> AFLWLandmarks:
+    """One split of AFLW for the data module (:class:`AFLWLandmarks` ``train`` / ``test`` per data-module split)."""
+    lists = {"train": train_list, "val": val_list, "test": test_list}
+    if split not in lists:
+        raise ValueError(f"split must be one of {sorted(lists)}, got {split!r}")
+    return AFLWLandmarks(root, split=lists[split], image_size=image_size, saliency_dir=saliency_dir)
+
+
+# -------------------------------------------------------------------------------------------------- PASCAL-Part
+PASCAL_PART_LAYOUT = (
+    "expected PASCAL VOC 2010 <voc_root>/JPEGImages/<id>.jpg and <voc_root>/ImageSets/Main/<category>_<split>.txt "
+    "('<id> 1' where the category is present), and the PASCAL-Part annotations <part_root>/Annotations_Part/<id>.mat "
+    "(struct 'anno' with 'objects': class, mask, parts (part_name, mask))"
+)
+
+PASCAL_PART_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("head", ("head", "leye", "reye", "lear", "rear", "muzzle", "nose", "lhorn", "rhorn", "beak", "mouth", "hair",
+              "lebrow", "rebrow")),
+    ("neck", ("neck",)),
+    ("torso", ("torso",)),
+    ("legs", ("lf*", "rf*", "lb*", "rb*", "lleg", "rleg", "lfoot", "rfoot", "ll*", "lu*", "rl*", "ru*")),
+    ("tail", ("tail",)),
+    ("wings", ("lwing", "rwing")),
+)  # fmt: skip
+"""Default grouping of PASCAL-Part's fine part names into coarse parts (labels 1..6 in this order; a name ending in
+``*`` is a prefix; part names of no group get label 7, "other"). Covers the animal categories (horse, cow, sheep, dog,
+cat, bird) that part-discovery papers evaluate."""
+
+
+def _pascal_group_names(groups: Sequence[tuple[str, Sequence[str]]]) -> tuple[str, ...]:
+    return ("background", *(g for g, _ in groups), "other")
+
+
+def _pascal_label(name: str, groups: Sequence[tuple[str, Sequence[str]]]) -> int:
+    for i, (_, names) in enumerate(groups, start=1):
+        for pattern in names:
+            if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
+                return i
+    return len(groups) + 1
+
+
+class PascalParts(Dataset):
+    """PASCAL-Part (Chen et al. 2014) objects of one category, for part discovery: each sample is the largest object
+    of ``category`` in a listed image, cropped to its mask's box padded by ``padding`` and made square (pixels outside
+    the picture take the mean colour, i.e. 0 after normalisation), resized to ``image_size``. The object mask is the
+    saliency (as the CUB model uses the silhouette); ``labels`` give the coarse parts of :data:`PASCAL_PART_GROUPS`
+    (0 outside every part). The official SCOPS code ships no PASCAL loader, list or config (its issue #3), so this
+    reader follows the released annotation files (``Annotations_Part/<id>.mat``) over the VOC 2010 images and lists.
+
+    Args:
+        voc_root: the ``VOC2010`` folder (``JPEGImages/``, ``ImageSets/Main/``).
+        part_root: the folder holding ``Annotations_Part/`` (PASCAL-Part's ``trainval`` archive).
+        category: a VOC class name (``horse``, ``cow``, ``sheep``, ``dog``, ``cat``, ``bird``, ...).
+        split: ``"train"``, ``"val"`` (the VOC lists ``<category>_<split>.txt``) or a path to a list of ids.
+        image_size: side of the square output.
+        padding: box padding fraction on each side.
+        part_groups: ``(label name, part names)`` pairs; ``None`` takes :data:`PASCAL_PART_GROUPS`.
+
+    Shape:
+        sample: ``image (3, S, S)``, ``saliency (S, S)`` (the object mask), ``labels (S, S)`` long, ``name``.
+    """
+
+    def __init__(
+        self,
+        voc_root: str | os.PathLike,
+        part_root: str | os.PathLike,
+        category: str = "horse",
+        split: str = "train",
+        image_size: int = 256,
+        padding: float = 0.05,
+        part_groups: Sequence[tuple[str, Sequence[str]]] | None = None,
+    ) -> None:
+        self.image_dir = Path(voc_root) / "JPEGImages"
+        self.anno_dir = Path(part_root) / "Annotations_Part"
+        for folder in (self.image_dir, self.anno_dir):
+            if not folder.is_dir():
+                raise DatasetLayoutError(f"PASCAL-Part folder not found: '{folder}'; {PASCAL_PART_LAYOUT}")
+        list_path = Path(voc_root) / "ImageSets" / "Main" / f"{category}_{split}.txt"
+        if split not in ("train", "val", "trainval"):
+            list_path = Path(split)
+        if not list_path.is_file():
+            raise DatasetLayoutError(f"PASCAL list not found: '{list_path}'; {PASCAL_PART_LAYOUT}")
+        ids = []
+        for line in list_path.read_text(encoding="utf-8").splitlines():
+            fields = line.split()
+            if fields and (len(fields) == 1 or fields[1] == "1"):  # a plain id list, or VOC's '<id> 1' (present)
+                ids.append(fields[0])
+        missing = [i for i in ids if not (self.anno_dir / f"{i}.mat").is_file()]
+        if missing:
+            raise DatasetLayoutError(
+                f"{len(missing)} listed image(s) of '{list_path}' have no part annotation, e.g. "
+                f"'{self.anno_dir / (missing[0] + '.mat')}'; {PASCAL_PART_LAYOUT}"
+            )
+        if not ids:
+            raise DatasetLayoutError(f"'{list_path}' lists no image with a '{category}'")
+        self.ids, self.category = ids, category
+        self.groups = tuple((str(g), tuple(n)) for g, n in (part_groups or PASCAL_PART_GROUPS))
+        self.label_names = _pascal_group_names(self.groups)
+        self.image_size, self.padding = int(image_size), float(padding)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _objects(self, path: Path) -> list:
+        from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
+
+        try:
+            anno = loadmat(str(path), struct_as_record=False, squeeze_me=True)["anno"]
+            objects = list(np.atleast_1d(anno.objects))
+        except (KeyError, AttributeError, ValueError, OSError, MatReadError) as err:
+            raise DatasetLayoutError(f"cannot read anno.objects from '{path}' ({err}); {PASCAL_PART_LAYOUT}") from err
+        return [o for o in objects if str(getattr(o, "class", "")) == self.category]
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, object]:
+        index = split_epoch_key(index)[1]  # the training sampler's (epoch, index) keys
+        name = self.ids[index]
+        anno_path = self.anno_dir / f"{name}.mat"
+        objects = self._objects(anno_path)
+        if not objects:
+            raise DatasetLayoutError(f"'{anno_path}' has no '{self.category}' object")
+        masks = [np.asarray(o.mask, dtype=bool) for o in objects]
+        best = int(np.argmax([m.sum() for m in masks]))
+        obj, mask = objects[best], masks[best]
+        rgb = load_rgb(self.image_dir / f"{name}.jpg").double()
+        if mask.shape != tuple(rgb.shape[-2:]):
+            raise DatasetLayoutError(
+                f"'{anno_path}': the object mask is {mask.shape}, the image {tuple(rgb.shape[-2:])}"
+            )
+        labels = np.zeros(mask.shape, dtype=np.int64)
+        parts = getattr(obj, "parts", None)
+        for part in np.atleast_1d(parts) if parts is not None else []:
+            if hasattr(part, "part_name"):
+                labels[np.asarray(part.mask, dtype=bool)] = _pascal_label(str(part.part_name), self.groups)
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            raise DatasetLayoutError(f"'{anno_path}': the largest '{self.category}' object has an empty mask")
+        box = _perturb_square_box([xs.min(), ys.min(), xs.max(), ys.max()], self.padding, 0.0, np.random.default_rng(0))
+        mean = torch.tensor(CAFFE_MEAN_RGB, dtype=torch.float64).view(3, 1, 1)
+        img = _crop(rgb - mean, box, 0.0)  # outside the picture: the mean colour
+        sil = _crop(torch.as_tensor(mask, dtype=torch.float64)[None], box, 0.0)
+        lab = _crop(torch.as_tensor(labels, dtype=torch.float64)[None], box, 0.0)
+        s = (self.image_size, self.image_size)
+        return {
+            "image": resize_bilinear(img, s).float(),
+            "saliency": resize_bilinear(sil, s)[0].clamp(0, 1).float(),
+            "labels": F.interpolate(lab[None], size=s, mode="nearest")[0, 0].long(),
+            "name": name,
+        }
+
+
+def pascal_part_split(
+    split: str,
+    voc_root: str | os.PathLike,
+    part_root: str | os.PathLike,
+    category: str = "horse",
+    train_list: str = "train",
+    val_list: str = "val",
+    test_list: str = "val",
+    image_size: int = 256,
+    padding: float = 0.05,
+) -> PascalParts:
+    """One split of a PASCAL-Part category for the data module (VOC ``train`` to train, ``val`` to evaluate)."""
+    lists = {"train": train_list, "val": val_list, "test": test_list}
+    if split not in lists:
+        raise ValueError(f"split must be one of {sorted(lists)}, got {split!r}")
+    return PascalParts(voc_root, part_root, category, lists[split], image_size, padding)
