@@ -26,6 +26,7 @@ __all__ = [
     "PersonCodes",
     "joint_train",
     "meta_train",
+    "mlp_from_dted_before_z",
     "mlp_from_dted_head",
     "mlp_meta_loss",
     "sample_task",
@@ -61,6 +62,14 @@ class AdaGENConfig:
         ks: calibration sizes evaluated (0 = no adaptation).
         test_last: the last samples of each test person form its test set (500).
         seed: the calibration draws (4089213955 in the reference) and the task sampling.
+        select_z: stage 2's input (official ``--select-z``): ``'z_gaze'`` (the gaze code, the reference) or
+            ``'before_z'`` (the encoder's pooled features, through an MLP that starts with the DT-ED's ``fc_enc`` and
+            gaze head: :func:`mlp_from_dted_before_z`).
+        meta_sgd: Meta-SGD (official ``--meta-learner Meta-SGD``): meta-learn one step-size multiplier per parameter
+            element with the initialisation; the inner update and the personalisation use ``inner_lr * scale``
+            (needs ``mode='textbook'``).
+        meta_sgd_init: the multipliers start uniform in this range (the official code: U(0.005, 0.1) times its
+            inner lr).
     """
 
     hidden: int = 64
@@ -87,6 +96,48 @@ class AdaGENConfig:
     ks: Sequence[int] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32, 64, 128, 256)
     test_last: int = 500
     seed: int = 4089213955
+    select_z: str = "z_gaze"
+    meta_sgd: bool = False
+    meta_sgd_init: Sequence[float] = (0.005, 0.1)
+
+    def __post_init__(self) -> None:
+        if self.select_z not in ("z_gaze", "before_z"):
+            raise ValueError(f"model.stage2.select_z must be 'z_gaze' or 'before_z', got {self.select_z!r}")
+        if self.meta_sgd and self.mode != "textbook":
+            raise ValueError(f"model.stage2.meta_sgd needs model.stage2.mode=textbook, got {self.mode!r}")
+        if len(self.meta_sgd_init) != 2 or not 0 < self.meta_sgd_init[0] <= self.meta_sgd_init[1]:
+            raise ValueError(
+                f"model.stage2.meta_sgd_init must be [low, high] with 0 < low <= high, got {list(self.meta_sgd_init)}"
+            )
+
+
+def mlp_from_dted_before_z(
+    fc_enc: torch.nn.Linear,
+    gaze1: torch.nn.Linear,
+    gaze2: torch.nn.Linear,
+    keep_start: int,
+    activation: str = "selu",
+    meta_sgd: bool = False,
+) -> GazeMLP:
+    """The official ``before_z`` stage-2 MLP (``GazeEstimationModelPreExtended`` with ``--maml-use-pretrained-mlp``):
+    ``fc_enc`` (pooled encoder features -> all codes), the gaze code's outputs from ``keep_start`` (``z_app``; not
+    column-normalised), SELU, then the DT-ED gaze head ``gaze1`` / ``gaze2`` with ``activation`` (SELU in the official
+    code, which asserts it), all copied from the trained DT-ED.
+    """
+    mlp = GazeMLP(
+        gaze1.in_features,
+        gaze1.out_features,
+        activation,
+        pre_features=fc_enc.in_features,
+        pre_out=fc_enc.out_features,
+        pre_keep_start=keep_start,
+        meta_sgd=meta_sgd,
+    )
+    with torch.no_grad():
+        for mine, theirs in ((mlp.layer0, fc_enc), (mlp.layer1, gaze1), (mlp.layer2, gaze2)):
+            mine.weight.copy_(theirs.weight)
+            mine.bias.copy_(theirs.bias)
+    return mlp.eval()
 
 
 def mlp_from_dted_head(gaze1: torch.nn.Linear, gaze2: torch.nn.Linear) -> GazeMLP:
@@ -147,9 +198,20 @@ def meta_train(
     if not persons:
         raise ValueError("meta_train needs at least one person")
     torch.manual_seed(cfg.seed % 2**31)
-    mlp = copy.deepcopy(init) if init is not None else GazeMLP(persons[0].features.shape[1], cfg.hidden, cfg.activation)
+    if init is not None:
+        mlp = copy.deepcopy(init)
+    else:
+        mlp = GazeMLP(persons[0].features.shape[1], cfg.hidden, cfg.activation, meta_sgd=cfg.meta_sgd)
+    if cfg.meta_sgd != mlp.meta_sgd:
+        raise ValueError(f"model.stage2.meta_sgd={cfg.meta_sgd} but the initial MLP has meta_sgd={mlp.meta_sgd}")
     maml = MAML(mlp, mean_angular_error, cfg.inner_steps, cfg.inner_lr, first_order=cfg.first_order, mode=cfg.mode)
-    opt = torch.optim.Adam(mlp.parameters(), lr=cfg.outer_lr)
+    learned = list(mlp.parameters())
+    scales: list[Tensor] | None = None
+    if cfg.meta_sgd:
+        low, high = (float(v) for v in cfg.meta_sgd_init)
+        scales = [torch.nn.Parameter(torch.empty_like(p).uniform_(low, high)) for p in learned]
+        learned += scales
+    opt = torch.optim.Adam(learned, lr=cfg.outer_lr)
     g = torch.Generator().manual_seed(cfg.seed % 2**63)
     pick = random.Random(cfg.seed)
     ks = [int(x) for x in cfg.train_ks] if k is None else [int(k)]
@@ -170,19 +232,42 @@ def meta_train(
             stack = [
                 torch.stack(parts) for parts in zip(*((t.support_x, t.support_y, t.query_x, t.query_y) for t in tasks))
             ]
-            loss = mlp_meta_loss(mlp, *stack, cfg.inner_steps, cfg.inner_lr, cfg.first_order)
+            loss = mlp_meta_loss(mlp, *stack, cfg.inner_steps, cfg.inner_lr, cfg.first_order, step_scales=scales)
+        elif scales is not None:
+            # tasks of unequal size (per-task support sizes): one stacked pass per task, the same objective
+            parts = [
+                mlp_meta_loss(
+                    mlp,
+                    *(x.unsqueeze(0) for x in (t.support_x, t.support_y, t.query_x, t.query_y)),
+                    cfg.inner_steps,
+                    cfg.inner_lr,
+                    cfg.first_order,
+                    step_scales=scales,
+                )
+                for t in tasks
+            ]
+            loss = torch.stack(parts).mean()
         else:
             loss = maml.meta_loss(tasks)
         loss.backward()
         opt.step()
+    if scales is not None:
+        with torch.no_grad():
+            for scale, buf in zip(scales, mlp.step_scales().values()):
+                buf.copy_(scale)
     return mlp.eval()
 
 
-def _stacked_mlp(params: Sequence[Tensor], x: Tensor, activation: str) -> Tensor:
-    """:class:`GazeMLP` forward with task-stacked weights: ``(T, N, F)`` inputs, ``(T, N, 3)`` unit vectors."""
+def _stacked_mlp(params: Sequence[Tensor], x: Tensor, mlp: GazeMLP) -> Tensor:
+    """:class:`GazeMLP` forward with task-stacked weights (in ``named_parameters`` order): ``(T, N, F)`` inputs,
+    ``(T, N, 3)`` unit vectors."""
+    if mlp.pre_features:
+        w0, b0, *params = params
+        start = mlp.pre_keep_start
+        x = F.selu(torch.baddbmm(b0.unsqueeze(1), x, w0.transpose(1, 2))[..., start : start + mlp.in_features])
     w1, b1, w2, b2 = params
     h = torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2))
-    h = F.selu(h) if activation == "selu" else F.relu(h)
+    h = F.selu(h) if mlp.activation == "selu" else F.relu(h)
     return F.normalize(torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)), dim=-1)
 
 
@@ -195,6 +280,7 @@ def mlp_meta_loss(
     steps: int,
     lr: float,
     first_order: bool = False,
+    step_scales: Sequence[Tensor] | None = None,
 ) -> Tensor:
     """Textbook MAML objective of ``T`` equal-size tasks for a :class:`GazeMLP` with the angular loss.
 
@@ -202,7 +288,9 @@ def mlp_meta_loss(
     :func:`~nvresearch.core.geometry.mean_angular_error`, written with batched matrix products over stacked
     weights instead of ``vmap`` over ``functional_call``: about half the CPU time per outer step for this
     643-parameter MLP (measured 19 vs 40 ms for 5 tasks and 10 inner steps, one thread), where the per-call
-    overhead is most of the cost.
+    overhead is most of the cost. ``step_scales`` (Meta-SGD: one tensor per parameter, in ``named_parameters``
+    order) multiply the inner step element-wise and receive gradients through it (also in first-order mode, where
+    only the support gradients are constants).
 
     Shape:
         support_x: ``(T, K, F)``, support_y: ``(T, K, 3)``; query_x: ``(T, Q, F)``, query_y: ``(T, Q, 3)``;
@@ -211,17 +299,17 @@ def mlp_meta_loss(
     if steps < 0 or lr <= 0:
         raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
     num_tasks = support_x.shape[0]
-    params = [
-        t.unsqueeze(0).expand(num_tasks, *t.shape)
-        for t in (mlp.layer1.weight, mlp.layer1.bias, mlp.layer2.weight, mlp.layer2.bias)
-    ]
+    params = [t.unsqueeze(0).expand(num_tasks, *t.shape) for t in mlp.parameters()]
+    scales = [lr * s for s in step_scales] if step_scales is not None else [lr] * len(params)
+    if len(scales) != len(params):
+        raise ValueError(f"step_scales has {len(scales)} tensors for {len(params)} parameters")
     with torch.enable_grad():
         for _ in range(steps):
             # Row t of the gradient of the summed per-task losses is task t's own gradient.
-            total = angular_error(_stacked_mlp(params, support_x, mlp.activation), support_y).mean(1).sum()
+            total = angular_error(_stacked_mlp(params, support_x, mlp), support_y).mean(1).sum()
             grads = torch.autograd.grad(total, params, create_graph=not first_order)
-            params = [p - lr * (g.detach() if first_order else g) for p, g in zip(params, grads)]
-        return angular_error(_stacked_mlp(params, query_x, mlp.activation), query_y).mean()
+            params = [p - a * (g.detach() if first_order else g) for p, a, g in zip(params, scales, grads)]
+        return angular_error(_stacked_mlp(params, query_x, mlp), query_y).mean()
 
 
 def joint_train(persons: Sequence[PersonCodes], cfg: AdaGENConfig, init: GazeMLP | None = None) -> GazeMLP:
@@ -229,7 +317,10 @@ def joint_train(persons: Sequence[PersonCodes], cfg: AdaGENConfig, init: GazeMLP
     if not persons:
         raise ValueError("joint_train needs at least one person")
     torch.manual_seed(cfg.seed % 2**31 + 1)
-    mlp = copy.deepcopy(init) if init is not None else GazeMLP(persons[0].features.shape[1], cfg.hidden, cfg.activation)
+    if init is not None:
+        mlp = copy.deepcopy(init)
+    else:
+        mlp = GazeMLP(persons[0].features.shape[1], cfg.hidden, cfg.activation)
     x = torch.cat([p.features for p in persons])
     y = torch.cat([p.targets for p in persons])
     opt = torch.optim.Adam(mlp.parameters(), lr=cfg.joint_lr)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from nvresearch.core.geometry import mean_angular_error, pitchyaw_to_vector, vector_to_pitchyaw
 from nvresearch.core.meta import adapt
 from nvresearch.faze.data import preprocess_pixels
+from nvresearch.faze.metrics import adapt_tasks
 from nvresearch.faze.models import DTED, GazeMLP
 
 __all__ = ["FazeGazeEstimator", "personalize", "predict"]
@@ -99,7 +100,10 @@ class FazeGazeEstimator(nn.Module):
 
     @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:
-        """Gaze codes ``(B, 6)`` of preprocessed images (the encoder is frozen: no gradient)."""
+        """Stage 2's input for preprocessed images (the encoder is frozen: no gradient): the gaze codes ``(B, 6)``,
+        or the pooled encoder features ``(B, C)`` for an MLP with a ``before_z`` first layer."""
+        if getattr(self.mlp, "pre_features", 0):
+            return self.dted.pooled_features(images)
         return self.dted.encode(images)[1].flatten(1)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -176,5 +180,12 @@ def personalize(
     idx = torch.tensor(random.Random(seed).sample(range(n), k), dtype=torch.long)
     device = next(model.parameters()).device
     feats = model.features(x[idx].to(device))
-    out.mlp = adapt(model.mlp, (feats, pitchyaw_to_vector(y[idx]).to(device)), mean_angular_error, steps, lr)
+    targets = pitchyaw_to_vector(y[idx]).to(device)
+    if model.mlp.step_scales():  # Meta-SGD: its learned per-parameter steps
+        adapted = adapt_tasks(model.mlp, feats.unsqueeze(0), targets.unsqueeze(0), steps, lr)
+        with torch.no_grad():
+            for name, p in out.mlp.named_parameters():
+                p.copy_(adapted[name][0])
+    else:
+        out.mlp = adapt(model.mlp, (feats, targets), mean_angular_error, steps, lr)
     return out.eval()

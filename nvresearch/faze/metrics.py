@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
 from nvresearch.core.geometry import angular_error, mean_angular_error, pitchyaw_to_vector, vector_to_pitchyaw
 from nvresearch.core.meta import batched_adapt, batched_forward, stack_params
 
-__all__ = ["CurvePoint", "offset_correction_curve", "personalization_curve", "select_adapt_lr"]
+__all__ = ["CurvePoint", "adapt_tasks", "offset_correction_curve", "personalization_curve", "select_adapt_lr"]
 
 
 @dataclass
@@ -30,6 +31,35 @@ class CurvePoint:
     mean: float
     std: float
     persons: int
+
+
+def adapt_tasks(
+    mlp: nn.Module, support_x: Tensor, support_y: Tensor, steps: int, lr: float, params: dict[str, Tensor] | None = None
+) -> dict[str, Tensor]:
+    """Personalise ``T`` copies of ``mlp`` at once: full-batch SGD with the angular loss, ``steps`` steps at ``lr``.
+
+    Plain SGD (:func:`~nvresearch.core.meta.batched_adapt`) unless ``mlp`` carries Meta-SGD step multipliers
+    (:meth:`~nvresearch.faze.models.GazeMLP.step_scales`): then each element moves by ``lr * scale * grad``.
+
+    Shape:
+        support_x: ``(T, K, F)``; support_y: ``(T, K, 3)``; returns name -> ``(T, *param.shape)``, without graph.
+    """
+    scales = mlp.step_scales() if hasattr(mlp, "step_scales") else {}
+    if not scales:
+        return batched_adapt(mlp, support_x, support_y, mean_angular_error, steps, lr, params=params)
+    if steps < 0 or lr <= 0:
+        raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
+    current = {n: t.detach() for n, t in (params or stack_params(mlp, support_x.shape[0])).items()}
+    forward = vmap(lambda p, x: functional_call(mlp, p, (x,)))
+    per_task_loss = vmap(mean_angular_error)
+    names = list(current)
+    for _ in range(steps):
+        with torch.enable_grad():
+            leaves = {n: current[n].requires_grad_(True) for n in names}
+            total = per_task_loss(forward(leaves, support_x), support_y).sum()  # row t: task t's own gradient
+            grads = torch.autograd.grad(total, [leaves[n] for n in names])
+        current = {n: (current[n] - lr * scales[n] * g).detach() for n, g in zip(names, grads)}
+    return current
 
 
 def personalization_curve(
@@ -81,9 +111,7 @@ def personalization_curve(
         qx_t, qy_t = torch.stack(qx), torch.stack(qy)
         params = stack_params(start, len(qx))
         if k > 0 and steps > 0:
-            params = batched_adapt(
-                start, torch.stack(sx), torch.stack(sy), mean_angular_error, steps, lr, params=params
-            )
+            params = adapt_tasks(start, torch.stack(sx), torch.stack(sy), steps, lr, params=params)
         with torch.no_grad():
             err = angular_error(batched_forward(start, params, qx_t), qy_t)  # (persons * reps, test_last)
         per_repeat = err.view(len(eligible), reps, -1).mean(dim=(0, 2))

@@ -283,10 +283,21 @@ class DTED(nn.Module):
                 f"got {tuple(images.shape)}"
             )
 
+    def pooled_features(self, images: Tensor) -> Tensor:
+        """The encoder's globally pooled features, the input of ``fc_enc`` (the official ``before_z``).
+
+        Shape:
+            images: ``(B, 3, H, W)``; returns ``(B, encoder.out_channels)`` (640 at the reference size).
+        """
+        self._check_images(images)
+        return self.encoder(images).mean(dim=(2, 3))
+
     def encode(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Images -> ``(z_app (B, 64), Z_g (B, 2, 3), Z_h (B, 16, 3))``, gaze and head codes normalised separately."""
-        self._check_images(images)
-        feats = self.encoder(images).mean(dim=(2, 3))
+        return self.codes_from_features(self.pooled_features(images))
+
+    def codes_from_features(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`pooled_features` -> the codes of :meth:`encode` (``fc_enc``, the slices, the normalisation)."""
         z = self.fc_enc(feats)
         z_app = z[:, : self.z_app]
         z3d = z[:, self.z_app :].reshape(z.shape[0], self.z_gaze + self.z_head, 3)
@@ -354,32 +365,84 @@ class GazeMLP(nn.Module):
     Weights initialised N(0, 1/fan_in), biases 0 (the reference's SELU-friendly initialisation); 643 parameters at
     6 -> 64 -> 3.
 
+    Two ablations of the official ``2_meta_learning.py``:
+
+    - ``before_z`` features (``pre_features > 0``): the input is the encoder's pooled features and a first layer
+      ``layer0`` (``pre_features -> pre_out``, meant to start as the DT-ED's ``fc_enc``) maps them to the codes, of
+      which ``in_features`` outputs from ``pre_keep_start`` (the gaze code, not column-normalised) go through SELU
+      into ``layer1`` (the official ``GazeEstimationModelPreExtended``).
+    - Meta-SGD (``meta_sgd``): one learned step-size multiplier per parameter element, kept as buffers
+      (``step_scales()``, saved with the weights); the inner update and the personalisation are
+      ``theta - lr * scale * grad`` instead of ``theta - lr * grad``.
+
     Args:
         in_features: flattened gaze-code size (6).
         hidden: hidden units (64).
         activation: ``selu`` (the reference's MAML MLP) or ``relu`` (the DT-ED head).
+        pre_features: ``before_z`` input size (0: no first layer, the input is the gaze code).
+        pre_out: outputs of ``layer0`` (the DT-ED's code size, 118 at the reference).
+        pre_keep_start: the first kept output of ``layer0`` (``z_app``, 64 at the reference).
+        meta_sgd: carry per-parameter step-size multipliers (initialised to 1).
 
     Shape:
-        x: ``(B, in_features)`` or ``(B, F, 3)`` (flattened); returns ``(B, 3)`` unit vectors.
+        x: ``(B, in_features)`` or ``(B, F, 3)`` (flattened), or ``(B, pre_features)`` with a first layer; returns
+        ``(B, 3)`` unit vectors.
     """
 
-    def __init__(self, in_features: int = 6, hidden: int = 64, activation: str = "selu") -> None:
+    def __init__(
+        self,
+        in_features: int = 6,
+        hidden: int = 64,
+        activation: str = "selu",
+        pre_features: int = 0,
+        pre_out: int = 0,
+        pre_keep_start: int = 0,
+        meta_sgd: bool = False,
+    ) -> None:
         super().__init__()
         if activation not in ("selu", "relu"):
             raise ValueError(f"activation must be 'selu' or 'relu', got {activation!r}")
         self.in_features = int(in_features)
+        self.pre_features, self.pre_out, self.pre_keep_start = int(pre_features), int(pre_out), int(pre_keep_start)
+        if self.pre_features and not 0 <= self.pre_keep_start <= self.pre_out - self.in_features:
+            raise ValueError(
+                f"pre_keep_start={pre_keep_start} + in_features={in_features} must fit in pre_out={pre_out}"
+            )
         self.config = {"in_features": in_features, "hidden": hidden, "activation": activation}
+        if self.pre_features:
+            self.config |= {"pre_features": self.pre_features, "pre_out": self.pre_out}
+            self.config |= {"pre_keep_start": self.pre_keep_start}
+            self.layer0 = nn.Linear(self.pre_features, self.pre_out)
+        if meta_sgd:
+            self.config["meta_sgd"] = True
         self.layer1 = nn.Linear(in_features, hidden)
         self.layer2 = nn.Linear(hidden, 3)
         self.activation = activation
-        for layer in (self.layer1, self.layer2):
-            nn.init.normal_(layer.weight, 0.0, 1.0 / math.sqrt(layer.in_features))
-            nn.init.zeros_(layer.bias)
+        for layer in (getattr(self, "layer0", None), self.layer1, self.layer2):
+            if layer is not None:
+                nn.init.normal_(layer.weight, 0.0, 1.0 / math.sqrt(layer.in_features))
+                nn.init.zeros_(layer.bias)
+        self._scale_names: dict[str, str] = {}
+        if meta_sgd:
+            for name, p in list(self.named_parameters()):
+                self._scale_names[name] = "step_" + name.replace(".", "_")
+                self.register_buffer(self._scale_names[name], torch.ones_like(p))
+
+    @property
+    def meta_sgd(self) -> bool:
+        return bool(self._scale_names)
+
+    def step_scales(self) -> dict[str, Tensor]:
+        """Meta-SGD's per-parameter step multipliers, parameter name -> tensor of its shape (empty without)."""
+        return {name: getattr(self, buf) for name, buf in self._scale_names.items()}
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.flatten(1) if x.dim() > 2 else x
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"GazeMLP expects {self.in_features} input features, got shape {tuple(x.shape)}")
+        expected = self.pre_features or self.in_features
+        if x.shape[-1] != expected:
+            raise ValueError(f"GazeMLP expects {expected} input features, got shape {tuple(x.shape)}")
+        if self.pre_features:
+            x = F.selu(self.layer0(x)[..., self.pre_keep_start : self.pre_keep_start + self.in_features])
         h = self.layer1(x)
         h = F.selu(h) if self.activation == "selu" else F.relu(h)
         return F.normalize(self.layer2(h), dim=-1)

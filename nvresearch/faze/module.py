@@ -29,7 +29,14 @@ from nvresearch.core.geometry import gaze_angular_error, pitchyaw_to_vector
 from nvresearch.core.training.console import log_to_files
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.threads import torch_threads
-from nvresearch.faze.adagen import AdaGENConfig, PersonCodes, joint_train, meta_train, mlp_from_dted_head
+from nvresearch.faze.adagen import (
+    AdaGENConfig,
+    PersonCodes,
+    joint_train,
+    meta_train,
+    mlp_from_dted_before_z,
+    mlp_from_dted_head,
+)
 from nvresearch.faze.inference import FazeGazeEstimator
 from nvresearch.faze.losses import (
     all_frontals_equal_loss,
@@ -103,7 +110,11 @@ class FazeModule(NVModule):
         self.triplet_regularize_within = bool(triplet_regularize_within)
         self.all_frontals_equal = bool(all_frontals_equal)
         self.stage2 = stage2 or AdaGENConfig()
-        self.gaze_mlp = GazeMLP(3 * dted.z_gaze, self.stage2.hidden, self.stage2.activation)
+        if self.stage2.select_z == "before_z":  # stage 2's MLP; receives the meta-learned weights in test
+            mlp = self._before_z_mlp()
+        else:
+            mlp = GazeMLP(3 * dted.z_gaze, self.stage2.hidden, self.stage2.activation, meta_sgd=self.stage2.meta_sgd)
+        self.gaze_mlp = mlp
         self.w_recon, self.w_ec, self.w_gaze = float(w_recon), float(w_ec), float(w_gaze)
         self.ec_warmup_samples, self.lr_warmup_samples = float(ec_warmup_samples), float(lr_warmup_samples)
         self.scale_lr_by_batch = scale_lr_by_batch
@@ -142,6 +153,12 @@ class FazeModule(NVModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [main_group, lambda step: 1.0])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _before_z_mlp(self, meta_sgd: bool | None = None) -> GazeMLP:
+        """The official ``before_z`` MLP from the current DT-ED (``fc_enc`` and the gaze head copied)."""
+        d = self.dted
+        meta_sgd = self.stage2.meta_sgd if meta_sgd is None else meta_sgd
+        return mlp_from_dted_before_z(d.fc_enc, d.gaze1, d.gaze2, d.z_app, self.stage2.activation, meta_sgd)
 
     def ec_weight(self) -> float:
         return linear_ramp(self.global_step, self._ramp_steps(self.ec_warmup_samples), self.w_ec)
@@ -210,9 +227,11 @@ class FazeModule(NVModule):
         self._picture_batch = None
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        _, z_gaze, _ = self.dted.encode(batch["image"])
+        pooled = self.dted.pooled_features(batch["image"])
+        _, z_gaze, _ = self.dted.codes_from_features(pooled)
         store = self._test_store[dataloader_idx]
-        store["features"].append(z_gaze.flatten(1).float().cpu())
+        features = pooled if self.stage2.select_z == "before_z" else z_gaze.flatten(1)
+        store["features"].append(features.float().cpu())
         store["gaze"].append(batch["gaze"].float().cpu())
         store["person"].append(batch["person"].cpu())
         if dataloader_idx == 1:
@@ -266,17 +285,25 @@ class FazeModule(NVModule):
             last[where[-cfg.test_last :]] = True
         dted_error = float(dted_err[last].mean())
 
-        joint = joint_train(train_codes, cfg)
-        none = mlp_from_dted_head(self.dted.gaze1, self.dted.gaze2)  # the official "NONE" baseline
+        start = None
+        if cfg.select_z == "before_z":
+            # before_z: every initialisation starts from the DT-ED's fc_enc and gaze head (the official code requires
+            # --maml-use-pretrained-mlp), and "NONE" is that MLP fine-tuned without meta-training.
+            start = self._before_z_mlp()
+            joint = joint_train(train_codes, cfg, init=self._before_z_mlp(meta_sgd=False))
+            none = self._before_z_mlp(meta_sgd=False)
+        else:
+            joint = joint_train(train_codes, cfg)
+            none = mlp_from_dted_head(self.dted.gaze1, self.dted.gaze2)  # the official "NONE" baseline
         if cfg.per_k:
             # One model per k > 0; k = 0 (no adaptation) evaluates the smallest k's model instead of training a
             # duplicate of it.
-            inits = {k: meta_train(train_codes, cfg, k=k) for k in ks if k > 0}
-            meta = inits[min(inits)] if inits else meta_train(train_codes, cfg, k=1)
+            inits = {k: meta_train(train_codes, cfg, k=k, init=start) for k in ks if k > 0}
+            meta = inits[min(inits)] if inits else meta_train(train_codes, cfg, k=1, init=start)
             if 0 in ks:
                 inits[0] = meta
         else:
-            meta = meta_train(train_codes, cfg)
+            meta = meta_train(train_codes, cfg, init=start)
             inits = None
         select_codes = self._codes(2, dm.person_names("val")) if self._test_store[2].get("features") else []
         # MAML's step size is the one it was meta-learned for (its inner loop is the personalisation); the other two

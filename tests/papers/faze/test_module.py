@@ -183,11 +183,50 @@ def test_per_k_meta_training_skips_k0(compose, tmp_path, monkeypatch):
     calls = []
     real = faze_module.meta_train
 
-    def recording(codes, cfg, k=None):
+    def recording(codes, cfg, k=None, init=None):
         calls.append(k)
-        return real(codes, cfg, k=k)
+        return real(codes, cfg, k=k, init=init)
 
     monkeypatch.setattr(faze_module, "meta_train", recording)
     metrics = train(compose(_fast(tmp_path, "model.stage2.per_k=true", "model.stage2.ks=[0,1,3]")))
     assert calls == [1, 3]
     assert {"test/error_k0", "test/error_k1", "test/error_k3"} <= set(metrics)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "option", ["model.stage2.select_z=before_z", "model.stage2.meta_sgd=true"], ids=["before_z", "meta_sgd"]
+)
+def test_stage2_ablation_runs_end_to_end(compose, tmp_path, option):
+    """The official ``before_z`` and Meta-SGD ablations through the training stack: the run's estimator carries the
+    ablation's MLP, and ``personalize`` with it reproduces the run's k = 3 error from the stored test patches."""
+    import random
+
+    import h5py
+
+    from nvresearch.core.geometry import angular_error, pitchyaw_to_vector
+    from nvresearch.faze import FazeGazeEstimator, personalize, predict
+    from nvresearch.faze.data import load_split
+
+    metrics = train(compose(_fast(tmp_path, option)))
+    assert all(f"test/{p}error_k3" in metrics for p in ("", "joint_", "none_", "offset_"))
+    model = FazeGazeEstimator.load(tmp_path / "run" / "estimator.pt")
+    if "before_z" in option:  # the MLP starts with a layer of fc_enc's shape and reads the pooled features
+        assert model.mlp.layer0.weight.shape == model.dted.fc_enc.weight.shape
+        assert metrics["test/meta_adapt_lr"] == pytest.approx(6e-4)
+    else:  # learned multipliers, moved from their initial 1
+        scales = model.mlp.step_scales()
+        assert scales and max(float((s - 1).abs().max()) for s in scales.values()) > 1e-4
+    h5_path = next((tmp_path / "cache").glob("*/EyeStrip.h5"))
+    split = load_split(h5_path.parent / "split.json")
+    with h5py.File(h5_path, "r") as f:
+        test = [(f[p]["pixels"][:], f[p]["labels"][:, :2]) for p in split["test"]]
+    rng, errs = random.Random(4089213955), []
+    for px, y in test:
+        for _ in range(2):
+            idx = rng.sample(range(30), 3)
+            mine = personalize(model, px[idx], y[idx], steps=5, lr=metrics["test/meta_adapt_lr"])
+            errs.append(
+                angular_error(pitchyaw_to_vector(predict(mine, px[-30:])), pitchyaw_to_vector(torch.tensor(y[-30:])))
+            )
+    assert float(torch.cat(errs).mean()) == pytest.approx(metrics["test/error_k3"], rel=1e-4, abs=1e-4)
