@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from nvresearch.core.data import DatasetLayoutError
 from nvresearch.core.utils.instantiate import instantiate
@@ -41,6 +41,8 @@ __all__ = [
     "RankedQuery",
     "RankingResult",
     "ReidModel",
+    "dataset_features",
+    "evaluate_reid",
     "folder_images",
     "load_reid_model",
     "rank_folders",
@@ -183,10 +185,28 @@ def _has_ids(images: ReidImages) -> bool:
     return all(r.person != UNKNOWN for r in images.records)
 
 
-def _features(model: ReidModel, images: ReidImages, batch_size: int, device: torch.device) -> Tensor:
-    model.encoder.to(device)
+def dataset_features(
+    model: ReidModel, images: Dataset, batch_size: int = 64, device: str | torch.device = "cpu"
+) -> Tensor:
+    """DG-Net's test feature of every image of a dataset whose items are ``(image, label, camera)`` (e.g.
+    :class:`~nvresearch.dgnet.data.ReidImages`, :class:`~nvresearch.dgnet.world.SyntheticPersons`), in batches.
+
+    Shape:
+        returns ``(N, 2 D)`` on the CPU.
+    """
+    dev = torch.device(device)
+    model.encoder.to(dev)
     loader = DataLoader(images, batch_size=batch_size, shuffle=False)
-    return torch.cat([model.features(x.to(device)).cpu() for x, _, _ in loader])
+    return torch.cat([model.features(x.to(dev)).cpu() for x, _, _ in loader])
+
+
+def evaluate_reid(
+    model: ReidModel, query: Dataset, gallery: Dataset, batch_size: int = 64, device: str | torch.device = "cpu"
+) -> ReidResult:
+    """The Market-1501 protocol (:func:`~nvresearch.dgnet.metrics.market_evaluate`, the model's ``alpha``) on a
+    query and a gallery dataset with ``labels`` and ``cameras`` (a released dataset's or the embedded world's)."""
+    qf, gf = dataset_features(model, query, batch_size, device), dataset_features(model, gallery, batch_size, device)
+    return market_evaluate(qf, query.labels, query.cameras, gf, gallery.labels, gallery.cameras, alpha=model.alpha)
 
 
 def rank_gallery(query_features: Tensor, gallery_features: Tensor, alpha: float = 0.5) -> tuple[Tensor, Tensor]:
@@ -250,8 +270,10 @@ def rank_folders(
         raise ValueError(f"top must be >= 1, got {top}")
     tf = eval_transform(model.height, model.width)
     q_images, g_images = folder_images(query, tf, "query folder"), folder_images(gallery, tf, "gallery folder")
-    dev = torch.device(device)
-    qf, gf = _features(model, q_images, batch_size, dev), _features(model, g_images, batch_size, dev)
+    qf, gf = (
+        dataset_features(model, q_images, batch_size, device),
+        dataset_features(model, g_images, batch_size, device),
+    )
     order, dist = rank_gallery(qf, gf, model.alpha)
     k = min(top, len(g_images))
     ranked = [
