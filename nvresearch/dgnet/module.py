@@ -313,6 +313,21 @@ class DGNetModule(GANModule):
     def on_test_epoch_end(self) -> None:
         self._eval_end("test")
 
+    # ------------------------------------------------------------------ checkpoint
+    RNG_KEY = "dgnet_rng_state"
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save the state of the generator that draws random erasing and the structure re-encoding branch, so that a
+        resumed run draws what the uninterrupted run would have (the positives and the batch order are keyed by
+        epoch and index already)."""
+        checkpoint[self.RNG_KEY] = self._rng.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the generator's state (a checkpoint written before it was saved leaves the seeded state)."""
+        state = checkpoint.get(self.RNG_KEY)
+        if state is not None:
+            self._rng.set_state(state)
+
 
 def _unnormalise(x: Tensor) -> Tensor:
     """ImageNet-normalised ``(B, 3, H, W)`` or ``(3, H, W)`` -> ``(B, 3, H, W)`` in [0, 1]."""
