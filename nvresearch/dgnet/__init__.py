@@ -65,7 +65,10 @@ from nvresearch.dgnet.world import (
     PersonWorld,
     SyntheticPersons,
     colour_histogram_features,
+    person_colour_features,
     render_persons,
+    swap_pairs,
+    swap_scores,
     write_market_layout,
 )
 
@@ -95,7 +98,10 @@ __all__ = [
     "PersonWorld",
     "SyntheticPersons",
     "colour_histogram_features",
+    "person_colour_features",
     "render_persons",
+    "swap_pairs",
+    "swap_scores",
     "write_market_layout",
     "ReidResult",
     "average_precision",

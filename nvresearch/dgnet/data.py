@@ -428,23 +428,29 @@ class ReidTrainPairs(Dataset):
 
 class ReidEvalSet(Dataset):
     """Query then gallery images in one dataset for the Market protocol: item ``i`` is ``{"image", "label",
-    "camera", "is_query"}``; :attr:`num_query` is the number of queries (they come first).
+    "camera", "is_query"}`` (and ``"mask"``, the part masks, when both sets have ``masks``, as the embedded world
+    does); :attr:`num_query` is the number of queries (they come first).
 
     Shape:
-        image: ``(3, H, W)``; label, camera: Python ints; is_query: a bool.
+        image: ``(3, H, W)``; label, camera: Python ints; is_query: a bool; mask: ``(3, H, W)`` bool.
     """
 
     def __init__(self, query: Dataset, gallery: Dataset) -> None:
         self.query, self.gallery = query, gallery
         self.num_query = len(query)
+        self.has_masks = hasattr(query, "masks") and hasattr(gallery, "masks")
 
     def __len__(self) -> int:
         return self.num_query + len(self.gallery)
 
     def __getitem__(self, i: int) -> dict[str, Tensor | int | bool]:
         is_query = i < self.num_query
-        image, label, camera = self.query[i] if is_query else self.gallery[i - self.num_query]
-        return {"image": image, "label": int(label), "camera": int(camera), "is_query": is_query}
+        ds, k = (self.query, i) if is_query else (self.gallery, i - self.num_query)
+        image, label, camera = ds[k]
+        item = {"image": image, "label": int(label), "camera": int(camera), "is_query": is_query}
+        if self.has_masks:  # the embedded world's part masks, for the person-pixel probe and the swap scores
+            item["mask"] = ds.masks[k]
+        return item
 
 
 #: the layouts :func:`reid_split` reads.

@@ -15,11 +15,11 @@ from nvresearch.core.training.gan import GANModule
 from nvresearch.core.training.module import OptimizerFactory
 from nvresearch.core.utils.visual import save_grid
 from nvresearch.dgnet.data import IMAGENET_MEAN, IMAGENET_STD, random_erasing
-from nvresearch.dgnet.losses import DGNetLossWeights
+from nvresearch.dgnet.losses import DGNetLossWeights, cross_entropy_pair, identity_loss
 from nvresearch.dgnet.metrics import extract_features, market_evaluate
 from nvresearch.dgnet.models import AppearanceEncoder, DGNetDiscriminator, DGNetGenerator, TeacherNet, upscale_small
 from nvresearch.dgnet.step import dgnet_forward, discriminator_objective, generator_objective
-from nvresearch.dgnet.world import colour_histogram_features
+from nvresearch.dgnet.world import colour_histogram_features, person_colour_features, swap_pairs, swap_scores
 
 __all__ = ["DGNetModule"]
 
@@ -42,10 +42,18 @@ class DGNetModule(GANModule):
     schedulers step once per joint iteration (official MultiStepLR in iterations), after the optimisers' steps
     (the official trainer steps them first: its milestones fall one iteration earlier).
 
+    **Ablation** (``use_generated=False``, the claim's baseline): no generated data at all. Every batch (no teacher
+    stage) trains E_a alone with the identity losses on real images, ``L^s_id`` and ``L_pid`` at their weights of
+    that iteration (random erasing on), with the same optimiser; G, D and the teacher do not move.
+
     Validation and test: DG-Net's test feature (flip sum, per-half normalisation, ``alpha`` on the query's fine
     half) on the query + gallery sets, Market protocol: ``{val,test}/rank1``, ``rank5``, ``rank10``, ``mAP``; the
     colour-histogram probe on the same images as ``{val,test}/colour_rank1``, ``colour_mAP`` (the trivial baseline of
-    docs/papers/dgnet.md); ``samples/{val_epochNNN,test}_swap.png``: the appearance of each row's image on the
+    docs/papers/dgnet.md); where the evaluation set carries the world's part masks (``"mask"``), the person-pixel
+    colour probe (:func:`~nvresearch.dgnet.world.person_colour_features`, the strongest colour-only matcher) as
+    ``{val,test}/person_colour_*`` and, at test, the swap scores on the world's ground truth
+    (:func:`~nvresearch.dgnet.world.swap_scores` on :func:`~nvresearch.dgnet.world.swap_pairs` of the queries) as
+    ``test/swap_*``; ``samples/{val_epochNNN,test}_swap.png``: the appearance of each row's image on the
     structure of each column's image.
 
     Args:
@@ -62,7 +70,9 @@ class DGNetModule(GANModule):
         encoder_again_p: probability of the official structure re-encoding branch (``use_encoder_again`` 0.5).
         erasing_p: random-erasing probability on the re-id inputs (official 0.5).
         upscale_height: E_a sees inputs no taller than this up-sampled x2 (official 128; 0: never).
-        head_lr_scale: heads' lr over the trunk's (10).
+        head_lr_scale: heads' lr over the trunk's, for E_a and the teacher (10; a randomly initialised trunk
+            needs 1, see configs/model/dgnet/tiny.yaml).
+        use_generated: False trains the ablation without generated data (above).
         alpha: weight of the query's fine-grained half at test (official 0.5 for Market / Duke).
         num_samples: rows and columns of the swap grid.
     """
@@ -88,6 +98,7 @@ class DGNetModule(GANModule):
         erasing_p: float = 0.5,
         upscale_height: int = 128,
         head_lr_scale: float = 10.0,
+        use_generated: bool = True,
         alpha: float = 0.5,
         num_samples: int = 4,
         seed: int = 0,
@@ -113,6 +124,9 @@ class DGNetModule(GANModule):
         self.teacher_steps, self.teacher_style = int(teacher_steps), int(teacher_style)
         self.encoder_again_p, self.erasing_p = float(encoder_again_p), float(erasing_p)
         self.upscale_height, self.head_lr_scale = int(upscale_height), float(head_lr_scale)
+        self.use_generated = bool(use_generated)
+        if not self.use_generated:  # the ablation needs no teacher: every batch trains E_a on real images
+            self.teacher_steps = 0
         self.alpha, self.num_samples, self.seed = float(alpha), int(num_samples), int(seed)
         # batches trained so far (both stages), saved with the checkpoint so that ramps and stages resume right
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
@@ -149,7 +163,9 @@ class DGNetModule(GANModule):
             if self.optimizer_teacher_factory is None:
                 raise ValueError("DGNetModule needs model.optimizer_teacher when model.teacher_steps > 0")
             optimisers.append(
-                self._scaled(self.optimizer_teacher_factory, self._groups(self.teacher, ("classifier",), 10.0))
+                self._scaled(
+                    self.optimizer_teacher_factory, self._groups(self.teacher, ("classifier",), self.head_lr_scale)
+                )
             )
         scheds = []
         for opt, factory in zip(optimisers, (self.scheduler_g_factory, self.scheduler_d_factory,
@@ -170,6 +186,9 @@ class DGNetModule(GANModule):
             self._teacher_step(optimisers[3], batch)
             return
         opt_g, opt_d, opt_id = optimisers[:3]
+        if not self.use_generated:
+            self._real_only_step(opt_id, batch, it)
+            return
         x, labels, pos = batch["image"], batch["label"], batch["positive"]
         half = x.shape[0] // 2
         x_a, x_b, l_a, l_b = x[:half], x[half : 2 * half], labels[:half], labels[half : 2 * half]
@@ -214,6 +233,35 @@ class DGNetModule(GANModule):
 
         self.log("train/teacher_w", weights["teacher"], on_step=True, on_epoch=False, batch_size=x.shape[0])
 
+    def _real_only_step(self, opt_id: Any, batch: dict[str, Tensor], it: int) -> None:
+        """The ablation's step: E_a learns ``L^s_id + L_pid`` on the real halves and positives (official weights of
+        iteration ``it``), as in the joint stage but with no generated image anywhere."""
+        x, labels, pos = batch["image"], batch["label"], batch["positive"]
+        half = x.shape[0] // 2
+        l_a, l_b = labels[:half], labels[half : 2 * half]
+        up = (lambda t: upscale_small(t, self.upscale_height)) if self.upscale_height > 0 else (lambda t: t)
+        erase = (lambda t: random_erasing(t, self._rng, self.erasing_p)) if self.erasing_p > 0 else (lambda t: t)
+        ida = self.appearance_encoder
+        ida.train()
+        p_a, p_b = ida(erase(up(x[:half])))[1:], ida(erase(up(x[half : 2 * half])))[1:]
+        pp_a, pp_b = ida(erase(up(pos[:half])))[1:], ida(erase(up(pos[half : 2 * half])))[1:]
+        weights = self.loss_weights.at(it)
+        terms = {
+            "id": identity_loss(*p_a, l_a, *p_b, l_b, fine_weight=weights["fine_real"]),
+            "pid": cross_entropy_pair(pp_a[0], l_a, pp_b[0], l_b),
+        }
+        loss = weights["id"] * terms["id"] + weights["pid"] * terms["pid"]
+        self.log_losses({"g_loss": loss, **{f"g_{k}": v for k, v in terms.items()}}, "train", batch_size=x.shape[0])
+        opt_id.zero_grad(set_to_none=True)
+        self.backward_unreduced(loss)
+        self.sync_gradients(ida.parameters())
+        opt_id.step()
+        schedulers = self.lr_schedulers()
+        inner = getattr(opt_id, "optimizer", opt_id)  # Lightning's wrapper around the torch optimiser
+        for sch in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers is not None else []:
+            if sch.optimizer is inner:  # only E_a's schedule: G and D do not step here
+                sch.step()
+
     def _teacher_step(self, opt: Any, batch: dict[str, Tensor]) -> None:
         """Stage 1: the teacher baseline learns identity cross-entropy on the real images (random erasing on)."""
         assert self.teacher is not None
@@ -243,6 +291,10 @@ class DGNetModule(GANModule):
             "f": feats, "c": colour_histogram_features(pixels.cpu()), "l": batch["label"], "cam": batch["camera"],
             "q": batch["is_query"],
         }  # fmt: skip
+        if "mask" in batch:  # the embedded world: the person-pixel probe, and the images for the swap scores
+            masks = batch["mask"].bool()
+            parts["pc"] = person_colour_features(pixels.cpu(), masks[:, 2:3].cpu())
+            parts["m"], parts["x"] = masks, batch["image"]
         for k, v in parts.items():
             self._eval.setdefault(k, []).append(v[keep].cpu())
         if "images" not in self._eval:  # spread over the batch: the query set lists each person's cameras in turn
@@ -258,12 +310,18 @@ class DGNetModule(GANModule):
         if bool(q.all()) or not bool(q.any()):  # e.g. the sanity check's first batches: queries only
             self._eval = {}
             return
-        for prefix, feats, alpha in (("", data["f"], self.alpha), ("colour_", data["c"], None)):
+        probes = [("", data["f"], self.alpha), ("colour_", data["c"], None)]
+        if "pc" in data:
+            probes.append(("person_colour_", data["pc"], None))
+        for prefix, feats, alpha in probes:
             res = market_evaluate(
                 feats[q], data["l"][q], data["cam"][q], feats[~q], data["l"][~q], data["cam"][~q], alpha=alpha
             ).as_dict()
             for key, value in res.items():
                 self.log(f"{stage}/{prefix}{key}", float(value))
+        if stage == "test" and "m" in data:
+            for key, value in self._swap_scores(data["x"][q], data["m"][q], data["l"][q], data["cam"][q]).items():
+                self.log(f"test/swap_{key}", value)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             name = f"val_epoch{self.current_epoch:03d}_swap.png" if stage == "val" else "test_swap.png"
             self._swap_grid(self._eval["images"][0].to(self.device), self.samples_dir / name)
@@ -271,6 +329,22 @@ class DGNetModule(GANModule):
 
     def _gathers(self) -> bool:
         return self._trainer is not None and self.trainer.world_size > 1
+
+    def _swap_scores(self, images: Tensor, masks: Tensor, persons: Tensor, cameras: Tensor) -> dict[str, float]:
+        """:func:`~nvresearch.dgnet.world.swap_scores` of DG-Net's swaps on the query images' pairs, and of the two
+        copying probes (``copy_structure``: the structure image itself; ``copy_appearance``: the appearance image)."""
+        pixels = _unnormalise(images)
+        pairs = swap_pairs(persons, cameras, pixels, masks)
+        a, b = pairs[:, 0], pairs[:, 1]
+        swapped = torch.cat([
+            _unnormalise(self.swap(images[a][k : k + 64].to(self.device), images[b][k : k + 64].to(self.device))).cpu()
+            for k in range(0, a.numel(), 64)
+        ])  # fmt: skip
+        out = {}
+        for name, x in (("", swapped), ("copy_structure_", pixels[b]), ("copy_appearance_", pixels[a])):
+            for key, value in swap_scores(x, pixels[a], pixels[b], masks[a], masks[b]).items():
+                out[f"{name}{key}"] = value
+        return out
 
     @torch.no_grad()
     def swap(self, appearance: Tensor, structure: Tensor) -> Tensor:

@@ -25,7 +25,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["PersonWorld", "SyntheticPersons", "colour_histogram_features", "render_persons", "write_market_layout"]
+__all__ = [
+    "PersonWorld",
+    "SyntheticPersons",
+    "colour_histogram_features",
+    "person_colour_features",
+    "render_persons",
+    "swap_pairs",
+    "swap_scores",
+    "write_market_layout",
+]
 
 # Garment palette: distinct hues of similar brightness, so that the grey structure input carries little colour.
 PALETTE = torch.tensor(
@@ -298,3 +307,77 @@ def colour_histogram_features(images: Tensor, bins: int = 4) -> Tensor:
     hist = torch.zeros(images.shape[0], bins**3)
     hist.scatter_add_(1, index.flatten(1), torch.ones(index.flatten(1).shape))
     return torch.nn.functional.normalize(hist.sqrt(), dim=1)
+
+
+def person_colour_features(images: Tensor, person_masks: Tensor, bins: int = 4) -> Tensor:
+    """The strongest colour probe of the world: :func:`colour_histogram_features` of the true person pixels only
+    (the background painted black), so that the camera's background cannot help or hurt it.
+
+    Shape:
+        images: ``(N, 3, H, W)`` in [0, 1]; person_masks: ``(N, 1, H, W)`` bool; returns ``(N, bins^3)``.
+    """
+    return colour_histogram_features(torch.where(person_masks, images, torch.zeros((), dtype=images.dtype)), bins)
+
+
+def _garment_colours(images: Tensor, masks: Tensor) -> Tensor:
+    """Mean colour of each image in the upper and the lower garment masks ``(N, 2, 3)`` (masks ``(N, 3, H, W)``)."""
+    parts = masks[:, :2].unsqueeze(2).to(images.dtype)  # (N, 2, 1, H, W)
+    return (images.unsqueeze(1) * parts).sum((-1, -2)) / parts.sum((-1, -2)).clamp_min(1)
+
+
+def swap_scores(
+    swapped: Tensor, appearance: Tensor, structure: Tensor, appearance_masks: Tensor, structure_masks: Tensor
+) -> dict[str, float]:
+    """How well appearance/structure swaps transfer clothing and keep pose, on the world's ground truth.
+
+    ``swapped[i]`` should wear the clothes of ``appearance[i]`` in the pose of ``structure[i]`` (other identities,
+    other cameras). Clothing: the swap's mean colour in the structure donor's upper and lower garment masks (where
+    its clothes must be) against each donor's own garment colours (RGB distance, averaged over the two garments).
+    Pose: the swap's grey-level mean absolute difference to each donor on the union of the two donors' person masks
+    (where the silhouettes differ; outside both the background decides, not the pose).
+
+    Returns:
+        ``colour_to_appearance``, ``colour_to_structure`` (mean distances), ``colour_win`` (fraction of pairs nearer
+        the appearance donor's clothes), ``pose_to_structure``, ``pose_to_appearance``, ``pose_win`` (fraction of
+        pairs nearer the structure donor's grey image).
+
+    Shape:
+        swapped, appearance, structure: ``(N, 3, H, W)`` in [0, 1]; masks: ``(N, 3, H, W)`` bool (upper, lower,
+        person) as :func:`render_persons` returns them.
+    """
+    worn = _garment_colours(swapped, structure_masks)
+    to_app = (worn - _garment_colours(appearance, appearance_masks)).norm(dim=-1).mean(1)
+    to_str = (worn - _garment_colours(structure, structure_masks)).norm(dim=-1).mean(1)
+    region = (appearance_masks[:, 2] | structure_masks[:, 2]).to(swapped.dtype)
+    grey = lambda x: x.mean(1)  # noqa: E731
+    area = region.sum((-1, -2)).clamp_min(1)
+    pose_str = ((grey(swapped) - grey(structure)).abs() * region).sum((-1, -2)) / area
+    pose_app = ((grey(swapped) - grey(appearance)).abs() * region).sum((-1, -2)) / area
+    return {
+        "colour_to_appearance": float(to_app.mean()),
+        "colour_to_structure": float(to_str.mean()),
+        "colour_win": float((to_app < to_str).float().mean()),
+        "pose_to_structure": float(pose_str.mean()),
+        "pose_to_appearance": float(pose_app.mean()),
+        "pose_win": float((pose_str < pose_app).float().mean()),
+    }
+
+
+def swap_pairs(persons: Tensor, cameras: Tensor, images: Tensor, masks: Tensor, min_colour: float = 0.2) -> Tensor:
+    """Pairs ``(appearance, structure)`` of indices for :func:`swap_scores`: each image with the next image (in a
+    fixed cyclic order) of another person seen by another camera whose garment colours differ by at least
+    ``min_colour`` (so that transferred clothing is visible). Deterministic.
+
+    Shape:
+        persons, cameras: ``(N,)``; images ``(N, 3, H, W)`` in [0, 1]; masks ``(N, 3, H, W)``; returns ``(P, 2)``.
+    """
+    colours = _garment_colours(images, masks)
+    n, pairs = persons.numel(), []
+    for i in range(n):
+        for step in range(1, n):
+            j = (i + 7 * step) % n  # a stride, so that the partner is not the neighbour in the query order
+            far = (colours[i] - colours[j]).norm(dim=-1).mean() >= min_colour
+            if persons[j] != persons[i] and cameras[j] != cameras[i] and far:
+                pairs.append((i, j))
+                break
+    return torch.tensor(pairs, dtype=torch.long).view(-1, 2)

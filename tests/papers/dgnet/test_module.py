@@ -99,9 +99,38 @@ def test_teacher_stage_then_joint_stage_and_market_evaluation(tmp_path: Path) ->
         value = float(metrics[f"val/{name}"])
         assert 0 <= value <= 1, name
     assert (tmp_path / "run" / "samples" / "val_epoch000_swap.png").is_file()
+    assert 0 <= float(metrics["val/person_colour_mAP"]) <= 1  # the world's masks reach the person-pixel probe
     result = trainer.test(module, _data(), verbose=False)[0]
-    assert set(result) == {f"test/{p}{k}" for p in ("", "colour_") for k in keys}
+    swap_keys = {"colour_to_appearance", "colour_to_structure", "colour_win", "pose_to_structure", "pose_to_appearance",
+                 "pose_win"}  # fmt: skip
+    assert set(result) == {f"test/{p}{k}" for p in ("", "colour_", "person_colour_") for k in keys} | {
+        f"test/swap_{p}{k}" for p in ("", "copy_structure_", "copy_appearance_") for k in swap_keys
+    }
+    # the copying probes score as they must: the structure copy keeps the pose and not the clothes, and vice versa
+    assert result["test/swap_copy_structure_pose_win"] == 1 and result["test/swap_copy_structure_colour_win"] == 0
+    assert result["test/swap_copy_appearance_pose_win"] == 0 and result["test/swap_copy_appearance_colour_win"] >= 0.5
     assert (tmp_path / "run" / "samples" / "test_swap.png").is_file()
+
+
+def test_ablation_without_generated_data_trains_the_appearance_encoder_only(tmp_path: Path) -> None:
+    """``use_generated=False``: no teacher stage, every batch moves E_a (identity losses on real images) and nothing
+    else; no generated image, no D or teacher term is logged."""
+    module, snaps = _module(use_generated=False), Snapshots()
+    start = _params(module)
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_train_batches=2, limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[snaps], default_root_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    trainer.fit(module, _data())
+    assert module.teacher_steps == 0
+    assert _moved(start["appearance_encoder"], snaps.states[0]["appearance_encoder"])  # from the first batch on
+    assert _moved(snaps.states[0]["appearance_encoder"], snaps.states[1]["appearance_encoder"])
+    for net in ("generator", "discriminator", "teacher"):
+        assert not _moved(start[net], snaps.states[-1][net]), net
+    metrics = trainer.callback_metrics
+    assert math.isfinite(float(metrics["train/g_id_epoch"])) and math.isfinite(float(metrics["train/g_pid_epoch"]))
+    assert not any(k.startswith(("train/d_", "train/g_gan", "train/g_teacher", "train/teacher_ce")) for k in metrics)
 
 
 def test_swap_dresses_the_structure_in_the_appearance() -> None:

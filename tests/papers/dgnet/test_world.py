@@ -15,6 +15,9 @@ from nvresearch.dgnet.world import (
     PersonWorld,
     SyntheticPersons,
     colour_histogram_features,
+    person_colour_features,
+    swap_pairs,
+    swap_scores,
     write_market_layout,
 )
 
@@ -68,8 +71,8 @@ def test_identity_decides_clothing_and_camera_tints_it():
 
 def _foreground_histogram_map(world_kw: dict) -> float:
     q, g = SyntheticPersons("query", **world_kw), SyntheticPersons("gallery", **world_kw)
-    fq = colour_histogram_features(torch.where(q.masks[:, 2:3], q.images, torch.zeros(())))
-    fg = colour_histogram_features(torch.where(g.masks[:, 2:3], g.images, torch.zeros(())))
+    fq = person_colour_features(q.images, q.masks[:, 2:3])
+    fg = person_colour_features(g.images, g.masks[:, 2:3])
     return market_evaluate(fq, q.persons, q.cameras, fg, g.persons, g.cameras, alpha=None).mAP
 
 
@@ -92,3 +95,37 @@ def test_written_market_layout_reads_back(tmp_path):
     assert len(Market1501.for_split("query", root)) == len(splits["query"])
     with pytest.raises(ValueError, match="no split 'val'"):
         SyntheticPersons("val")
+
+
+def test_person_colour_probe_sees_the_person_pixels_only():
+    q = SyntheticPersons("query", num_ids=4, num_cameras=2, images_per_camera=2)
+    person = q.masks[:, 2:3]
+    other_background = torch.where(person, q.images, torch.rand(q.images.shape))
+    torch.testing.assert_close(
+        person_colour_features(other_background, person), person_colour_features(q.images, person)
+    )
+    assert not torch.allclose(colour_histogram_features(other_background), colour_histogram_features(q.images))
+
+
+def test_swap_scores_tell_clothing_from_pose():
+    """On the world's ground truth: a swap that is the structure image keeps the pose and not the clothes, one that is
+    the appearance image the reverse; the appearance's garment colours painted into the structure's garment masks
+    transfer the clothes and keep the pose."""
+    q = SyntheticPersons("query", num_ids=12, num_cameras=4, images_per_camera=2)
+    pairs = swap_pairs(q.persons, q.cameras, q.images, q.masks)
+    assert len(pairs) > 30
+    a, b = pairs[:, 0], pairs[:, 1]
+    assert bool((q.persons[a] != q.persons[b]).all() and (q.cameras[a] != q.cameras[b]).all())
+    xa, xb, ma, mb = q.images[a], q.images[b], q.masks[a], q.masks[b]
+    copy_b, copy_a = swap_scores(xb, xa, xb, ma, mb), swap_scores(xa, xa, xb, ma, mb)
+    assert copy_b["colour_win"] == 0 and copy_b["pose_win"] == 1 and copy_b["colour_to_structure"] == 0
+    # the appearance image is measured in the structure's garment masks, where its own silhouette is not everywhere
+    assert copy_a["colour_win"] > 0.8 and copy_a["pose_win"] == 0 and copy_a["pose_to_appearance"] == 0
+    # an ideal swap: b's image with its garments repainted in a's mean garment colours
+    painted = xb.clone()
+    for part in range(2):
+        colour = (xa * ma[:, part : part + 1]).sum((-1, -2)) / ma[:, part : part + 1].sum((-1, -2)).clamp_min(1)
+        painted = torch.where(mb[:, part : part + 1], colour[:, :, None, None], painted)
+    ideal = swap_scores(painted, xa, xb, ma, mb)
+    assert ideal["colour_win"] == 1 and ideal["colour_to_appearance"] < 1e-5
+    assert ideal["pose_win"] > 0.8 and ideal["pose_to_structure"] < ideal["pose_to_appearance"]
