@@ -212,3 +212,20 @@ def translate_to_classes(translate: Callable[[Tensor, Tensor], Tensor], content:
     b = content.shape[0]
     outs = [translate(content, shots[t][None].expand(b, *shots.shape[1:])) for t in range(shots.shape[0])]
     return torch.stack(outs)
+
+
+def mean_code_translation(gen: nn.Module, content_code: Tensor, class_codes: Tensor) -> Tensor:
+    """FUNIT minus its class conditioning (the claim's ablation): decode each content code with the mean of the
+    target classes' codes, so that the decoder's AdaIN parameters no longer depend on the target class. One image per
+    content image serves every target class.
+
+    Args:
+        gen: a :class:`~nvresearch.funit.models.FewShotGenerator` (``decode(content code, class code)``).
+
+    Shape:
+        content_code: ``(B, C, h, w)`` from ``gen.encode_content``; class_codes: ``(T, D)``, one code per target
+        class; returns ``(B, 3, H, W)``.
+    """
+    if class_codes.dim() != 2:
+        raise ValueError(f"class_codes must be (T, D), one code per target class, got {tuple(class_codes.shape)}")
+    return gen.decode(content_code, class_codes.mean(0, keepdim=True).expand(content_code.shape[0], -1))

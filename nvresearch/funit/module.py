@@ -18,6 +18,7 @@ from nvresearch.funit.metrics import (
     cluster_mean_se,
     colour_transfer,
     estimate_pose,
+    mean_code_translation,
     nested_kshot_sets,
     pose_error,
     train_classifier,
@@ -27,6 +28,9 @@ from nvresearch.funit.models import FewShotGenerator, MultiTaskDiscriminator
 # Trivial probes evaluated beside FUNIT with the same judge and shots: ``colour`` paints the content's foreground
 # with the shots' mean colour (:func:`~nvresearch.funit.metrics.colour_transfer`), ``copy`` returns the first shot.
 PROBES = ("colour", "copy")
+# FUNIT minus its key ingredient, judged alike: ``meancode`` decodes every content image with the mean of the target
+# classes' K-shot codes, so the class code no longer conditions the decoder (:func:`mean_code_translation`).
+ABLATIONS = ("meancode",)
 
 
 class FUNITModule(GANModule):
@@ -43,7 +47,9 @@ class FUNITModule(GANModule):
     ``test/pose_center_err`` (px) and ``test/pose_angle_err`` (deg) compare the translation's pose with the
     content image's. Two trivial probes are judged alike on the same shots (:data:`PROBES`):
     ``test/top1_colour_k{K}`` and ``test/pose_*_err_colour`` for the colour transfer, ``test/top1_copy_k{K}`` and
-    ``test/pose_*_err_copy`` for returning the first shot. ``samples/test_translations.png`` shows, per target class,
+    ``test/pose_*_err_copy`` for returning the first shot. FUNIT without its class conditioning
+    (:data:`ABLATIONS`): ``test/top1_meancode_k{K}`` decodes with the mean of the target classes' codes instead of
+    the target's own. ``samples/test_translations.png`` shows, per target class,
     the content image, the K = 5 shots, FUNIT's translation and the colour transfer's.
 
     Args:
@@ -96,7 +102,7 @@ class FUNITModule(GANModule):
         self.num_samples = int(num_samples)
         self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in ("recon_l1", "pose_angle_err")})
         names = [f"top{t}_k{k}" for k in self.eval_ks for t in (1, 5)]
-        names += [f"top1_{probe}_k{k}" for k in self.eval_ks for probe in PROBES]
+        names += [f"top1_{probe}_k{k}" for k in self.eval_ks for probe in (*PROBES, *ABLATIONS)]
         names += [f"pose_{q}_err{s}" for s in ("", "_copy", "_colour") for q in ("center", "angle")]
         names += ["classifier_top1_real"]
         self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
@@ -229,6 +235,10 @@ class FUNITModule(GANModule):
                         self.gain_metrics[f"k{k}"].update(gain[keep], (targets + num_t * r)[keep])
                     self.test_metrics[f"top1_k{k}"].update(hits[1].float()[keep])
                     self.test_metrics[f"top5_k{k}"].update(hits[5].float()[keep])
+                    # the ablation: one code (the mean over the target classes) for every target class
+                    out_mean = mean_code_translation(gen, code, class_codes)
+                    hits_mean = topk_hits(classifier(out_mean).repeat(num_t, 1), targets, (1,))[1]
+                    self.test_metrics[f"top1_meancode_k{k}"].update(hits_mean.float()[keep])
                     # trivial probes judged alike: the colour transfer, and copying the first shot (the class image)
                     colour = torch.stack(
                         [colour_transfer(content, shots[t][None].expand(b, -1, -1, -1, -1)) for t in range(num_t)]

@@ -128,6 +128,9 @@ def test_fast_run_end_to_end(compose, tmp_path):
     for key in ("test/top1_colour_k1", "test/top1_copy_k5", "test/pose_center_err_colour", "test/pose_angle_err_copy"):
         assert key in metrics, metrics
     assert metrics["test/pose_center_err_colour"] < 0.5 * metrics["test/pose_center_err_copy"], metrics
+    # the ablation decodes one code (the targets' mean) for every target: one image per content, judged once per
+    # target, so exactly one of the T targets is named per content image: chance by construction
+    assert metrics["test/top1_meancode_k5"] == pytest.approx(metrics["test/chance"], abs=1e-6), metrics
     run = tmp_path / "run"
     from PIL import Image
 

@@ -23,6 +23,7 @@ from nvresearch.funit import (
     extract_animal_faces,
     generator_losses,
     gradient_penalty,
+    mean_code_translation,
     nested_kshot_sets,
     pose_error,
     read_list_file,
@@ -306,6 +307,21 @@ def test_colour_transfer_paints_the_content_foreground_with_the_shots_colour():
     torch.testing.assert_close(out[0, :, ~inside], content[0, :, ~inside])
     with pytest.raises(ValueError, match="shots must be"):
         colour_transfer(content, shots[0])
+
+
+def test_mean_code_translation_does_not_depend_on_the_target_class():
+    """The ablation decodes with one code for all targets (their mean), not any target's own code."""
+    torch.manual_seed(0)
+    gen = FewShotGenerator(**TINY_G).eval()
+    content, shots = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(3, 5, 3, 32, 32) * 2 - 1
+    codes, code = gen.encode_class(shots), gen.encode_content(content)
+    out = mean_code_translation(gen, code, codes)
+    assert out.shape == content.shape
+    torch.testing.assert_close(out, gen.decode(code, codes.mean(0).expand(2, -1)))
+    own = gen.decode(code, codes[0].expand(2, -1))  # what a conditioned translation into target 0 gives
+    assert (out - own).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="class_codes must be"):
+        mean_code_translation(gen, code, codes[None])
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
