@@ -114,9 +114,9 @@ def test_cycle_consistency_with_pseudo_supervision_adapts_to_the_target_domain(t
 
     Measured (target test PSNR in dB, one thread; docs/papers/vinterp.md, Results): this test (seed 0): pretrained
     21.35, CC+PS 21.39, PS only 21.34, blend 20.85, copy 19.54; the same recipe in a plain loop (seed 1, other batch
-    order): pretrained 21.24, CC+PS 21.32. So the probes' order holds (blend 1.3 dB above copy), the ablation misses
-    the gain bar, and CC+PS misses the first three bars: the pretrained network is only 0.4-0.5 dB above the blend
-    and CC+PS gains 0.04-0.08 dB over it.
+    order): pretrained 21.24, CC+PS 21.32, PS only 21.24, CC only 21.33. So the probes' order holds (blend 1.3 dB
+    above copy), the ablation misses the gain bar, and CC+PS misses the first three bars: the pretrained network is
+    only 0.4-0.5 dB above the blend and CC+PS gains 0.04-0.08 dB over it.
     """
     data = VInterpDataModule(functools.partial(sprite_world_split, clips=CLIPS, size=64, seed=0), batch_size=8)
     m = {"none": _run(tmp_path, data, "none", None, seed=0)}
