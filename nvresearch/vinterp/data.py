@@ -59,6 +59,8 @@ __all__ = [
     "write_sprite_world",
     "AdaptationPairs",
     "sprite_world_split",
+    "EVAL_FORMATS",
+    "video_split",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -618,20 +620,30 @@ def ensure_sprite_world(cache_dir: str | os.PathLike, **params: Any) -> Path:
 
 
 class AdaptationPairs(Dataset):
-    """Training items of the embedded run: a supervised window of the source domain and an unlabelled cycle triplet
-    of the target domain, side by side (``{"source": ..., "target": ...}``); the module uses the first while it
-    pretrains and the second while it adapts. Length: the longer of the two, the shorter one cycled."""
+    """Training items of a run: a supervised window of the source domain and an unlabelled cycle triplet of the
+    target domain, side by side (``{"source": ..., "target": ...}``); the module uses the first while it pretrains and
+    the second while it adapts. Either side may be None (a supervised-only or an adaptation-only run): its key is then
+    absent. Length: the longer of the two, the shorter one cycled."""
 
-    def __init__(self, source: Dataset, target: Dataset) -> None:
-        self.source, self.target = source, target
+    def __init__(self, source: Dataset | None, target: Dataset | None) -> None:
+        if source is None and target is None:
+            raise ValueError("AdaptationPairs needs source windows, target triplets or both; got neither")
+        self.parts = {name: ds for name, ds in (("source", source), ("target", target)) if ds is not None}
+
+    @property
+    def source(self) -> Dataset | None:
+        return self.parts.get("source")
+
+    @property
+    def target(self) -> Dataset | None:
+        return self.parts.get("target")
 
     def __len__(self) -> int:
-        return max(len(self.source), len(self.target))  # type: ignore[arg-type]
+        return max(len(ds) for ds in self.parts.values())  # type: ignore[arg-type]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = split_epoch_key(key)
-        s, t = len(self.source), len(self.target)  # type: ignore[arg-type]
-        return {"source": self.source[(epoch, index % s)], "target": self.target[(epoch, index % t)]}
+        return {name: ds[(epoch, index % len(ds))] for name, ds in self.parts.items()}  # type: ignore[arg-type]
 
 
 def sprite_world_split(
@@ -661,4 +673,89 @@ def sprite_world_split(
         return AdaptationPairs(source, target)
     if split in ("val", "test"):
         return EvalWindows.from_root(root / "target" / split, num_interp=num_interp)
+    raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+
+
+# ------------------------------------------------------------------------------------------------ real-data splits
+EVAL_FORMATS = ("frames", "ucf101", "vimeo", "middlebury")
+
+
+def _eval_windows(root: str, eval_format: str, num_interp: int) -> EvalWindows:
+    if eval_format == "frames":
+        return EvalWindows.from_root(root, num_interp=num_interp)
+    if eval_format == "ucf101":
+        return ucf101_windows(root)
+    if eval_format == "vimeo":
+        return vimeo_triplet_windows(root, "test")
+    return middlebury_windows(root)
+
+
+def video_split(
+    split: str,
+    source_root: str | None = None,
+    target_root: str | None = None,
+    val_root: str | None = None,
+    test_root: str | None = None,
+    eval_format: str = "frames",
+    num_interp: int = 7,
+    eval_num_interp: int = 7,
+    source_sample_rate: int = 1,
+    source_step: int | None = None,
+    target_sample_rate: int = 0,
+    crop: Sequence[int] | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """One split of a real-data run in the paper's layouts (spec C.1, C.2, A.8).
+
+    ``train`` gives :class:`AdaptationPairs` of supervised windows over the high-frame-rate videos under
+    ``source_root`` (Adobe-240fps: ``sample_rate`` s, target frame ``i + s k``) and cycle triplets over the
+    low-frame-rate videos under ``target_root`` (SlowFlow / Sintel train: consecutive frames with ``sample_rate`` 0,
+    no ground truth used), each with the official ``--skip_aug`` augmentation and ``crop``; either root may be null
+    (supervised-only or adaptation-only run). ``val`` / ``test`` give the evaluation windows under ``val_root`` /
+    ``test_root`` in ``eval_format``: ``frames`` (frame-folder tree, windows of ``eval_num_interp + 2`` frames: 9 for
+    SlowFlow / Adobe, 43 for Sintel), ``ucf101``, ``vimeo`` (the root holding ``sequences/`` and the test list) or
+    ``middlebury`` (the root holding ``other-data/`` and ``other-gt-interp/``), the last three with N = 1.
+
+    Args:
+        split: ``train``, ``val`` or ``test``. source_root / target_root / val_root / test_root: folders or null.
+        eval_format: one of ``frames``, ``ucf101``, ``vimeo``, ``middlebury``.
+        num_interp: N of the training time grid (7). eval_num_interp: N of the ``frames`` evaluation windows.
+        source_sample_rate: s of the supervised windows (1 for 240 fps frames). source_step: start stride of the
+            supervised windows (None: the official N + 1). target_sample_rate: s of the cycle triplets (0: the
+            README's consecutive low-frame-rate frames).
+        crop: training crop ``[H, W]`` (official 384 x 384 with flow_scale 2) or null (whole frames).
+        seed: seed of the per-sample draws.
+
+    Raises:
+        ValueError: an unknown split or eval format, or the split's root is null (the message names the key).
+    """
+    if eval_format not in EVAL_FORMATS:
+        raise ValueError(f"eval_format must be one of {EVAL_FORMATS}, got {eval_format!r}")
+    crop_hw = (int(crop[0]), int(crop[1])) if crop is not None else None
+    if split == "train":
+        if source_root is None and target_root is None:
+            raise ValueError(
+                "video_split: a training run needs source_root (supervised) or target_root (cycle); both are null"
+            )
+        source = None
+        if source_root is not None:
+            source = SupervisedWindows.from_root(
+                source_root,
+                num_interp=num_interp,
+                sample_rate=source_sample_rate,
+                step_size=source_step,
+                crop=crop_hw,
+                seed=seed,
+            )
+        target = None
+        if target_root is not None:
+            target = CycleTriplets(
+                find_videos(target_root), num_interp, target_sample_rate, 1, crop_hw, seed=seed + 1, source=target_root
+            )
+        return AdaptationPairs(source, target)
+    if split in ("val", "test"):
+        root = val_root if split == "val" else test_root
+        if root is None:
+            raise ValueError(f"video_split: {split}_root is null, so this data config has no {split!r} split")
+        return _eval_windows(root, eval_format, eval_num_interp)
     raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")

@@ -11,8 +11,9 @@ nvresearch checkpoints with ``--checkpoint NAME=PATH``:
     python scripts/reproduce/vinterp/adaptation.py --data-dir /datasets --datasets slowflow \\
         --checkpoint ours_cc_ps=outputs/vinterp/runs/<run>/checkpoints/last.ckpt
 
-Small (CPU, the embedded sprite world; three `python -m nvresearch.train paper=vinterp` runs: source-pretrained
-only (``model.adapt=none``), CC without PS (``cycle``) and CC+PS (``cycle+ps``), about 4 minutes each on 2 cores):
+Small (CPU, the embedded sprite world; four `python -m nvresearch.train paper=vinterp` runs: source-pretrained
+only (``model.adapt=none``), CC without PS (``cycle``), PS without CC (``ps``) and CC+PS (``cycle+ps``), about 4
+minutes each on 2 cores):
 
     python scripts/reproduce/vinterp/adaptation.py --small [trainer.max_epochs=8 ...]
 
@@ -53,6 +54,7 @@ NUM_INTERP = {"slowflow": 7, "sintel": 41}
 SMALL_RUNS = {
     "none": ("source-pretrained", "baseline_superslomo_adobe"),
     "cycle": ("CC, no PS", None),
+    "ps": ("PS, no CC", None),
     "cycle+ps": ("CC+PS", "unsupervised_adobe2slowflow"),
 }
 
@@ -115,7 +117,7 @@ def small(args: argparse.Namespace, out: Path) -> dict[str, dict[str, dict[str, 
     for adapt in SMALL_RUNS:
         overrides = ["paper=vinterp", "trainer=cpu", f"model.adapt={adapt}", f"paths.output_dir={out / adapt}"]
         metrics = train(compose([*overrides, *args.overrides]))
-        runs[adapt] = {k: metrics.get(f"test/{k}", math.nan) for k in ("psnr", "ssim", "ie", "psnr_blend")}
+        runs[adapt] = {k: metrics.get(f"test/{k}", math.nan) for k in ("psnr", "ssim", "ie", "psnr_blend", "psnr_copy")}
     return {"embedded": runs}
 
 

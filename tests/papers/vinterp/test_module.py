@@ -68,22 +68,27 @@ def test_pretrain_then_adapt_with_a_frozen_copy(tmp_path: Path, cache: str, monk
     assert not all(torch.equal(a, b) for a, b in zip(before, module.teacher.parameters()))
     assert all(not p.requires_grad for p in module.teacher.parameters())
     keys = set(trainer.callback_metrics)
-    assert {"train/pseudo", "val/psnr", "val/ssim", "val/ie", "val/psnr_blend"} <= keys
+    assert {"train/pseudo", "val/psnr", "val/ssim", "val/ie", "val/psnr_blend", "val/psnr_copy"} <= keys
     assert 5 < trainer.callback_metrics["val/psnr"] < 60
     assert (tmp_path / "run" / "samples" / "val_epoch001.png").is_file()
     result = trainer.test(module, data, verbose=False)[0]
-    assert set(result) == {"test/psnr", "test/ssim", "test/ie", "test/psnr_blend"}
+    assert set(result) == {"test/psnr", "test/ssim", "test/ie", "test/psnr_blend", "test/psnr_copy"}
+    assert result["test/psnr_copy"] < result["test/psnr_blend"]  # the sprite world's probes: blend above copy
     assert (tmp_path / "run" / "samples" / "test_strips.png").is_file()
 
 
-@pytest.mark.parametrize(("adapt", "pseudo"), [("cycle", 0.0), ("none", None)])
+@pytest.mark.parametrize(("adapt", "pseudo"), [("cycle", 0.0), ("ps", None), ("none", None)])
 def test_ablations(tmp_path: Path, cache: str, adapt: str, pseudo: float | None) -> None:
-    """From the first epoch (pretrain_epochs 0): ``cycle`` adapts without the pseudo term, ``none`` never adapts."""
+    """From the first epoch (pretrain_epochs 0): ``cycle`` adapts without the pseudo term, ``ps`` trains the pseudo
+    term alone (the cycle terms are logged, not trained), ``none`` never adapts."""
     module = _module(adapt, pretrain_epochs=0)
     trainer = _trainer(tmp_path, 1, batches=1)
     trainer.fit(module, _data(cache))
     metrics = trainer.callback_metrics
-    if pseudo is None:  # supervised terms only, no cycle pass
+    if adapt == "ps":
+        assert metrics["train/rec"] > 1.0  # the cycle reconstruction is not what trains
+        assert metrics["train/loss"].item() == pytest.approx(0.8 * metrics["train/pseudo"].item(), rel=1e-6)
+    elif pseudo is None:  # supervised terms only, no cycle pass
         assert "train/pseudo" not in metrics and "train/rec" in metrics
     else:
         assert metrics["train/pseudo"].item() == pseudo
