@@ -373,6 +373,7 @@ def render_person(
     noise: float = 0.02,
     eye_gain_std: Sequence[float] = (0.0, 0.0),
     eye_curve_std: Sequence[float] = (0.0, 0.0),
+    brightness_range: Sequence[float] = (0.85, 1.15),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one synthetic person of the eye-strip world (spec H.1).
 
@@ -384,7 +385,9 @@ def render_person(
     placed and squeezed by the head pose, the strip is shaded by it, and each iris (with pupil) sits where the
     eyeball, rotated by the apparent optical axis relative to the head, projects; the upper lid follows the pitch.
     Labels are the visual axis, so a person-independent estimator cannot know ``kappa`` or the eye shape:
-    personalisation can, and the eye shape's error grows with the angle, so a constant offset cannot.
+    personalisation can, and the eye shape's error grows with the angle, so a constant offset cannot. Each image is
+    then scaled by a brightness ``~ U(brightness_range)`` and gets Gaussian sensor noise of std ``noise`` (in units
+    of the full 0..1 range) before it is rounded to 8 bits; both are our choices, not the paper's.
 
     Returns:
         ``(pixels (N, H, W, 3) uint8 RGB, labels (N, 4) float32 radians, person (6,) float32)``: ``person`` is
@@ -411,7 +414,7 @@ def render_person(
     hp = rng.uniform(-1.0, 1.0, size=(n, 2)) * np.asarray(head_range_deg) * deg
     o = apparent_rotation(optical_axis(g, kappa), gain, curve)  # what the eye shows
     rel = o - hp  # eyeball rotation relative to the head
-    bright = rng.uniform(0.85, 1.15, size=n)
+    bright = rng.uniform(float(brightness_range[0]), float(brightness_range[1]), size=n)
 
     ys = np.arange(h_img, dtype=np.float64)[None, :, None] + 0.5
     xs = np.arange(w_img, dtype=np.float64)[None, None, :] + 0.5
@@ -459,6 +462,8 @@ def write_eye_strip_world(
     eye_gain_std: Sequence[float] = (0.0, 0.0),
     eye_curve_std: Sequence[float] = (0.0, 0.0),
     head_range_deg: Sequence[float] = (20.0, 20.0),
+    noise: float = 0.02,
+    brightness_range: Sequence[float] = (0.85, 1.15),
 ) -> tuple[Path, Path]:
     """Write the eye-strip world in the preprocessed FAZE layout: ``<root>/EyeStrip.h5`` and ``<root>/split.json``.
 
@@ -471,6 +476,8 @@ def write_eye_strip_world(
         eye_gain_std / eye_curve_std: standard deviations of the per-person eye shape (pitch, yaw), see
             :func:`render_person`.
         head_range_deg: head poses are drawn from U(+-head_range_deg) (pitch, yaw).
+        noise / brightness_range: per-pixel sensor noise std and per-image brightness range, see
+            :func:`render_person`.
 
     Returns:
         ``(h5 path, split path)``. The file also stores each person's ``kappa`` (radians), ``eye_gain`` and
@@ -497,6 +504,8 @@ def write_eye_strip_world(
                     head_range_deg=head_range_deg,
                     eye_gain_std=eye_gain_std,
                     eye_curve_std=eye_curve_std,
+                    noise=noise,
+                    brightness_range=brightness_range,
                 )
                 pid = f"{p:05d}"
                 group = f.create_group(pid)
@@ -577,12 +586,14 @@ def eye_strip_files(
     eye_gain_std: Sequence[float] = (0.0, 0.0),
     eye_curve_std: Sequence[float] = (0.0, 0.0),
     head_range_deg: Sequence[float] = (20.0, 20.0),
+    noise: float = 0.02,
+    brightness_range: Sequence[float] = (0.85, 1.15),
 ) -> FazeFiles:
     """The embedded eye-strip world (a data config's dataset component), written once per parameter set.
 
     Args:
         num_persons / samples / height / width / kappa_std_deg / seed / eye_gain_std / eye_curve_std /
-            head_range_deg: see :func:`write_eye_strip_world`.
+            head_range_deg / noise / brightness_range: see :func:`write_eye_strip_world`.
         cache_dir: where the world is written (default: ``<tempdir>/nvresearch_faze``), see
             :func:`ensure_eye_strip_world`.
         in_memory: read the HDF5 arrays whole into memory (the world is small: on by default).
@@ -599,5 +610,7 @@ def eye_strip_files(
         eye_gain_std=list(eye_gain_std),
         eye_curve_std=list(eye_curve_std),
         head_range_deg=list(head_range_deg),
+        noise=float(noise),
+        brightness_range=list(brightness_range),
     )
     return FazeFiles(FazeH5(h5_path, in_memory=in_memory), load_split(split_path), None)

@@ -494,6 +494,24 @@ def test_eye_shape_changes_large_angles_more_than_small_ones() -> None:
     assert large.mean() > 3 * small.mean() and np.corrcoef(angle, diff)[0, 1] > 0.8
 
 
+def test_sensor_noise_and_brightness_jitter_are_the_given_parameters() -> None:
+    """Same person and draws: the per-pixel noise std and the per-image brightness factor are the arguments (in
+    8-bit steps, away from clipping), and the labels do not depend on them."""
+    kw = dict(kappa_std_deg=(0.0, 0.0), head_range_deg=(0.0, 0.0))
+    clean = render_person(np.random.default_rng(3), 40, noise=0.0, brightness_range=(1.0, 1.0), **kw)
+    for std in (0.02, 0.01):
+        noisy = render_person(np.random.default_rng(3), 40, noise=std, brightness_range=(1.0, 1.0), **kw)
+        np.testing.assert_array_equal(clean[1], noisy[1])
+        c, x = clean[0].astype(float), noisy[0].astype(float)
+        mid = (c > 30) & (c < 225)
+        assert abs((x - c)[mid].std() - std * 255) < 0.1 * std * 255
+    dim = render_person(np.random.default_rng(3), 40, noise=0.0, brightness_range=(0.5, 0.5), **kw)
+    np.testing.assert_allclose(dim[0].astype(float).mean(axis=(1, 2, 3)), 0.5 * clean[0].mean(axis=(1, 2, 3)), atol=1)
+    jitter = render_person(np.random.default_rng(3), 40, noise=0.0, brightness_range=(0.9, 1.1), **kw)
+    ratio = jitter[0].astype(float).mean(axis=(1, 2, 3)) / clean[0].mean(axis=(1, 2, 3))
+    assert 0.89 < ratio.min() < 0.95 and 1.05 < ratio.max() < 1.11
+
+
 # ---------------------------------------------------------------------------------------------------- stage 2
 def _toy_persons(n_persons: int, n: int, seed: int, kappa_deg: float = 6.0) -> list[PersonCodes]:
     """Features = exact gaze vector of the optical axis; label = visual axis = optical + a per-person offset."""
