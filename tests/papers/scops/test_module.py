@@ -133,6 +133,17 @@ def test_configuration_errors_and_ddp_flag() -> None:
     assert _module(terms=("con", "eqv", "lmeqv")).ddp_find_unused_parameters  # the bases take no part
 
 
+def test_feature_choices_and_their_arguments() -> None:
+    from nvresearch.scops.models import RandomFeatures, TextureFeatures
+
+    texture = _module(features="texture", feature_periods=(2.0, 3.0, 5.0), feature_stride=4, feature_scale=2.0)
+    feats = texture.objective.features
+    assert isinstance(feats, TextureFeatures) and (feats.out_channels, feats.stride, feats.scale) == (3, 4, 2.0)
+    assert texture.basis.w.shape == (3, 3)  # K = 3 parts over the 3 texture channels
+    random = _module(feature_stride=4).objective.features
+    assert isinstance(random, RandomFeatures) and random(torch.zeros(1, 3, 32, 32)).shape == (1, 16, 8, 8)
+
+
 def test_part_overlay_colours_parts_only() -> None:
     rgb = torch.full((3, 2, 2), 0.5)
     out = part_overlay(rgb, torch.tensor([[0, 1], [2, 0]]))
