@@ -258,7 +258,12 @@ class SCOPSModule(NVModule):
             # (the official protocol fits on a separate train split; the split's own halves stand in for it here).
             half = every["centres"].shape[0] // 2
             c, lm = every["centres"], every["landmarks"]
-            _, err = landmark_regression_error(c[:half], lm[:half], c[half:], lm[half:])
+            if torch.isfinite(c).all():
+                _, err = landmark_regression_error(c[:half], lm[:half], c[half:], lm[half:])
+            else:
+                # a part with no mass anywhere in an image (its softmax underflows to 0) has no centre (0 / 0, the
+                # official evaluation has no epsilon): no regression can be fitted; NaN says so instead of crashing
+                err = float("nan")
             metrics["landmark_error"] = err
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", float(value), on_step=False, on_epoch=True, sync_dist=False)

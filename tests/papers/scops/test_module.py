@@ -124,6 +124,24 @@ def test_evaluation_scores_perfect_parts_as_one(tmp_path: Path, monkeypatch: pyt
     assert result["test/fg_ari"] == pytest.approx(1.0)
 
 
+def test_a_part_without_mass_gives_a_nan_landmark_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Saturated logits (seen in the claim's run without equivariance): part 1 underflows to 0 everywhere, its centre
+    # is 0 / 0 as in the official evaluation, and the least-squares fit would fail on it.
+    module, data = _module(num_parts=3), _data()
+
+    def saturated(images: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(images.shape[0], 4, 9, 9)
+        logits[:, 1] = -1e4
+        return logits
+
+    monkeypatch.setattr(module.net, "forward", saturated)
+    result = _trainer(tmp_path, []).test(module, data, verbose=False)[0]
+    assert math.isnan(result["test/landmark_error"])
+    assert math.isfinite(result["test/fg_nmi"])
+
+
 def test_configuration_errors_and_ddp_flag() -> None:
     with pytest.raises(ValueError, match="features must be one of"):
         _module(features="resnet")
