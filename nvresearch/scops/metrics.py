@@ -22,6 +22,7 @@ __all__ = [
     "ari",
     "colour_kmeans_parts",
     "contingency",
+    "foreground_moments",
     "hungarian_match",
     "kmeans",
     "landmark_centers",
@@ -252,3 +253,28 @@ def colour_kmeans_parts(
             sub[mask] = kmeans(feats[idx][mask], k, generator=generator) + 1
             out[idx] = sub
     return out
+
+
+def foreground_moments(foreground: Tensor) -> Tensor:
+    """The trivial probe of landmark regression: the foreground's centroid and second central moments, packed as
+    three "points" for :func:`landmark_regression_error` (which regresses the landmarks linearly on them). The
+    centroid gives the object's position, the moments its extent and orientation (``mu_xx - mu_yy`` and ``mu_xy``
+    follow the rotation's double angle), which is what part centres could encode without any parts.
+
+    Shape:
+        foreground: ``(N, H, W)`` bool or {0, 1}; returns ``(N, 3, 2)``: ``(x, y)`` centroid in pixels,
+        ``(mu_xx, mu_yy)`` and ``(mu_xy, 0)`` in square pixels. An empty mask gives zeros.
+    """
+    fg = foreground.double()
+    h, w = fg.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64, device=fg.device),
+        torch.arange(w, dtype=torch.float64, device=fg.device),
+        indexing="ij",
+    )
+    mass = fg.sum(dim=(-2, -1)).clamp(min=1.0)
+    cx, cy = (fg * xs).sum(dim=(-2, -1)) / mass, (fg * ys).sum(dim=(-2, -1)) / mass
+    dx, dy = xs - cx[:, None, None], ys - cy[:, None, None]
+    mxx, myy = (fg * dx * dx).sum(dim=(-2, -1)) / mass, (fg * dy * dy).sum(dim=(-2, -1)) / mass
+    mxy = (fg * dx * dy).sum(dim=(-2, -1)) / mass
+    return torch.stack([torch.stack([cx, cy], -1), torch.stack([mxx, myy], -1), torch.stack([mxy, 0 * mxy], -1)], 1)

@@ -15,6 +15,7 @@ Pretrained weights are read from a local file only (``pretrained=<path>``); noth
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -29,6 +30,7 @@ __all__ = [
     "PartBasis",
     "PartSegmenter",
     "RandomFeatures",
+    "TextureFeatures",
     "VGGFeatures",
     "l2_normalize_rows",
     "load_matching",
@@ -279,6 +281,74 @@ class RandomFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x / 255.0) * self.scale
+
+
+class TextureFeatures(nn.Module):
+    """Frozen texture-energy features, the embedded world's stand-in for ImageNet VGG (no weights offline).
+
+    What the semantic-consistency loss needs from its features is that they tell the parts apart; VGG's relu5 does for
+    faces and birds. A random conv net on RGB does not in the embedded world: it mostly encodes the image's colours,
+    which all parts of an image share (k-means on its features: FG-NMI 0.005, docs/papers/scops.md). These features
+    see texture instead: each channel is centred on its ``window`` x ``window`` local mean and divided by the local
+    colour contrast (one per pixel, over the three channels, so the image's two colours drop out), filtered by a bank
+    of quadrature Gabor pairs at ``periods`` (pixels) and ``orientations``; the local energy
+    ``sqrt(sum over channels of even^2 + odd^2)`` is averaged over the orientations (rotation-invariant, as the parts
+    rotate) and then pooled over ``stride`` x ``stride`` cells (the coarse map of VGG's stride 16). One channel per
+    period, non-negative, times ``scale``; k-means on these features reaches FG-NMI 0.34-0.36 in the world at
+    rotation 45 or 90 degrees. Never trains.
+
+    Shape:
+        x: ``(B, 3, H, W)`` network inputs (RGB x 255 minus the Caffe mean); returns ``(B, len(periods), H / stride,
+        W / stride)``.
+    """
+
+    def __init__(
+        self,
+        periods: Sequence[float] = (1.5, 2.5, 3.5, 5.0),
+        orientations: int = 4,
+        stride: int = 4,
+        scale: float = 1.0,
+        kernel_size: int = 9,
+        window: int = 5,
+    ) -> None:
+        super().__init__()
+        if not periods or min(float(p) for p in periods) <= 0 or int(orientations) < 1 or int(stride) < 1:
+            raise ValueError(
+                f"periods must be positive, orientations and stride >= 1; got {list(periods)}, {orientations}, {stride}"
+            )
+        r = torch.arange(int(kernel_size), dtype=torch.float64) - int(kernel_size) // 2
+        yy, xx = torch.meshgrid(r, r, indexing="ij")
+        kernels = []
+        for period in periods:
+            envelope = torch.exp(-(xx**2 + yy**2) / (2 * (0.6 * float(period)) ** 2))
+            for o in range(int(orientations)):
+                theta = torch.pi * o / int(orientations)
+                phase = 2 * torch.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / float(period)
+                even = envelope * torch.cos(phase)
+                even = even - even.sum() / envelope.sum() * envelope  # zero mean: flat regions give no energy
+                odd = envelope * torch.sin(phase)
+                kernels += [even / even.abs().sum(), odd / odd.abs().sum()]
+        self.register_buffer("kernels", torch.stack(kernels)[:, None].float(), persistent=False)
+        self.num_periods, self.orientations = len(periods), int(orientations)
+        self.stride, self.scale, self.window = int(stride), float(scale), int(window)
+        self.out_channels = len(periods)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        k = self.window
+        pad = (k // 2, (k - 1) // 2, k // 2, (k - 1) // 2)
+        mean = F.avg_pool2d(F.pad(x, pad, mode="replicate"), k, stride=1)
+        centred = x - mean
+        # one contrast for the three channels: the energy of a two-colour texture then depends on its pattern, not
+        # on which two colours (nor on whether they differ in brightness or only in hue)
+        var = F.avg_pool2d(F.pad(centred.pow(2).sum(dim=1, keepdim=True), pad, mode="replicate"), k, stride=1)
+        normed = centred / (var.sqrt() + 5.0)  # +5 levels: flat regions stay flat instead of amplifying noise
+        half = self.kernels.shape[-1] // 2
+        flat = F.pad(normed.reshape(b * c, 1, h, w), (half, half, half, half), mode="replicate")
+        response = F.conv2d(flat, self.kernels).view(b, c, -1, h, w)
+        energy = (response[:, :, 0::2] ** 2 + response[:, :, 1::2] ** 2).sum(dim=1).sqrt()
+        energy = energy.view(b, self.num_periods, self.orientations, h, w).mean(dim=2)
+        return F.avg_pool2d(energy, self.stride) * self.scale
 
 
 class CaffeInputVGG(nn.Module):

@@ -29,12 +29,13 @@ from nvresearch.scops.models import (
     PartBasis,
     PartSegmenter,
     RandomFeatures,
+    TextureFeatures,
     upsample_logits,
 )
 
 __all__ = ["SCOPSModule", "part_overlay"]
 
-_FEATURES = ("vgg19", "random")
+_FEATURES = ("vgg19", "random", "texture")
 # Part colours of the overlays (background black); cycled when K exceeds the table.
 _PALETTE = torch.tensor(
     [
@@ -73,9 +74,11 @@ class SCOPSModule(NVModule):
             (:class:`~nvresearch.scops.models.PartSegmenter`; official K = 8, ResNet-50, ASPP 6/12/18/24, the
             ``resnet50-caffe`` weights from a local file).
         features: the frozen semantic features, ``vgg19`` (:class:`~nvresearch.scops.models.CaffeInputVGG`, the
-            paper; ImageNet weights from the local file ``feature_weights``) or ``random``
-            (:class:`~nvresearch.scops.models.RandomFeatures` with ``feature_channels`` and ``feature_scale``, the
-            embedded world's stand-in when no ImageNet weights are at hand).
+            paper; ImageNet weights from the local file ``feature_weights``), ``texture``
+            (:class:`~nvresearch.scops.models.TextureFeatures` with ``feature_periods``, ``feature_stride`` and
+            ``feature_scale``: the embedded world's stand-in, features that tell its parts apart) or ``random``
+            (:class:`~nvresearch.scops.models.RandomFeatures` with ``feature_channels``, ``feature_stride`` and
+            ``feature_scale``; they encode the colours an image's parts share, not the parts).
         basis_normalize: L2-normalise the part bases (official ``ref_norm``, off).
         con_weight / eqv_weight / lmeqv_weight / sc_weight / on_weight: the loss weights (official 10 / 1000 / 100 /
             1e4 / 0.1, :data:`~nvresearch.scops.losses.LOSS_WEIGHTS`).
@@ -107,6 +110,8 @@ class SCOPSModule(NVModule):
         feature_weights: str | None = None,
         feature_channels: int = 64,
         feature_scale: float = 1.0,
+        feature_stride: int = 8,
+        feature_periods: Sequence[float] = (1.5, 2.5, 3.5, 5.0),
         basis_normalize: bool = False,
         con_weight: float = LOSS_WEIGHTS["con"],
         eqv_weight: float = LOSS_WEIGHTS["eqv"],
@@ -138,8 +143,10 @@ class SCOPSModule(NVModule):
         self.net = PartSegmenter(num_parts, blocks, base_channels, aspp_dilations, pretrained)
         if features == "vgg19":
             feats: torch.nn.Module = CaffeInputVGG(feature_weights)
+        elif features == "texture":
+            feats = TextureFeatures(tuple(feature_periods), stride=feature_stride, scale=feature_scale)
         else:
-            feats = RandomFeatures(feature_channels, scale=feature_scale)
+            feats = RandomFeatures(feature_channels, stride=feature_stride, scale=feature_scale)
         self.basis = PartBasis(num_parts, feats.out_channels, basis_normalize)
         weights = {"con": con_weight, "eqv": eqv_weight, "lmeqv": lmeqv_weight, "sc": sc_weight, "on": on_weight}
         tps = {
@@ -251,7 +258,12 @@ class SCOPSModule(NVModule):
             # (the official protocol fits on a separate train split; the split's own halves stand in for it here).
             half = every["centres"].shape[0] // 2
             c, lm = every["centres"], every["landmarks"]
-            _, err = landmark_regression_error(c[:half], lm[:half], c[half:], lm[half:])
+            if torch.isfinite(c).all():
+                _, err = landmark_regression_error(c[:half], lm[:half], c[half:], lm[half:])
+            else:
+                # a part with no mass anywhere in an image (its softmax underflows to 0) has no centre (0 / 0, the
+                # official evaluation has no epsilon): no regression can be fitted; NaN says so instead of crashing
+                err = float("nan")
             metrics["landmark_error"] = err
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", float(value), on_step=False, on_epoch=True, sync_dist=False)

@@ -93,3 +93,19 @@ def test_kmeans_separates_blobs() -> None:
     pts = torch.cat([torch.randn(50, 2, generator=g) * 0.1, torch.randn(50, 2, generator=g) * 0.1 + 5])
     labels = kmeans(pts, 2, generator=g)
     assert labels[:50].unique().numel() == 1 and labels[50:].unique().numel() == 1 and labels[0] != labels[-1]
+
+
+def test_foreground_moments_of_known_shapes() -> None:
+    from nvresearch.scops.metrics import foreground_moments
+
+    fg = torch.zeros(3, 20, 20, dtype=torch.bool)
+    fg[0, 2:7, 10:19] = True  # rows 2..6, columns 10..18: 9 wide, 5 high
+    fg[1] = torch.eye(20, dtype=torch.bool)  # the main diagonal: x = y
+    m = foreground_moments(fg)
+    assert m.shape == (3, 3, 2)
+    torch.testing.assert_close(m[0, 0], torch.tensor([14.0, 4.0], dtype=torch.float64))
+    # a run of n integers has variance (n^2 - 1) / 12
+    torch.testing.assert_close(m[0, 1], torch.tensor([80 / 12, 24 / 12], dtype=torch.float64))
+    assert m[0, 2, 0].abs() < 1e-12
+    assert m[1, 2, 0] > 0 and torch.isclose(m[1, 2, 0], m[1, 1, 0])  # along x = y: mu_xy = mu_xx = mu_yy
+    assert torch.equal(m[2], torch.zeros(3, 2, dtype=torch.float64))  # empty mask

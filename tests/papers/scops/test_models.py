@@ -3,6 +3,8 @@ not the count, the frozen parameters, and local pretrained weights."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -118,3 +120,36 @@ def test_random_features_are_frozen_deterministic_and_scaled() -> None:
     assert not torch.equal(RandomFeatures(16, seed=4)(x), out)
     with pytest.raises(ValueError, match="stride must be a power of 2"):
         RandomFeatures(16, layers=2, stride=8)
+
+
+def _stripes(period: float, colours: tuple[tuple[float, ...], tuple[float, ...]], angle: float = 0.0) -> torch.Tensor:
+    """A 32x32 network input (RGB x 255 minus the Caffe mean) of sinusoidal stripes between two colours."""
+    from nvresearch.scops.data import caffe_normalize
+
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    t = 0.5 + 0.5 * torch.sin(2 * torch.pi * (xs * math.cos(angle) + ys * math.sin(angle)) / period)
+    a, b = torch.tensor(colours[0])[:, None, None], torch.tensor(colours[1])[:, None, None]
+    return caffe_normalize((a * t + b * (1 - t)) * 255.0)
+
+
+def test_texture_features_tell_periods_apart_whatever_the_colours_and_orientation() -> None:
+    from nvresearch.scops.models import TextureFeatures
+
+    feats = TextureFeatures(periods=(2.5, 5.0), stride=4, scale=3.0)
+    red_blue = ((0.9, 0.1, 0.1), (0.1, 0.1, 0.9))
+    green_grey = ((0.2, 0.8, 0.2), (0.5, 0.5, 0.5))
+    fine = feats(torch.stack([_stripes(2.5, red_blue), _stripes(2.5, green_grey, angle=1.0)]))
+    coarse = feats(torch.stack([_stripes(5.0, red_blue), _stripes(5.0, green_grey, angle=1.0)]))
+    assert fine.shape == (2, 2, 8, 8) and (fine >= 0).all() and feats.out_channels == 2
+    inner = (slice(None), slice(None), slice(2, 6), slice(2, 6))  # away from the replicate-padded border
+    f, c = fine[inner].mean(dim=(-2, -1)), coarse[inner].mean(dim=(-2, -1))
+    # the channel of the image's own period wins, for either colour pair and orientation
+    assert (f[:, 0] > 2 * f[:, 1]).all() and (c[:, 1] > 2 * c[:, 0]).all()
+    # colours drop out: the same stripes in another colour pair (here of equal brightness: red and blue) give the
+    # same energies
+    same = feats(torch.stack([_stripes(5.0, red_blue), _stripes(5.0, green_grey)]))[inner].mean(dim=(-2, -1))
+    assert torch.allclose(same[0], same[1], rtol=0.1)
+    assert feats(torch.full((1, 3, 32, 32), 40.0)).abs().max() < 1e-5  # no texture, no energy
+    assert not any(p.requires_grad for p in feats.parameters())
+    with pytest.raises(ValueError, match="periods must be positive"):
+        TextureFeatures(periods=(0.0, 2.0))

@@ -124,6 +124,24 @@ def test_evaluation_scores_perfect_parts_as_one(tmp_path: Path, monkeypatch: pyt
     assert result["test/fg_ari"] == pytest.approx(1.0)
 
 
+def test_a_part_without_mass_gives_a_nan_landmark_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Saturated logits (seen in the claim's run without equivariance): part 1 underflows to 0 everywhere, its centre
+    # is 0 / 0 as in the official evaluation, and the least-squares fit would fail on it.
+    module, data = _module(num_parts=3), _data()
+
+    def saturated(images: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(images.shape[0], 4, 9, 9)
+        logits[:, 1] = -1e4
+        return logits
+
+    monkeypatch.setattr(module.net, "forward", saturated)
+    result = _trainer(tmp_path, []).test(module, data, verbose=False)[0]
+    assert math.isnan(result["test/landmark_error"])
+    assert math.isfinite(result["test/fg_nmi"])
+
+
 def test_configuration_errors_and_ddp_flag() -> None:
     with pytest.raises(ValueError, match="features must be one of"):
         _module(features="resnet")
@@ -131,6 +149,17 @@ def test_configuration_errors_and_ddp_flag() -> None:
         _module(basis_optimizer=None).configure_optimizers()
     assert not _module().ddp_find_unused_parameters
     assert _module(terms=("con", "eqv", "lmeqv")).ddp_find_unused_parameters  # the bases take no part
+
+
+def test_feature_choices_and_their_arguments() -> None:
+    from nvresearch.scops.models import RandomFeatures, TextureFeatures
+
+    texture = _module(features="texture", feature_periods=(2.0, 3.0, 5.0), feature_stride=4, feature_scale=2.0)
+    feats = texture.objective.features
+    assert isinstance(feats, TextureFeatures) and (feats.out_channels, feats.stride, feats.scale) == (3, 4, 2.0)
+    assert texture.basis.w.shape == (3, 3)  # K = 3 parts over the 3 texture channels
+    random = _module(feature_stride=4).objective.features
+    assert isinstance(random, RandomFeatures) and random(torch.zeros(1, 3, 32, 32)).shape == (1, 16, 8, 8)
 
 
 def test_part_overlay_colours_parts_only() -> None:
