@@ -9,13 +9,17 @@ importing this package loads neither.
 
 from nvresearch.scops.data import (
     CAFFE_MEAN_RGB,
+    AFLWLandmarks,
     CelebAWild,
     CUBParts,
     PartImageFolder,
     PartObjects,
+    PascalParts,
+    aflw_split,
     caffe_normalize,
     celeba_split,
     part_objects_split,
+    pascal_part_split,
     render_part_object,
 )
 from nvresearch.scops.losses import (
@@ -62,14 +66,18 @@ from nvresearch.scops.models import (
 from nvresearch.scops.official import OfficialCheckpointError, load_official, load_official_basis
 
 __all__ = [
+    "AFLWLandmarks",
     "ASPP",
     "CAFFE_MEAN_RGB",
     "CUBParts",
     "CelebAWild",
     "PartImageFolder",
     "PartObjects",
+    "PascalParts",
+    "aflw_split",
     "caffe_normalize",
     "celeba_split",
+    "pascal_part_split",
     "part_objects_split",
     "CaffeInputVGG",
     "RandomFeatures",
