@@ -29,6 +29,12 @@ SCOPS_DDP = [
     "data.batch_size=2",
     "data.eval_batch_size=4",
     "model.base_channels=4",
+    # the feature settings this test was written with (random conv features, x10, stride 8): with the tiny config's
+    # texture features (or random ones at x2) two steps leave every pixel in one part, and the landmark regression on
+    # near-constant centres amplifies the float noise of the two runs' batch sizes (1.251 vs 1.224 with texture)
+    "model.features=random",
+    "model.feature_scale=10.0",
+    "model.feature_stride=8",
     "model.feature_channels=16",
 ]
 KEYS = ["test/nmi", "test/ari", "test/fg_nmi", "test/fg_ari", "test/landmark_error"]
