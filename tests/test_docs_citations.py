@@ -18,7 +18,7 @@ SUFFIXES = {".py", ".yaml", ".yml", ".md", ".sh", ".txt", ".toml"}
 #: Papers whose files other engineers were still editing when this test landed: any path with a component named
 #: after one of these slugs (``nvresearch/faze/``, ``configs/model/faze/``, ``configs/paper/faze.yaml``,
 #: ``scripts/vinterp_slowmo.py``, ``docs/papers/faze.md``, ...) is skipped. Remove a slug once its citations are gone.
-EXEMPT_SLUGS = ("faze", "vinterp", "scops")
+EXEMPT_SLUGS = ("vinterp", "scops")
 
 #: A section of a fact sheet ("spec A.2", "spec E.10-E.11", "spec D (...)", "(spec B.1, A.11)", "FAZE spec ``faze.md``
 #: A.7") or a path into the shared folder that holds them. Section letters are capitals; the rest ignores case.
@@ -87,7 +87,9 @@ def test_pattern_spares_code_and_paper_citations(text: str) -> None:
     assert not CITATION.search(text)
 
 
-def test_exemptions_cover_only_the_listed_papers() -> None:
+def test_exemptions_cover_only_the_listed_papers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pinned, so the check still runs once the real list is empty.
+    monkeypatch.setitem(globals(), "EXEMPT_SLUGS", ("faze", "vinterp", "scops"))
     assert _exempt(Path("nvresearch/faze/models.py"))
     assert _exempt(Path("configs/paper/vinterp.yaml"))
     assert _exempt(Path("scripts/vinterp_slowmo.py"))

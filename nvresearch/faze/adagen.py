@@ -1,9 +1,10 @@
-"""FAZE stage 2 (Sec. 4; spec A.7): meta-learn the person-adaptive gaze MLP on gaze codes, with persons as tasks.
+"""FAZE stage 2 (Sec. 4): meta-learn the person-adaptive gaze MLP on gaze codes, with persons as tasks.
 
-Torch-only. The inputs are the frozen DT-ED's gaze codes ``vec(Z_g)`` (6 numbers, column-normalised, not
-frontalised) and the unit gaze vectors ``v(g)`` of each person (:class:`PersonCodes`). :func:`meta_train` runs MAML
-through :class:`nvresearch.core.meta.MAML` (``'faithful'``: the official update; ``'textbook'``: MAML as published);
-:func:`joint_train` is the jointly trained (non-meta) initialisation used as a comparison.
+Torch-only; the official counterpart is ``src/2_meta_learning.py``. The inputs are the frozen DT-ED's gaze codes
+``vec(Z_g)`` (6 numbers, column-normalised, not frontalised) and the unit gaze vectors ``v(g)`` of each person
+(:class:`PersonCodes`). :func:`meta_train` runs MAML through :class:`nvresearch.core.meta.MAML` (``'faithful'``: the
+official update; ``'textbook'``: MAML as published); :func:`joint_train` is the jointly trained (non-meta)
+initialisation used as a comparison.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = [
 
 @dataclass
 class AdaGENConfig:
-    """Stage-2 settings; the defaults are the reference's (spec A.7, B).
+    """Stage-2 settings; the defaults are the reference's (official ``src/2_meta_learning.py`` arguments).
 
     Attributes:
         hidden / activation: the MLP (6 -> 64 -> 3, SELU).
@@ -141,10 +142,10 @@ def mlp_from_dted_before_z(
 
 
 def mlp_from_dted_head(gaze1: torch.nn.Linear, gaze2: torch.nn.Linear) -> GazeMLP:
-    """The DT-ED gaze head (``gaze1``, ``gaze2``, ReLU; spec A.4) as a :class:`GazeMLP`, for the official "NONE"
-    baseline: no meta-learning, the person-independent head itself is fine-tuned on the k calibration samples
+    """The DT-ED gaze head (``gaze1``, ``gaze2``, ReLU; ``dt_ed.py``) as a :class:`GazeMLP`, for the official
+    "NONE" baseline: no meta-learning, the person-independent head itself is fine-tuned on the k calibration samples
     (``2_meta_learning.py`` with ``--maml-use-pretrained-mlp``). The official code loads the ReLU-trained head into
-    its SELU MLP (spec E.11); here it keeps the ReLU it was trained with, so that at k = 0 it is the DT-ED head.
+    its SELU MLP; here it keeps the ReLU it was trained with, so that at k = 0 it is the DT-ED head.
     """
     mlp = GazeMLP(gaze1.in_features, gaze1.out_features, "relu")
     with torch.no_grad():
@@ -172,7 +173,7 @@ class PersonCodes:
 
 
 def sample_task(person: PersonCodes, k: int, query_size: int, generator: torch.Generator) -> Task:
-    """k random support samples and ``query_size`` disjoint random query samples of one person (spec A.7)."""
+    """k random support samples and ``query_size`` disjoint random query samples of one person (as the reference)."""
     n = len(person)
     q = min(int(query_size), n - int(k))
     if k < 1 or q < 1:
@@ -185,7 +186,7 @@ def sample_task(person: PersonCodes, k: int, query_size: int, generator: torch.G
 def meta_train(
     persons: Sequence[PersonCodes], cfg: AdaGENConfig, k: int | None = None, init: GazeMLP | None = None
 ) -> GazeMLP:
-    """Meta-train the gaze MLP with MAML over persons as tasks (spec A.7); returns the meta-learned MLP.
+    """Meta-train the gaze MLP with MAML over persons as tasks (FAZE Sec. 4); returns the meta-learned MLP.
 
     Args:
         persons: meta-training persons.

@@ -1,4 +1,4 @@
-"""FAZE data (spec C.2, C.3, A.6, H.1): the preprocessed HDF5 layout, the person split, pair sampling, and the
+"""FAZE data: the preprocessed HDF5 layout, the person split, pair sampling, and the
 embedded procedural eye-strip world written in the same layout.
 
 Layout of a preprocessed file (``GazeCapture.h5``, ``MPIIGaze.h5``; written by the FAZE preprocessing scripts):
@@ -58,7 +58,7 @@ SPLIT_LAYOUT = "a JSON object with lists of person ids under 'train', 'val' and 
 # Preprocessed HDF5 files
 # ----------------------------------------------------------------------------------------------------------------------
 class FazeH5:
-    """Read-only view of a preprocessed FAZE HDF5 file (spec C.2), opened lazily once per process.
+    """Read-only view of a preprocessed FAZE HDF5 file (official preprocessing), opened lazily once per process.
 
     The layout is validated when the object is made: a missing file, a group without ``pixels``/``labels``, wrong
     dtypes/shapes or mismatched lengths raise :class:`DatasetLayoutError` naming the file, the group and the expected
@@ -182,7 +182,7 @@ class FazeH5:
 
 
 def load_split(path: str | os.PathLike) -> dict[str, list[str]]:
-    """Read a person split file (``gazecapture_split.json``, spec C.3); returns at least ``train``/``val``/``test``."""
+    """Read a person split file (official ``gazecapture_split.json``); returns at least ``train``/``val``/``test``."""
     path = Path(path)
     if not path.is_file():
         raise DatasetLayoutError(f"no person split file at '{path}'; expected {SPLIT_LAYOUT}")
@@ -196,7 +196,7 @@ def load_split(path: str | os.PathLike) -> dict[str, list[str]]:
 
 
 def preprocess_pixels(pixels: np.ndarray, equalize: bool = True) -> Tensor:
-    """Training-time preprocessing (spec A.8): histogram-equalise luma (Y of YCrCb), then ``2 x / 255 - 1``.
+    """Training-time preprocessing (official ``data.py``): histogram-equalise luma (Y of YCrCb), then ``2 x / 255 - 1``.
 
     Shape:
         pixels: ``(H, W, 3)`` uint8 RGB; returns float32 ``(3, H, W)`` in [-1, 1].
@@ -225,8 +225,9 @@ def _sample(h5: FazeH5, person: str, index: int, equalize: bool) -> dict[str, Te
 
 
 class PairDataset(Dataset):
-    """DT-ED training pairs (spec A.6): item ``(person P, sample i)`` is ``a``; ``b`` is drawn uniformly from P's
-    other samples, seeded by ``(seed, epoch, index)`` (keys from :class:`~nvresearch.core.data.EpochSampler`).
+    """DT-ED training pairs (as the official ``data.py``): item ``(person P, sample i)`` is ``a``; ``b`` is drawn
+    uniformly from P's other samples, seeded by ``(seed, epoch, index)`` (keys from
+    :class:`~nvresearch.core.data.EpochSampler`).
 
     Args:
         h5: the preprocessed file.
@@ -306,7 +307,7 @@ class SampleDataset(Dataset):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Embedded procedural eye-strip world (spec H.1)
+# Embedded procedural eye-strip world (ours: a CPU-sized stand-in for GazeCapture)
 # ----------------------------------------------------------------------------------------------------------------------
 def _soft(signed: np.ndarray) -> np.ndarray:
     """Anti-aliased coverage from a signed distance in pixels (positive inside)."""
@@ -314,7 +315,7 @@ def _soft(signed: np.ndarray) -> np.ndarray:
 
 
 def kappa_rotation(kappa: np.ndarray) -> np.ndarray:
-    """The fixed rotation from a person's optical to visual axis (spec H.1), ``R_kappa = R_y(yaw) R_x(-pitch)``.
+    """The fixed rotation from a person's optical to visual axis, ``R_kappa = R_y(yaw) R_x(-pitch)``.
 
     It maps the optical axis straight ahead, ``v(0, 0)``, to ``v(kappa)`` in FAZE's vector convention
     (``v = (cos p sin y, sin p, cos p cos y)``; the pitch sign follows from ``R_x(t) e_z = v(-t, 0)``), and every other
@@ -375,7 +376,7 @@ def render_person(
     eye_curve_std: Sequence[float] = (0.0, 0.0),
     brightness_range: Sequence[float] = (0.85, 1.15),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one synthetic person of the eye-strip world (spec H.1).
+    """Render one synthetic person of the eye-strip world.
 
     The person has its own skin, sclera and iris colours, eye size and spacing, lighting gradient, a fixed rotation
     ``R_kappa`` between the optical and the visual axis (:func:`kappa_rotation`, ``kappa ~ N(0, kappa_std)``), and a
@@ -471,7 +472,7 @@ def write_eye_strip_world(
         root: output folder.
         num_persons / samples: persons and samples per person for each of ``train``, ``val``, ``test``.
         height / width: patch size (the reference patches are 64x256; both must suit the DT-ED, i.e. divisible by 32).
-        kappa_std_deg: standard deviation of the per-person kappa (pitch, yaw) in degrees (spec H.1: 1.5, 3).
+        kappa_std_deg: standard deviation of the per-person kappa (pitch, yaw) in degrees (default 1.5, 3).
         seed: person ``p`` of the world is drawn from ``numpy.random.default_rng((seed, p))``.
         eye_gain_std / eye_curve_std: standard deviations of the per-person eye shape (pitch, yaw), see
             :func:`render_person`.

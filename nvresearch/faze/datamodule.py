@@ -12,9 +12,9 @@ from nvresearch.faze.data import FazeFiles, PairDataset, SampleDataset
 
 
 class FazeDataModule(SplitDataModule):
-    """Stage-1 pairs and stage-2 per-person samples from preprocessed FAZE HDF5 files (spec C).
+    """Stage-1 pairs and stage-2 per-person samples from preprocessed FAZE HDF5 files (official preprocessing).
 
-    Training uses ``train`` persons of the split with at least ``min_samples`` samples (pairs, spec A.6);
+    Training uses ``train`` persons of the split with at least ``min_samples`` samples (pairs, official ``data.py``);
     validation the first ``val_persons`` ``val`` persons (their last ``val_samples`` samples). The test stage has three
     loaders: 0, every sample of the meta-training persons (``train`` persons with more than
     ``stage2_min_samples``), whose gaze codes stage 2 learns from; 1, the test persons (``test`` persons of the split,
@@ -81,7 +81,7 @@ class FazeDataModule(SplitDataModule):
             return PairDataset(h5, persons["train"], self.min_samples, self.seed, self.equalize)
         if split == "val":
             return SampleDataset(h5, persons["val"][: self.val_persons], 2, self.val_samples, self.equalize)
-        more = self.stage2_min_samples + 1  # "more than 1000" (spec A.7)
+        more = self.stage2_min_samples + 1  # "more than 1000" (official ``2_meta_learning.py``)
         if split == "meta_train":
             ds, name = SampleDataset(h5, persons["train"], min_samples=more, equalize=self.equalize), "meta-training"
         elif test_h5 is not None:

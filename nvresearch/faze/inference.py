@@ -149,7 +149,7 @@ def personalize(
     seed: int = 0,
     equalize: bool | None = None,
 ) -> FazeGazeEstimator:
-    """Few-shot personalisation (PS-GEN, spec A.7): fine-tune a copy of the gaze MLP on k calibration samples.
+    """Few-shot personalisation (PS-GEN, FAZE Sec. 4): fine-tune a copy of the gaze MLP on k calibration samples.
 
     The DT-ED encoder stays frozen; ``steps`` full-batch SGD steps with the angular loss (degrees) at ``lr``
     adapt only the MLP. The returned model is a new object; ``model`` is unchanged.

@@ -1,6 +1,6 @@
-"""FAZE losses (spec A.5, A.7): L1 reconstruction, angular gaze loss, embedding consistency, their weighted sum,
-and the two ablation losses the official code defines but does not use in its reference run (spec A.5.5): a
-batch-hard triplet loss and an "all frontalised codes equal" loss.
+"""FAZE losses (Eqs. 2-5): L1 reconstruction, angular gaze loss, embedding consistency, their weighted sum, and the two
+ablation losses the official code defines (``src/losses/``) but does not use in its reference run: a batch-hard triplet
+loss and an "all frontalised codes equal" loss.
 
 All angular quantities are in degrees, with the reference's clip (``arccos`` of a cosine clipped to
 ``[-1 + 1e-6, 1 - 1e-6]``), so a perfect prediction costs 0.081 degrees.
@@ -28,7 +28,7 @@ __all__ = [
 
 
 def reconstruction_l1_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute error against a detached target (FAZE Eq. 2; spec A.5.1).
+    """Mean absolute error against a detached target (FAZE Eq. 2; official ``src/losses/reconstruction_l1.py``).
 
     Shape:
         prediction, target: ``(B, 3, H, W)``; returns a scalar.
@@ -39,7 +39,7 @@ def reconstruction_l1_loss(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def gaze_angular_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    """Mean angular error in degrees between predicted vectors and targets (FAZE Eq. 4; spec A.5.2).
+    """Mean angular error in degrees between predicted vectors and targets (FAZE Eq. 4; official ``gaze_angular.py``).
 
     The paper's name for :func:`nvresearch.core.geometry.mean_angular_error`, which stage 2 (AdaGEN) and the
     evaluation protocol use as well: one implementation, one clip.
@@ -55,7 +55,7 @@ def gaze_angular_loss(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def embedding_consistency_loss(codes: Tensor, person: Tensor) -> Tensor:
-    """Embedding-consistency loss on frontalised 3D codes (FAZE Eq. 3; spec A.5.3, E.5).
+    """Embedding-consistency loss on frontalised 3D codes (FAZE Eq. 3; official ``embedding_consistency.py``).
 
     With ``d(i, j) = (1/F) sum_f angle(C_i[f], C_j[f])`` in degrees,
     ``L = (1/N) sum_i max_{j: person(j) = person(i)} d(i, j)``; the maximum includes ``j = i`` (0.081 degrees after
@@ -84,7 +84,7 @@ def _code_distances(codes: Tensor, distance: str) -> Tensor:
 def batch_hard_triplet_loss(
     codes: Tensor, person: Tensor, margin: float = 0.0, distance: str = "angular", regularize_within: bool = False
 ) -> Tensor:
-    """Batch-hard triplet loss on frontalised 3D codes (an ablation of FAZE's EC loss; spec A.5.5).
+    """Batch-hard triplet loss on frontalised 3D codes (an ablation of FAZE's EC loss; official ``src/losses/``).
 
     For each anchor ``i`` with at least one other code of its person and one of another person:
     ``d+ = max_{j: person(j) = person(i)} d(i, j)`` (the maximum includes ``j = i``) and
@@ -110,7 +110,7 @@ def batch_hard_triplet_loss(
 
 
 def all_frontals_equal_loss(codes: Tensor) -> Tensor:
-    """Spread of the frontalised codes around their batch mean (an ablation; spec A.5.5): all persons' codes alike.
+    """Spread of the frontalised codes around their batch mean (an ablation, ``src/losses/``): all persons' codes alike.
 
     ``a_i`` is the mean over the ``F`` rows of the angle (degrees) between row ``f`` of code ``i`` and row ``f`` of the
     mean code over the batch, with the cosine clipped to ``[1e-6, 1 - 1e-6]`` (the official lower bound: angles
@@ -136,7 +136,7 @@ def linear_ramp(step: int, ramp_steps: int, final: float) -> float:
 def faze_objective(
     recon: Tensor, ec_gaze: Tensor, gaze: Tensor, w_recon: float = 1.0, w_ec: float = 2.0, w_gaze: float = 0.1
 ) -> Tensor:
-    """Total DT-ED loss (FAZE Eq. 5; spec A.5.4): ``w_recon L_recon + w_EC(t) L_EC,gaze + w_gaze L_gaze``.
+    """Total DT-ED loss (FAZE Eq. 5): ``w_recon L_recon + w_EC(t) L_EC,gaze + w_gaze L_gaze``.
 
     Reference weights 1, 2, 0.1; ``w_ec`` is the *current* (ramped) weight, see :func:`linear_ramp`.
     """

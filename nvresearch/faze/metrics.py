@@ -1,4 +1,4 @@
-"""FAZE evaluation (spec C.5, A.7): angular error and the personalisation protocol, error against k.
+"""FAZE evaluation (official ``2_meta_learning.py``): angular error and the personalisation protocol, error against k.
 
 Protocol: each test person with more than ``min_samples`` samples keeps its last ``test_last`` samples as its test
 set; for each k, Python ``random`` is reseeded with ``seed`` and, person by person, ``repeats`` calibration sets of k
@@ -73,7 +73,7 @@ def personalization_curve(
     seed: int = 4089213955,
     inits: dict[int, nn.Module] | None = None,
 ) -> list[CurvePoint]:
-    """Mean angular error after personalising with k calibration samples, for each k (spec A.7, C.5).
+    """Mean angular error after personalising with k calibration samples, for each k (official ``2_meta_learning.py``).
 
     Args:
         mlp: the starting gaze MLP (``features (N, F) -> unit vectors (N, 3)``).

@@ -1,7 +1,8 @@
 """FAZE networks (Park et al., ICCV 2019): the DT-ED autoencoder (Sec. 3) and the AdaGEN gaze MLP (Sec. 4).
 
-Layout and parameter names follow the spec (``faze.md`` A.2-A.4, F): InstanceNorm without affine, LeakyReLU(0.01),
-bias-free (transposed) convolutions with Kaiming-normal initialisation, no BatchNorm, no dropout, no buffers.
+Layout and parameter names follow the official ``src/models/dt_ed.py`` and ``densenet.py``: InstanceNorm without
+affine, LeakyReLU(0.01), bias-free (transposed) convolutions with Kaiming-normal initialisation, no BatchNorm,
+no dropout, no buffers.
 At the reference configuration (growth rate 32, z = 64 / 2x3 / 16x3, decoder input 32x2x8, 64x256 input)
 :class:`DTED` has 6,873,465 parameters and :class:`GazeMLP` 643.
 """
@@ -27,7 +28,7 @@ def _norm(channels: int) -> nn.Module:
 
 
 class CompositeLayer(nn.Module):
-    """InstanceNorm -> LeakyReLU -> (transposed) convolution, stride 1, spatial size kept (spec A.2)."""
+    """InstanceNorm -> LeakyReLU -> (transposed) convolution, stride 1, spatial size kept (official ``densenet.py``)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, transposed: bool = False) -> None:
         super().__init__()
@@ -94,7 +95,7 @@ class _Initial(nn.Module):
 
 
 class DenseNetEncoder(nn.Module):
-    """Two stride-2 convolutions, then ``num_blocks`` dense blocks with transitions between them (spec A.2).
+    """Two stride-2 convolutions, then ``num_blocks`` dense blocks with transitions between them (as ``densenet.py``).
 
     Shape:
         x: ``(B, 3, H, W)`` with H, W divisible by ``2 ** (num_blocks + 1)``; returns
@@ -136,11 +137,11 @@ class _DecoderLast(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.act1(self.norm1(self.conv1(x)))
         x = self.act2(self.norm2(self.conv2(x)))
-        return self.conv3(x)  # no output activation (spec E.8)
+        return self.conv3(x)  # no output activation, as the official decoder
 
 
 class DenseNetDecoder(nn.Module):
-    """Mirror of the encoder with transposed convolutions and no skip connections; unbounded output (spec A.2).
+    """Mirror of the encoder with transposed convolutions and no skip connections; unbounded output (as ``dt_ed.py``).
 
     Shape:
         x: ``(B, in_channels, h, w)``; returns ``(B, 3, h * 2**(num_blocks+1), w * 2**(num_blocks+1))``.
@@ -167,7 +168,7 @@ class DenseNetDecoder(nn.Module):
 
 
 def normalize_codes(codes: Tensor, axis: int = 1) -> Tensor:
-    """L2-normalise 3D codes as the reference does (spec A.3, E.1).
+    """L2-normalise 3D codes as the reference does (official ``src/models/dt_ed.py``).
 
     ``axis=1`` (the reference) normalises over the F (row-index) axis of the ``(B, F, 3)`` tensor, so each of the
     3 *columns* becomes unit-norm; ``axis=2`` normalises each row; ``axis=3`` normalises the flattened code.
@@ -183,7 +184,7 @@ def normalize_codes(codes: Tensor, axis: int = 1) -> Tensor:
 
 
 def rotate_codes(codes: Tensor, rotation_from: Tensor, rotation_to: Tensor | None = None) -> Tensor:
-    """Rotate row-vector codes: ``Z R_from`` (frontalise) or ``Z R_from R_to^T`` (a -> b), spec A.3.
+    """Rotate row-vector codes: ``Z R_from`` (frontalise) or ``Z R_from R_to^T`` (a -> b), as the official ``dt_ed.py``.
 
     In column notation each row ``z`` becomes ``R_to R_from^T z``.
 
@@ -197,7 +198,7 @@ def rotate_codes(codes: Tensor, rotation_from: Tensor, rotation_to: Tensor | Non
 
 
 class DTED(nn.Module):
-    """Disentangling Transforming Encoder-Decoder (FAZE Sec. 3, spec A.2-A.4).
+    """Disentangling Transforming Encoder-Decoder (FAZE Sec. 3; official ``src/models/dt_ed.py``).
 
     The encoder maps an eye-region image to an appearance code ``z_app`` (64), a gaze code ``Z_g`` (2x3) and a head
     code ``Z_h`` (16x3) (slices of one 118-d vector: app first, then the rows of a row-major reshape to ``(18, 3)``).
@@ -316,7 +317,7 @@ class DTED(nn.Module):
         return self.decoder(x)
 
     def estimate_gaze(self, z_gaze: Tensor) -> Tensor:
-        """The DT-ED gaze head (spec A.4): ``normalize(W2 ReLU(W1 vec(Z_g) + b1) + b2)``; returns ``(B, 3)``."""
+        """The DT-ED gaze head (``dt_ed.py``): ``normalize(W2 ReLU(W1 vec(Z_g) + b1) + b2)``; returns ``(B, 3)``."""
         x = z_gaze.flatten(1)
         if not self.backprop_gaze_to_encoder:
             x = x.detach()
@@ -360,7 +361,7 @@ class DTED(nn.Module):
 
 
 class GazeMLP(nn.Module):
-    """AdaGEN / PS-GEN gaze estimator (FAZE Sec. 4, spec A.7): ``in -> hidden -> 3``, unit-vector output.
+    """AdaGEN / PS-GEN gaze estimator (FAZE Sec. 4): ``in -> hidden -> 3``, unit-vector output.
 
     Weights initialised N(0, 1/fan_in), biases 0 (the reference's SELU-friendly initialisation); 643 parameters at
     6 -> 64 -> 3.

@@ -1,15 +1,15 @@
 """LightningModule for FAZE: stage 1 (DT-ED) in ``fit``, stage 2 (AdaGEN meta-learning + personalisation) in ``test``.
 
-``fit`` trains the DT-ED on same-person pairs with the reference losses, weights, EC warm-up and learning-rate
-schedule (spec A.5, B) and validates its gaze head's angular error on validation persons. ``test`` runs the frozen
-encoder over the meta-training persons (loader 0), the test persons (loader 1) and the validation persons (loader 2),
-then meta-trains the gaze MLP, trains the joint (non-meta) baseline, and personalises both and the DT-ED gaze head
-(the official "NONE" baseline) on every test person for each k (spec A.7, C.5), each at its own step size chosen
-on the validation persons. It logs ``test/error_k<k>`` (meta-learned init), ``test/joint_error_k<k>``,
-``test/none_error_k<k>``, ``test/offset_error_k<k>`` (offset correction), ``test/<init>_adapt_lr``,
-``test/dted_error`` (the DT-ED gaze head, person-independent) and ``test/person_independent_error``, and writes
-``error_vs_k.csv``, ``stage2.pt``,
-``estimator.pt`` (for :meth:`~nvresearch.faze.inference.FazeGazeEstimator.load`) and pictures in ``samples/``.
+``fit`` trains the DT-ED on same-person pairs with the reference losses, weights, EC warm-up and learning-rate schedule
+(official ``src/1_train_dt_ed.py``) and validates its gaze head's angular error on validation persons. ``test`` runs the
+frozen encoder over the meta-training persons (loader 0), the test persons (loader 1) and the validation persons (loader
+2), then meta-trains the gaze MLP, trains the joint (non-meta) baseline, and personalises both and the DT-ED gaze head
+(the official "NONE" baseline) on every test person for each k (as ``2_meta_learning.py``), each at its own step size
+chosen on the validation persons. It logs ``test/error_k<k>`` (meta-learned init), ``test/joint_error_k<k>``,
+``test/none_error_k<k>``, ``test/offset_error_k<k>`` (offset correction), ``test/<init>_adapt_lr``, ``test/dted_error``
+(the DT-ED gaze head, person-independent) and ``test/person_independent_error``, and writes ``error_vs_k.csv``,
+``stage2.pt``, ``estimator.pt`` (for :meth:`~nvresearch.faze.inference.FazeGazeEstimator.load`) and pictures in
+``samples/``.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class FazeModule(NVModule):
         w_recon / w_ec / w_gaze: loss weights (1, 2, 0.1).
         ec_warmup_samples: the EC weight ramps from 0 over ``floor(ec_warmup_samples / B_global)`` steps (1e6).
         scale_lr_by_batch: peak lr = base lr x global batch, reached linearly over
-            ``floor(lr_warmup_samples / B_global)`` steps; the gaze-head group stays at the base lr (spec B, E.6).
+            ``floor(lr_warmup_samples / B_global)`` steps; the gaze-head group stays at the base lr (as the reference).
         lr_warmup_samples: see above (1e6).
         batch_size: per-device training batch (to compute ``B_global``).
         num_samples: images per picture in ``samples/``.
@@ -165,7 +165,7 @@ class FazeModule(NVModule):
 
     # ------------------------------------------------------------------ stage 1
     def compute_losses(self, batch: dict[str, Tensor], w_ec: float | None = None) -> dict[str, Tensor]:
-        """All DT-ED loss terms of a pair batch and their weighted total (spec A.5)."""
+        """All DT-ED loss terms of a pair batch and their weighted total (FAZE Eq. 5)."""
         out = self.dted(
             batch["image_a"],
             batch["R_gaze_a"],

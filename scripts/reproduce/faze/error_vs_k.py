@@ -22,8 +22,8 @@ from pathlib import Path
 
 from nvresearch.core.utils.report import print_table, write_json
 
-# Paper numbers (spec faze.md D): only k = 9 on GazeCapture is confirmed ([A], the abstract: 3.18 deg with k <= 9).
-# The MPIIGaze figure and the person-independent values are recalled, unverified (spec D): shown with a '?'.
+# Paper numbers: only k = 9 on GazeCapture is confirmed (the arXiv abstract: 3.18 deg with k <= 9).
+# The MPIIGaze figure and the person-independent values are recalled, unverified: shown with a '?'.
 PAPER = {
     "gazecapture": {9: (3.18, "")},
     "mpiigaze": {9: (3.3, "?")},
