@@ -1,4 +1,4 @@
-"""vinterp data (spec C.1, C.2): frame-folder videos in the layouts the official code reads, and the samplers of its
+"""vinterp data: frame-folder videos in the layouts the official code reads, and the samplers of its
 three modes (supervised windows, cycle triplets, evaluation windows).
 
 Generic layout (official ``datasets/VideoInterp.py``): ``root`` is walked recursively (following symlinks); every
@@ -162,9 +162,9 @@ class _Windows(Dataset):
 
 
 class EvalWindows(_Windows):
-    """Evaluation windows (spec C.1): ``N + 2`` frames ``i, i + s, ..., i + (N + 1) s``; the first and last are the
-    inputs and the N between them the targets of ``k = 1..N``. With ``sample_rate`` 0 (no ground truth) the window is
-    ``(i, ..., i, i + 1)``, as the official code.
+    """Evaluation windows (official ``VideoInterp.py``): ``N + 2`` frames ``i, i + s, ..., i + (N + 1) s``; the first
+    and last are the inputs and the N between them the targets of ``k = 1..N``. With ``sample_rate`` 0 (no ground truth)
+    the window is ``(i, ..., i, i + 1)``, as the official code.
 
     Args:
         videos: frame lists (:func:`find_videos`). num_interp: N. sample_rate: s. step_size: start stride
@@ -202,8 +202,8 @@ class EvalWindows(_Windows):
 
 
 class SupervisedWindows(_Windows):
-    """Supervised training samples (spec C.1, A.8): ``(I_i, I_{i + s k}, I_{i + s (N + 1)})`` with k uniform in
-    1..N, then the official ``--skip_aug`` augmentation: with probability 1/2 the triplet is reversed and
+    """Supervised training samples (official ``VideoInterp``): ``(I_i, I_{i + s k}, I_{i + s (N + 1)})`` with k uniform
+    in 1..N, then the official ``--skip_aug`` augmentation: with probability 1/2 the triplet is reversed and
     ``k -> N + 1 - k``; a random crop of ``crop`` (same on all frames); vertical and horizontal flips with
     probability 1/2 each.
 
@@ -271,7 +271,7 @@ class SupervisedWindows(_Windows):
 
 
 class CycleTriplets(SupervisedWindows):
-    """Cycle-consistency training triplets (spec C.1, A.6): ``(I_i, I_{i + o}, I_{i + 2 o})`` with
+    """Cycle-consistency training triplets (official ``CycleVideoInterp``): ``(I_i, I_{i + o}, I_{i + 2 o})`` with
     ``o = max(1, s) + s N`` (``sample_rate`` 0: consecutive frames of low-frame-rate video, the README setting), one
     triplet fewer per video than :class:`SupervisedWindows`; ``index`` is the cycle's k (t = k / (N + 1)), drawn and
     augmented as there (reversal maps k -> N + 1 - k).
@@ -317,7 +317,7 @@ MIDDLEBURY_LAYOUT = (
 
 
 def ucf101_windows(root: str | os.PathLike) -> EvalWindows:
-    """The UCF101 interpolation test set (spec C.2): one folder per clip with exactly ``frame_00.png``,
+    """The UCF101 interpolation test set: one folder per clip with exactly ``frame_00.png``,
     ``frame_01_gt.png``, ``frame_02.png`` (natural order puts the ground truth in the middle); N = 1.
 
     Raises:
@@ -336,7 +336,7 @@ def ucf101_windows(root: str | os.PathLike) -> EvalWindows:
 
 
 def vimeo_triplet_windows(root: str | os.PathLike, split: str = "test") -> EvalWindows:
-    """Vimeo-90K triplets (spec C.2; not used by the official code): the sequences of ``tri_<split>list.txt``, each
+    """Vimeo-90K triplets (not used by the official code): the sequences of ``tri_<split>list.txt``, each
     ``(im1, im2, im3)`` with im2 the ground truth at t = 1/2; N = 1.
 
     Raises:
@@ -367,7 +367,7 @@ def vimeo_triplet_windows(root: str | os.PathLike, split: str = "test") -> EvalW
 
 
 def middlebury_windows(root: str | os.PathLike) -> EvalWindows:
-    """Middlebury ``other`` sequences with interpolation ground truth (spec C.2): ``(frame10, frame10i11, frame11)``
+    """Middlebury ``other`` sequences with interpolation ground truth: ``(frame10, frame10i11, frame11)``
     for every sequence of ``other-gt-interp``; N = 1.
 
     Raises:
@@ -432,7 +432,7 @@ def extract_video_frames(video: str | os.PathLike, out_dir: str | os.PathLike, e
 # ---------------------------------------------------------------------------------------------- embedded world
 @dataclass(frozen=True)
 class SpriteDomain:
-    """Statistics of one domain of the embedded sprite videos (spec H.1, H.2).
+    """Statistics of one domain of the embedded sprite videos.
 
     Attributes:
         sprite_speed: range of a sprite's speed in pixels per high-frame-rate frame.
@@ -457,7 +457,7 @@ class SpriteDomain:
 
 
 # Source ("Adobe-240fps"): small motion, gratings; target ("SlowFlow"): 2-3x larger motion with acceleration,
-# checkerboards, busier background (spec H.2).
+# checkerboards, busier background.
 SOURCE_DOMAIN = SpriteDomain((0.25, 1.0), (0.2, 0.5), 0.0, "stripes", (0.04, 0.10), (0.015, 0.04))
 TARGET_DOMAIN = SpriteDomain((1.5, 3.0), (0.5, 1.0), 0.04, "checker", (0.06, 0.14), (0.03, 0.07))
 DOMAINS = {"source": SOURCE_DOMAIN, "target": TARGET_DOMAIN}
@@ -475,7 +475,7 @@ def _direction(g: torch.Generator, speed: Tensor) -> Tensor:
 def render_sprite_clip(
     domain: SpriteDomain, seed: int, times: Sequence[float], size: int = 64, supersample: int = 4
 ) -> Tensor:
-    """Frames of one procedural clip at arbitrary times (exact at every intermediate time; spec H.1).
+    """Frames of one procedural clip at arbitrary times (exact at every intermediate time).
 
     A translating background of summed sinusoids and 2-4 textured sprites (disc, square, triangle; fixed depth order)
     moving as ``p(tau) = p0 + v tau + a tau^2 / 2``, with the texture attached to the sprite; rendered at
@@ -705,7 +705,7 @@ def video_split(
     crop: Sequence[int] | None = None,
     seed: int = 0,
 ) -> Dataset:
-    """One split of a real-data run in the paper's layouts (spec C.1, C.2, A.8).
+    """One split of a real-data run in the paper's layouts (official README, ``VideoInterp.py``).
 
     ``train`` gives :class:`AdaptationPairs` of supervised windows over the high-frame-rate videos under
     ``source_root`` (Adobe-240fps: ``sample_rate`` s, target frame ``i + s k``) and cycle triplets over the

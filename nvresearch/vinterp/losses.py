@@ -1,6 +1,6 @@
-"""vinterp losses exactly as the official code computes them (spec A.5-A.7).
+"""vinterp losses exactly as the official code computes them (``HJSuperSloMo.py``, ``CycleHJSuperSloMo.py``).
 
-Units (spec A.1, E.5): every image term compares mean-subtracted frames in the 0-255 scale; "L1" is the mean absolute
+Units: every image term compares mean-subtracted frames in the 0-255 scale; "L1" is the mean absolute
 error over all elements and "MSE" the mean squared error over all elements (``nn.L1Loss`` / ``nn.MSELoss``); flows
 are in pixels. The default weights are the official ones: reconstruction 0.8, warping 0.4, perceptual 0.005,
 smoothness 1.0, pseudo-supervision 0.8 (``HJSuperSloMo.py`` / ``CycleHJSuperSloMo.py``). Every term dictionary has
@@ -32,7 +32,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The weights of the total loss (official defaults; spec A.5, A.6, A.7).
+    """The weights of the total loss (official defaults).
 
     Attributes:
         rec: L1 reconstruction. warp: warping. perceptual: VGG feature MSE. smooth: flow smoothness.
@@ -47,7 +47,7 @@ class LossWeights:
 
 
 def smoothness_loss(flow: Tensor) -> Tensor:
-    """First-order smoothness: ``L1(F[..., :, :-1], F[..., :, 1:]) + L1(F[..., :-1, :], F[..., 1:, :])`` (spec A.5).
+    """First-order smoothness: ``L1(F[..., :, :-1], F[..., :, 1:]) + L1(F[..., :-1, :], F[..., 1:, :])`` (official).
 
     Shape:
         flow: ``(B, 2, H, W)``; returns a scalar.
@@ -56,7 +56,7 @@ def smoothness_loss(flow: Tensor) -> Tensor:
 
 
 def perceptual_loss(features: nn.Module | None, output: Tensor, target: Tensor) -> Tensor:
-    """``MSE(phi(output / 255), phi(target / 255))`` on mean-subtracted frames (spec A.5; no ImageNet normalisation).
+    """``MSE(phi(output / 255), phi(target / 255))`` on mean-subtracted frames (official; no ImageNet normalisation).
 
     ``features`` None (no VGG weights, e.g. on CPU) gives 0.
 
@@ -89,7 +89,7 @@ def supervised_terms(
     weights: LossWeights | None = None,
     align_corners: bool = True,
 ) -> dict[str, Tensor]:
-    """The supervised SuperSloMo loss of one interpolation (spec A.5; official ``HJSuperSloMo.forward``).
+    """The supervised SuperSloMo loss of one interpolation (official ``HJSuperSloMo.forward``).
 
     ``rec = L1(I_t, I_t*)``; ``perceptual = MSE(phi(I_t/255), phi(I_t*/255))``;
     ``warp = L1(W(I0, F^_{t->0}), I_t*) + L1(W(I1, F^_{t->1}), I_t*) + L1(W(I0, F_{1->0}), I1)
@@ -128,7 +128,7 @@ def cycle_terms(
     weights: LossWeights | None = None,
     align_corners: bool = True,
 ) -> dict[str, Tensor]:
-    """The cycle-consistency loss on a triplet (spec A.6, A.7; official ``CycleHJSuperSloMo.forward``).
+    """The cycle-consistency loss on a triplet (official ``CycleHJSuperSloMo.forward``).
 
     With ``Î_t`` / ``Î_{1+t}`` the first-pass frames and ``Î1`` the cycle reconstruction of ``I1``:
     ``rec = L1(Î1, I1)``; ``perceptual = MSE(phi(Î1/255), phi(I1/255))``; ``warp`` = 8 L1 terms: the second pass's
@@ -182,7 +182,7 @@ def cycle_terms(
 def pseudo_targets(
     teacher: SuperSloMo, frame0: Tensor, frame1: Tensor, frame2: Tensor, t: Tensor | float
 ) -> tuple[Tensor, Tensor]:
-    """The frozen teacher's mean-subtracted predictions ``P_t = T(I0, I1, t)``, ``P_{1+t} = T(I1, I2, t)`` (A.7).
+    """The frozen teacher's mean-subtracted predictions ``P_t = T(I0, I1, t)``, ``P_{1+t} = T(I1, I2, t)`` (official).
 
     Computed as the official code does: from the 0-255 frames, the teacher's 0-255 output minus the mean pixel.
 
@@ -202,7 +202,7 @@ def supervised_loss(
     features: nn.Module | None = None,
     weights: LossWeights | None = None,
 ) -> tuple[dict[str, Tensor], Interpolation]:
-    """Interpolate (frame0, frame1) at t and compute :func:`supervised_terms` against ``target`` (spec A.5).
+    """Interpolate (frame0, frame1) at t and compute :func:`supervised_terms` against ``target`` (``HJSuperSloMo``).
 
     Shape:
         frames: ``(B, 3, H, W)`` in 0-255; t: ``(B,)`` or a float. Returns the terms and the (mean-subtracted)
@@ -225,7 +225,7 @@ def cycle_consistency_loss(
     features: nn.Module | None = None,
     weights: LossWeights | None = None,
 ) -> tuple[dict[str, Tensor], CycleOutput]:
-    """The cycle construct and :func:`cycle_terms` on a 0-255 triplet (spec A.6, A.7).
+    """The cycle construct and :func:`cycle_terms` on a 0-255 triplet (official ``CycleHJSuperSloMo.forward``).
 
     Args:
         model: the student. frame0, frame1, frame2: consecutive low-frame-rate frames in 0-255.

@@ -1,4 +1,4 @@
-"""vinterp evaluation under the official protocol (spec C.3; official ``eval.py``), torch only.
+"""vinterp evaluation under the official protocol (official ``eval.py``), torch only.
 
 Per intermediate frame: the prediction and the ground truth are cast to uint8 by *truncation* (numpy
 ``astype(np.uint8)`` on float32: toward zero, out-of-range values wrap modulo 256), cropped to the unpadded size, and
@@ -37,7 +37,7 @@ __all__ = [
 
 def quantize(x: Tensor, mode: str = "truncate") -> Tensor:
     """0-255 floats to uint8 as the official evaluation does (``truncate``: toward zero, wrapping modulo 256) or by
-    rounding and clamping (``round``; not the official protocol, spec E.10).
+    rounding and clamping (``round``; not the official protocol).
 
     Shape:
         x: any; returns a uint8 tensor of the same shape.
@@ -83,7 +83,7 @@ def ssim(
     k1: float = 0.01,
     k2: float = 0.03,
 ) -> Tensor:
-    """Structural similarity as ``skimage`` computes it with Gaussian weights and sample covariance (spec C.3).
+    """Structural similarity as ``skimage`` computes it with Gaussian weights and sample covariance (``eval.py``).
 
     Local statistics come from a separable Gaussian window (sigma 1.5, radius ``int(3.5 sigma + 0.5)`` = 5);
     variances and covariance are scaled by ``N / (N - 1)`` with ``N`` = 121 window pixels; the SSIM map is averaged
@@ -140,7 +140,7 @@ def interpolate_window(
 ) -> list[Tensor]:
     """The N intermediate frames between ``first`` and ``last`` at ``t = linspace(0, 1, N + 2)[k]``, k = 1..N, with
     the inputs zero-padded bottom/right to a multiple of ``multiple`` and the outputs cropped back (official
-    ``VideoInterp.pad_images``, ``eval.py``; the padding takes part in warping, spec E.14).
+    ``VideoInterp.pad_images``, ``eval.py``; the padding takes part in warping).
 
     Args:
         model: ``(frame0, frame1, t (B,)) -> frame`` in 0-255 (a :class:`~nvresearch.vinterp.SuperSloMo`).

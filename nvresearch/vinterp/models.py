@@ -1,14 +1,14 @@
 """SuperSloMo networks (Jiang et al., CVPR 2018) as used by the cycle-consistency paper (Reda et al., ICCV 2019).
 
-Two U-Nets of one topology (spec A.2): the flow-computation U-Net predicts the bidirectional flows ``F_{0->1}`` and
+Two U-Nets of one topology: the flow-computation U-Net predicts the bidirectional flows ``F_{0->1}`` and
 ``F_{1->0}`` between the inputs; the arbitrary-time flow-interpolation U-Net refines the linearly approximated
-intermediate flows and predicts one visibility map (spec A.3, A.4). At the reference configuration
+intermediate flows and predicts one visibility map. At the reference configuration
 (``configs/model/vinterp/default.yaml``: base width 32) :class:`SuperSloMo` has 38,846,249 trainable parameters:
 18,235,620 in :class:`FlowComputation`, 20,610,629 in :class:`FlowInterpolation` (official ``models/HJSuperSloMo.py``);
 the frozen VGG16 features of the perceptual loss (:class:`PerceptualFeatures`) add 7,635,264.
 
 Units: frames are RGB in ``[0, 255]``; the networks work on frames minus a fixed mean pixel (``mean_pixel``), and
-every pixel loss is computed in that mean-subtracted 0-255 scale (spec A.1, E.5). Flows are in pixels, channel 0
+every pixel loss is computed in that mean-subtracted 0-255 scale, as the official code. Flows are in pixels, channel 0
 horizontal. Time ``t`` in ``[0, 1]`` is per sample; the reference takes it from ``linspace(0, 1, N + 2)[k]``
 (:func:`time_from_index`).
 """
@@ -41,7 +41,7 @@ __all__ = [
 MEAN_PIXEL: tuple[float, float, float] = (109.93, 109.167, 101.455)
 """RGB mean pixel subtracted from the 0-255 frames (official ``HJSuperSloMo.py``)."""
 
-# Kernel sizes of the five encoder levels (7x7, 5x5, then 3x3; spec A.2).
+# Kernel sizes of the five encoder levels (7x7, 5x5, then 3x3; official ``HJSuperSloMo.py``).
 _KERNELS = (7, 5, 3, 3, 3)
 
 
@@ -55,8 +55,9 @@ def _double_conv(cin: int, cout: int, kernel: int, slope: float) -> list[nn.Modu
 
 
 class UNet(nn.Module):
-    """The SuperSloMo U-Net body (spec A.2): 5 encoder levels with 2x2 average pooling, a bottleneck, 5 bilinear
-    decoder levels with skip connections (skip first in the concatenation), and a 3x3 refinement conv.
+    """The SuperSloMo U-Net body (official ``HJSuperSloMo.py``): 5 encoder levels with 2x2 average pooling, a
+    bottleneck, 5 bilinear decoder levels with skip connections (skip first in the concatenation), and a 3x3 refinement
+    conv.
 
     Args:
         in_channels: input channels (6 for the flow U-Net, 16 for the interpolation U-Net).
@@ -114,7 +115,7 @@ class UNet(nn.Module):
 
 
 class FlowComputation(nn.Module):
-    """Flow-computation U-Net (spec A.2): ``[I0 - m ; I1 - m]`` -> ``F_{0->1}``, ``F_{1->0}`` and its bottleneck.
+    """Flow-computation U-Net (``flow_pred_*``): ``[I0 - m ; I1 - m]`` -> ``F_{0->1}``, ``F_{1->0}`` and its bottleneck.
 
     Shape:
         x: ``(B, 6, H, W)``; returns ``(flow_01 (B, 2, H, W), flow_10 (B, 2, H, W), bottleneck (B, 16 b, H/32, W/32))``
@@ -133,8 +134,8 @@ class FlowComputation(nn.Module):
 
 
 class FlowInterpolation(nn.Module):
-    """Arbitrary-time flow-interpolation U-Net (spec A.2, A.3): residuals of ``F_{t->0}``, ``F_{t->1}`` and the
-    visibility of I0 at t.
+    """Arbitrary-time flow-interpolation U-Net (official ``flow_interp_*``): residuals of ``F_{t->0}``, ``F_{t->1}`` and
+    the visibility of I0 at t.
 
     The input is ``[I0, I1, W(I0, F^_{t->0}), F^_{t->0}, W(I1, F^_{t->1}), F^_{t->1}]`` (16 channels, images
     mean-subtracted); the flow U-Net's bottleneck joins at the first decoder.
@@ -147,7 +148,7 @@ class FlowInterpolation(nn.Module):
     def __init__(self, base_channels: int = 32, negative_slope: float = 0.1) -> None:
         super().__init__()
         self.unet = UNet(16, base_channels, 16 * base_channels, negative_slope)
-        # Official names: the t->0 residual is "flow_interp_backward_out_layer", t->1 "..._forward_out_layer" (A.3).
+        # Official names: the t->0 residual is "flow_interp_backward_out_layer", t->1 "..._forward_out_layer".
         self.delta_t0 = nn.Conv2d(base_channels, 2, 1)
         self.delta_t1 = nn.Conv2d(base_channels, 2, 1)
         self.visibility = nn.Conv2d(base_channels, 1, 1)
@@ -161,8 +162,8 @@ class Interpolation(NamedTuple):
     """One interpolation at time t; images mean-subtracted, flows in pixels.
 
     Attributes:
-        frame: ``I_t`` (spec A.4). flow_01 / flow_10: the bidirectional input flows. flow_t0_raw / flow_t1_raw:
-        the approximated intermediate flows (A.3). warped0_raw / warped1_raw: ``W(I0, F^_{t->0})``,
+        frame: ``I_t``. flow_01 / flow_10: the bidirectional input flows. flow_t0_raw / flow_t1_raw:
+        the approximated intermediate flows. warped0_raw / warped1_raw: ``W(I0, F^_{t->0})``,
         ``W(I1, F^_{t->1})``. flow_t0 / flow_t1: the refined flows. visibility0: ``V_{t<-0}``.
     """
 
@@ -179,7 +180,7 @@ class Interpolation(NamedTuple):
 
 
 class CycleOutput(NamedTuple):
-    """The three interpolations of the cycle-consistency construct (spec A.6); images mean-subtracted.
+    """The three interpolations of the cycle-consistency construct (``CycleHJSuperSloMo``); images mean-subtracted.
 
     Attributes:
         first: ``M(I0, I1, t)`` (its ``frame`` is ``I^_t``). second: ``M(I1, I2, t)`` (``I^_{1+t}``).
@@ -192,7 +193,7 @@ class CycleOutput(NamedTuple):
 
 
 def time_from_index(index: Tensor | int, num_interp: int) -> Tensor:
-    """``t = linspace(0, 1, N + 2)[k]``: the reference's time of intermediate frame k of N (spec A.1).
+    """``t = linspace(0, 1, N + 2)[k]``: the reference's time of intermediate frame k of N (official ``tlinespace``).
 
     Shape:
         index: ``(B,)`` integers in ``1..N`` (or one int); returns float32 ``(B,)`` (or a scalar tensor).
@@ -204,7 +205,7 @@ def time_from_index(index: Tensor | int, num_interp: int) -> Tensor:
 
 
 def cycle_times(index: Tensor | int, num_interp: int) -> tuple[Tensor, Tensor]:
-    """Times of the two cycle passes: ``t`` of index k and ``t'`` of index ``N + 1 - k`` (spec A.6 step 2).
+    """Times of the two cycle passes: ``t`` of index k and ``t'`` of index ``N + 1 - k`` (official second pass).
 
     Shape:
         index: ``(B,)``; returns two float32 ``(B,)`` tensors.
@@ -214,15 +215,16 @@ def cycle_times(index: Tensor | int, num_interp: int) -> tuple[Tensor, Tensor]:
 
 
 class SuperSloMo(nn.Module):
-    """SuperSloMo frame interpolation at arbitrary time t (spec A.2-A.4), with the cycle construct of A.6.
+    """SuperSloMo frame interpolation at arbitrary time t (official ``HJSuperSloMo.py``), with the cycle construct of
+    ``CycleHJSuperSloMo.py``.
 
     Args:
         base_channels: U-Net base width (reference 32 = 38,846,249 parameters; 4 or 8 for CPU tests).
         flow_scale: the flow U-Net runs on the inputs downsampled by this factor; its flows are upsampled and
-            multiplied by it, its bottleneck upsampled only (spec A.2; reference 2 for SlowFlow/Sintel, 1 for UCF101).
+            multiplied by it, its bottleneck upsampled only (official README: 2 for SlowFlow/Sintel, 1 for UCF101).
             H and W must be multiples of ``32 * flow_scale``.
         align_corners: the warping convention (:func:`~nvresearch.core.geometry.warp.backward_warp`; True is the
-            exact pixel warp the released models were trained with, spec E.1).
+            exact pixel warp the released models were trained with, under torch <= 1.2).
         negative_slope: LeakyReLU slope.
         mean_pixel: RGB mean subtracted from 0-255 frames.
 
@@ -270,7 +272,7 @@ class SuperSloMo(nn.Module):
             )
 
     def bidirectional_flow(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``F_{0->1}``, ``F_{1->0}`` and the bottleneck at full resolution (spec A.2 multi-scale flow).
+        """``F_{0->1}``, ``F_{1->0}`` and the bottleneck at full resolution (the official multi-scale flow).
 
         Shape:
             a, b: mean-subtracted ``(B, 3, H, W)``; returns ``(B, 2, H, W)`` twice and ``(B, 16 b, H/32, W/32)``.
@@ -288,7 +290,7 @@ class SuperSloMo(nn.Module):
         return flow_01, flow_10, bottleneck
 
     def interpolate_centered(self, a: Tensor, b: Tensor, t: Tensor | float) -> Interpolation:
-        """``M(a, b, t)`` on mean-subtracted frames, with every intermediate the losses need (spec A.3, A.4).
+        """``M(a, b, t)`` on mean-subtracted frames, with every intermediate the losses need.
 
         Shape:
             a, b: ``(B, 3, H, W)`` mean-subtracted; t: ``(B,)`` or a float.
@@ -296,7 +298,7 @@ class SuperSloMo(nn.Module):
         self._check(a, b)
         t = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape(-1, 1, 1, 1)
         flow_01, flow_10, bottleneck = self.bidirectional_flow(a, b)
-        # Linear-motion approximation of the intermediate flows (A.3).
+        # Linear-motion approximation of the intermediate flows (SuperSloMo).
         flow_t0_raw = -(1 - t) * t * flow_01 + t * t * flow_10
         flow_t1_raw = (1 - t) * (1 - t) * flow_01 - (1 - t) * t * flow_10
         warped0_raw = self.warp(a, flow_t0_raw)
@@ -307,7 +309,7 @@ class SuperSloMo(nn.Module):
         flow_t1 = flow_t1_raw + delta_t1
         warped0 = self.warp(a, flow_t0)
         warped1 = self.warp(b, flow_t1)
-        # Visibility-weighted blend; V1 = 1 - V0 (A.4). The 1e-10 is the reference's.
+        # Visibility-weighted blend; V1 = 1 - V0. The 1e-10 is the reference's.
         alpha0 = (1 - t) * visibility0
         alpha1 = t * (1 - visibility0)
         frame = (alpha0 * warped0 + alpha1 * warped1) / (alpha0 + alpha1 + 1e-10)
@@ -322,8 +324,8 @@ class SuperSloMo(nn.Module):
     def cycle(
         self, a: Tensor, b: Tensor, c: Tensor, t: Tensor | float, t_back: Tensor | float | None = None
     ) -> CycleOutput:
-        """The cycle construct (spec A.6): ``I^_t = M(a, b, t)``, ``I^_{1+t} = M(b, c, t)``, then
-        ``M(I^_t, I^_{1+t}, t_back)`` reconstructs b.
+        """The cycle construct (official ``CycleHJSuperSloMo.forward``): ``I^_t = M(a, b, t)``,
+        ``I^_{1+t} = M(b, c, t)``, then ``M(I^_t, I^_{1+t}, t_back)`` reconstructs b.
 
         Args:
             a, b, c: three consecutive low-frame-rate frames, mean-subtracted.
@@ -355,11 +357,11 @@ def _vgg16_features_22() -> nn.Sequential:
 
 
 class PerceptualFeatures(nn.Module):
-    """Frozen VGG16 ``features[:22]`` (conv1_1 ... conv4_3, before its ReLU) of the perceptual loss (spec A.5).
+    """Frozen VGG16 ``features[:22]`` (conv1_1 ... conv4_3, before its ReLU) of the perceptual loss (official).
 
     The input is ``(I - m) / 255`` in RGB, without ImageNet normalisation, as in the reference. ImageNet weights come
     from a local file (no download): a torchvision ``vgg16`` state dict (``features.N.weight`` ...) or one of the
-    22-layer features (``N.weight`` ...). Without a file the weights are random, which is *not* equivalent (E.13).
+    22-layer features (``N.weight`` ...). Without a file the weights are random, which is *not* equivalent.
 
     Args:
         weights_path: the state-dict file, or None for random weights.

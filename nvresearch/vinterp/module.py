@@ -1,15 +1,15 @@
 """VInterpModule: supervised pretraining on the source domain, then adaptation on unlabelled target triplets with
-cycle consistency and pseudo-supervision (Reda et al., ICCV 2019, Sec. 3; spec A.5-A.8), in one Lightning run.
+cycle consistency and pseudo-supervision (Reda et al., ICCV 2019, Sec. 3), in one Lightning run.
 
-Epochs ``[0, pretrain_epochs)`` train SuperSloMo with the supervised loss (spec A.5) on the source windows; at the
-first adaptation epoch the frozen teacher is set to a copy of the network (the official ``--resume`` of the
-pretrained checkpoint, spec A.7) and the remaining epochs minimise the cycle-consistency loss (A.6) plus
-``pseudo_weight`` times the pseudo-supervised loss (A.7) on the target triplets. ``adapt="cycle"`` drops the
-pseudo-supervision (w_PS = 0), ``adapt="ps"`` drops the cycle term (only the pseudo-supervised anchor trains on
-the target triplets: fine-tuning without the cycle loss), ``adapt="none"`` keeps supervised training on the source
-throughout (the source-pretrained baseline). Validation and test score the target domain's windows under the
-official protocol (PSNR, SSIM, IE after uint8 truncation), the frame blend baseline ``(1 - t) I0 + t I1`` and the
-copy probe (the nearer input frame).
+Epochs ``[0, pretrain_epochs)`` train SuperSloMo with the supervised loss (official ``HJSuperSloMo``) on the source
+windows; at the first adaptation epoch the frozen teacher is set to a copy of the network (the official ``--resume`` of
+the pretrained checkpoint) and the remaining epochs minimise the cycle-consistency loss plus ``pseudo_weight`` times the
+pseudo-supervised loss (official ``CycleHJSuperSloMo``) on the target triplets. ``adapt="cycle"`` drops the
+pseudo-supervision (w_PS = 0), ``adapt="ps"`` drops the cycle term (only the pseudo-supervised anchor trains on the
+target triplets: fine-tuning without the cycle loss), ``adapt="none"`` keeps supervised training on the source
+throughout (the source-pretrained baseline). Validation and test score the target domain's windows under the official
+protocol (PSNR, SSIM, IE after uint8 truncation), the frame blend baseline ``(1 - t) I0 + t I1`` and the copy probe (the
+nearer input frame).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class VInterpModule(NVModule):
 
     def on_train_epoch_start(self) -> None:
         if self.adapt != "none" and self.current_epoch == self.pretrain_epochs:
-            self.teacher.load_state_dict(self.net.state_dict())  # the student starts from the teacher (spec A.7)
+            self.teacher.load_state_dict(self.net.state_dict())  # the student starts from the teacher (--resume)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         part = "target" if self.adapting else "source"

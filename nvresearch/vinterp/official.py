@@ -1,7 +1,7 @@
 """Read the released checkpoints of NVIDIA/unsupervised-video-interpolation into :class:`SuperSloMo`.
 
 The released files (``baseline_superslomo_adobe.pth``, ``unsupervised_adobe2slowflow.pth`` ...) hold
-``{"state_dict": ...}`` with the official ``HJSuperSloMo`` names. The name map (spec F.2):
+``{"state_dict": ...}`` with the official ``HJSuperSloMo`` names. The name map:
 
 - ``flow_pred_encoder_layer{i}`` -> ``flow_net.unet.encoders.{i-1}``; ``flow_pred_bottleneck`` ->
   ``flow_net.unet.bottleneck``; ``flow_pred_decoder_layer{j}`` -> ``flow_net.unet.decoders.{5-j}`` (layer 5 runs
@@ -9,7 +9,7 @@ The released files (``baseline_superslomo_adobe.pth``, ``unsupervised_adobe2slow
   ``backward_flow_conv`` -> ``flow_net.flow_10``;
 - the same for ``flow_interp_*`` -> ``interp_net.unet.*``, with ``flow_interp_backward_out_layer`` ->
   ``interp_net.delta_t0`` (the t->0 residual), ``flow_interp_forward_out_layer`` -> ``interp_net.delta_t1`` and
-  ``flow_interp_vis_layer`` -> ``interp_net.visibility`` (spec A.3: swapping the two residual heads gives wrong frames);
+  ``flow_interp_vis_layer`` -> ``interp_net.visibility`` (swapping the two residual heads gives wrong frames);
 - buffers and frozen parts that are not learned (``mean_pix``, ``tlinespace``, ``resample2d*``, ``vgg16_features.*``,
   a cycle model's ``teacher.*``) are dropped; a ``module.`` prefix (DataParallel) is stripped.
 
@@ -94,7 +94,7 @@ def load_official(
     Args:
         path: a ``.pth`` file holding ``{"state_dict": ...}`` (or a bare state dict) with the official names.
         flow_scale: the checkpoint's flow scale (README: 2 for the SlowFlow/Sintel/Adobe models, 1 for UCF101).
-        align_corners: the warping convention (spec E.1; True = the 2019 training convention).
+        align_corners: the warping convention (True = the 2019 training convention, torch <= 1.2).
         model: the network to fill; None builds the reference configuration (base width 32).
 
     Returns:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from nvresearch.core.utils.report import print_table, write_json
 
-# Official README table (evaluated released checkpoints) and the abstract (spec vinterp.md D): PSNR dB, SSIM, IE.
+# Official README table (evaluated released checkpoints) and the abstract: PSNR dB, SSIM, IE.
 # Sintel: only the abstract's PSNR pair (the README gives no Sintel numbers).
 PAPER = {
     "slowflow": {
