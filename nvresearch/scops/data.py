@@ -444,9 +444,9 @@ def render_part_object(
     articulation_deg: float = 15.0,
     clutter: int = 3,
 ) -> dict[str, Tensor]:
-    """One image of the embedded world (spec scops.md H.1): an object of 4 rigid parts (torso ellipse, head disc, two
-    elongated limbs attached at fixed anchors) under a random similarity pose (rotation, scale, position) with a small
-    articulation of the head and limbs, on a low-frequency background with clutter blobs.
+    """One image of the embedded world (ours, a CPU-sized stand-in for the paper's datasets): an object of 4 rigid parts
+    (torso ellipse, head disc, two elongated limbs attached at fixed anchors) under a random similarity pose (rotation,
+    scale, position) with a small articulation of the head and limbs, on a low-frequency background with clutter blobs.
 
     Each part has its own texture family (torso: stripes across its axis, head: dots, upper limb: checker, lower limb:
     stripes along its axis) with per-instance period and phase, drawn in the part's own frame so that it turns with
@@ -544,7 +544,7 @@ class PartObjects(Dataset):
 
     Args:
         num_images: how many images.
-        size: image side (the geometry scales with it; 64 in the spec's world).
+        size: image side (the geometry scales with it; 64 in the default world).
         seed: the world's seed; image ``i`` depends on ``(seed, i)`` only.
         saliency_blur: box-blur width of the saliency map (0: the exact foreground).
         **render: passed to :func:`render_part_object` (rotation_deg, scale_range, shift, articulation_deg, clutter).

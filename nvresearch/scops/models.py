@@ -250,8 +250,8 @@ class VGGFeatures(nn.Module):
 
 
 class RandomFeatures(nn.Module):
-    """A frozen random conv net as the semantic features of the embedded world (no ImageNet weights offline; the
-    spec's pilot): ``layers`` 3x3 convs with ReLU, the first ``log2(stride)`` of them with stride 2, on the network
+    """A frozen random conv net as the semantic features of the embedded world (no ImageNet weights offline; as in a
+    pilot run): ``layers`` 3x3 convs with ReLU, the first ``log2(stride)`` of them with stride 2, on the network
     input divided by 255, times ``scale`` (the semantic loss weight 1e4 was set for VGG features; the appendix's
     second pilot needed features x10 to keep the bases alive). Deterministic given ``seed``; never trains.
 

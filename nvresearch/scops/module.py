@@ -93,8 +93,8 @@ class SCOPSModule(NVModule):
             iterations: ``torch.optim.lr_scheduler.PolynomialLR``).
         basis_optimizer: factory of the part bases' optimiser (official SGD lr 0.01, momentum 0.9, weight decay 5e-4,
             no schedule).
-        grad_clip_norm: global gradient-norm clip applied to the network and to the bases separately (5; the pilot
-            of the spec found it load-bearing: without it the bases die).
+        grad_clip_norm: global gradient-norm clip applied to the network and to the bases separately (5; a pilot run
+            found it load-bearing: without it the bases die).
         check_finite: stop on a non-finite loss term (see :class:`~nvresearch.core.training.module.NVModule`).
         num_overlays: images in the part-map pictures of each evaluation.
     """
