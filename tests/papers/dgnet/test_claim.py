@@ -12,6 +12,7 @@ copying probes (the structure image itself, the appearance image itself).
 from __future__ import annotations
 
 import pytest
+from conftest import ClaimGap
 
 from nvresearch.core.training.run import train
 
@@ -54,10 +55,6 @@ def claim_failures(m: dict[str, float], ablation: dict[str, float], swap: str = 
         f"pose kept in {pose_win:.2f} >= {SWAP_WIN} of the swaps": pose_win >= SWAP_WIN,
     }
     return [name for name, ok in bars.items() if not ok]
-
-
-class ClaimGap(AssertionError):
-    """DG-Net misses a bar of the claim: the known gap the xfail below names (any other failure is a real one)."""
 
 
 @pytest.mark.claim

@@ -11,6 +11,7 @@ ablation misses at least one of them (asserted), and FUNIT must clear all of the
 from __future__ import annotations
 
 import pytest
+from conftest import ClaimGap
 
 from nvresearch.core.training.run import train
 
@@ -54,10 +55,6 @@ def claim_failures(m: dict[str, float], method: str = "") -> list[str]:
         <= POSE_RATIO_TO_COPY * m["test/pose_angle_err_copy"],
     }
     return [name for name, ok in bars.items() if not ok]
-
-
-class ClaimGap(AssertionError):
-    """FUNIT misses a bar of the claim: the known gap the xfail below names (any other failure is a real one)."""
 
 
 @pytest.mark.claim

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ClaimGap
 
 from nvresearch.core.training.run import train
 from nvresearch.scops.data import part_objects_split
@@ -98,10 +99,6 @@ def measure(compose, tmp_path, seed: int = 1) -> tuple[dict[str, dict[str, float
     for name, extra in ABLATIONS.items():
         runs[name] = train(compose([*SCOPS_CLAIM, f"seed={seed}", *extra], out=tmp_path / name))
     return runs, probes(compose([*SCOPS_CLAIM, f"seed={seed}"], out=tmp_path / "probes"))
-
-
-class ClaimGap(AssertionError):
-    """Full SCOPS misses a bar of the claim: the known gap the xfail below names (any other failure is a real one)."""
 
 
 @pytest.mark.claim

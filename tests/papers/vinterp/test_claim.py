@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import ClaimGap
 
 from nvresearch.vinterp.data import sprite_world_split
 from nvresearch.vinterp.datamodule import VInterpDataModule
@@ -37,10 +38,6 @@ PRETRAINED_OVER_BLEND = 1.0  # the starting point must be a real interpolator, n
 GAIN_OVER_PRETRAINED = 0.3
 GAIN_OVER_ABLATION = 0.3
 OVER_PROBES = 1.0  # every network beats the blend and the copy by this much
-
-
-class ClaimGap(AssertionError):
-    """CC+PS misses a bar of the claim: the known gap the xfail below names (any other failure is a real one)."""
 
 
 def claim_failures(m: dict[str, dict[str, float]], method: str = "cycle+ps") -> list[str]:
