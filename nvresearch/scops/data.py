@@ -618,6 +618,14 @@ def part_objects_split(
     )
 
 
+def _list_for_split(split: str, train_list: str, val_list: str, test_list: str) -> str:
+    """The dataset's own list (or list file) that a data-module split reads; an unknown split is an error."""
+    lists = {"train": train_list, "val": val_list, "test": test_list}
+    if split not in lists:
+        raise ValueError(f"split must be one of {sorted(lists)}, got {split!r}")
+    return lists[split]
+
+
 def celeba_split(
     split: str,
     root: str | os.PathLike,
@@ -630,10 +638,8 @@ def celeba_split(
     """One split of unaligned CelebA for the data module: training on the official SCOPS list, validation and test on
     the MAFL test list (the landmark regressor is fitted inside the evaluation; see the module's docs). The list
     names are :class:`CelebAWild` splits or list files."""
-    lists = {"train": train_list, "val": val_list, "test": test_list}
-    if split not in lists:
-        raise ValueError(f"split must be one of {sorted(lists)}, got {split!r}")
-    return CelebAWild(root, split=lists[split], image_size=image_size, face_area_threshold=face_area_threshold)
+    listed = _list_for_split(split, train_list, val_list, test_list)
+    return CelebAWild(root, split=listed, image_size=image_size, face_area_threshold=face_area_threshold)
 
 
 # --------------------------------------------------------------------------------------------------------- AFLW
@@ -773,10 +779,8 @@ def aflw_split(
     saliency_dir: str | None = None,
 ) -> AFLWLandmarks:
     """One split of AFLW for the data module (:class:`AFLWLandmarks` ``train`` / ``test`` per data-module split)."""
-    lists = {"train": train_list, "val": val_list, "test": test_list}
-    if split not in lists:
-        raise ValueError(f"split must be one of {sorted(lists)}, got {split!r}")
-    return AFLWLandmarks(root, split=lists[split], image_size=image_size, saliency_dir=saliency_dir)
+    listed = _list_for_split(split, train_list, val_list, test_list)
+    return AFLWLandmarks(root, split=listed, image_size=image_size, saliency_dir=saliency_dir)
 
 
 # -------------------------------------------------------------------------------------------------- PASCAL-Part
@@ -934,7 +938,5 @@ def pascal_part_split(
     padding: float = 0.05,
 ) -> PascalParts:
     """One split of a PASCAL-Part category for the data module (VOC ``train`` to train, ``val`` to evaluate)."""
-    lists = {"train": train_list, "val": val_list, "test": test_list}
-    if split not in lists:
-        raise ValueError(f"split must be one of {sorted(lists)}, got {split!r}")
-    return PascalParts(voc_root, part_root, category, lists[split], image_size, padding)
+    listed = _list_for_split(split, train_list, val_list, test_list)
+    return PascalParts(voc_root, part_root, category, listed, image_size, padding)
