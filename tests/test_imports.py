@@ -55,6 +55,18 @@ def test_core_torch_only_parts_are_light():
     assert not loaded & set(HEAVY)
 
 
+def test_checkpoint_reading_is_light():
+    """The user commands read checkpoints with core's safe reader without importing the training stack: the
+    training package resolves its Lightning-importing names lazily."""
+    loaded = _modules_after(
+        "import nvresearch.core.training.checkpoint, nvresearch.core.training.errors, nvresearch.dgnet.rank, "
+        "nvresearch.scops.infer"
+    )
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    loaded = _modules_after("from nvresearch.core.training import NVModule")
+    assert "pytorch_lightning" in loaded  # the lazy names still resolve
+
+
 def test_lazy_subpackage_attribute():
     assert nvresearch.pac.__name__ == "nvresearch.pac"
     with pytest.raises(AttributeError):

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from nvresearch.core.data import DatasetLayoutError
+from nvresearch.core.training.checkpoint import CONFIG_KEY, read_checkpoint
 from nvresearch.core.utils.instantiate import instantiate
 from nvresearch.dgnet.data import IMAGE_SUFFIXES, NAMINGS, ReidImages, ReidRecord, eval_transform, parse_name
 from nvresearch.dgnet.metrics import ReidResult, extract_features, market_evaluate, weight_query
@@ -49,9 +50,6 @@ __all__ = [
     "rank_gallery",
 ]
 
-#: the key under which ``nvresearch.train`` stores the run config in a checkpoint (core.training.CONFIG_KEY; not
-#: imported from there because that package imports Lightning).
-_CONFIG_KEY = "nvresearch"
 UNKNOWN = -2  # person / camera of a file whose name carries no ids (never equal to a Market id, which are >= -1)
 
 
@@ -83,18 +81,10 @@ class ReidModel:
         return extract_features(self.encoder, up)
 
 
-def _read(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for bytes that are no (safe) checkpoint
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path}: not a readable checkpoint ({reason})") from err
-
-
 def _from_run(ckpt: Mapping[str, Any], path: Path) -> ReidModel:
-    config = ckpt.get(_CONFIG_KEY, {}).get("config") if isinstance(ckpt.get(_CONFIG_KEY), Mapping) else None
+    config = ckpt.get(CONFIG_KEY, {}).get("config") if isinstance(ckpt.get(CONFIG_KEY), Mapping) else None
     if not isinstance(config, Mapping) or not isinstance(config.get("model"), Mapping):
-        raise ValueError(f"{path}: no embedded run config (key '{_CONFIG_KEY}'); not written by nvresearch.train")
+        raise ValueError(f"{path}: no embedded run config (key '{CONFIG_KEY}'); not written by nvresearch.train")
     model_cfg = config["model"]
     enc_cfg = model_cfg.get("appearance_encoder")
     if not isinstance(enc_cfg, Mapping) or "_target_" not in enc_cfg:
@@ -141,9 +131,7 @@ def load_reid_model(source: str | os.PathLike | nn.Module) -> ReidModel:
             raise ValueError(f"need an AppearanceEncoder (the official id_*.pt), got a {type(source).__name__}")
         return ReidModel(source.eval())
     path = Path(source).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    ckpt = _read(path)
+    ckpt = read_checkpoint(path)  # NoCheckpointError (a FileNotFoundError) or CheckpointError (a ValueError)
     if isinstance(ckpt, Mapping) and "state_dict" in ckpt:
         return _from_run(ckpt, path)
     from nvresearch.dgnet.official import OfficialCheckpointError, load_official

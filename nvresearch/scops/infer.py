@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from nvresearch.core.training.checkpoint import CONFIG_KEY, CheckpointError, read_checkpoint
 from nvresearch.scops.data import caffe_normalize, resize_bilinear
 from nvresearch.scops.metrics import landmark_centers
 from nvresearch.scops.models import ASPP_DILATIONS, PartSegmenter, upsample_logits
@@ -46,27 +46,12 @@ __all__ = [
 OFFICIAL_IMAGE_SIZE = 256
 """Input side of the released checkpoints (the official ``input_size`` 256 x 256)."""
 
-_CONFIG_KEY = "nvresearch"  # the key nvresearch.train stores the run config under (core.training.checkpoint)
 _MODULE = "SCOPSModule"
 _NET_PREFIX = "net."
 
 
-class PartCheckpointError(ValueError):
+class PartCheckpointError(CheckpointError):
     """A file is not a usable SCOPS checkpoint: unreadable, of another model, or not matching the network."""
-
-
-def _read(path: Path) -> Mapping[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no SCOPS checkpoint at '{path}'")
-    try:
-        # weights_only: never unpickle Python objects from a file the user hands us
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise PartCheckpointError(f"'{path}' is not a readable checkpoint ({reason})") from err
-    if not isinstance(ckpt, Mapping):
-        raise PartCheckpointError(f"'{path}' holds a {type(ckpt).__name__}, not a checkpoint dictionary")
-    return ckpt
 
 
 def _trained_image_size(config: Mapping[str, Any]) -> int | None:
@@ -81,7 +66,7 @@ def _trained_image_size(config: Mapping[str, Any]) -> int | None:
 
 
 def _from_run(path: Path, ckpt: Mapping[str, Any]) -> tuple[PartSegmenter, int]:
-    meta = ckpt.get(_CONFIG_KEY)
+    meta = ckpt.get(CONFIG_KEY)
     config = meta.get("config") if isinstance(meta, Mapping) else None
     model = config.get("model") if isinstance(config, Mapping) else None
     target = str(model.get("_target_", "")) if isinstance(model, Mapping) else ""
@@ -118,11 +103,12 @@ def load_part_model(path: str | os.PathLike, image_size: int | None = None) -> t
         ``(net, image_size)``.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        PartCheckpointError: unreadable, a checkpoint of another model, or weights that do not fit the network.
+        FileNotFoundError: no file at ``path`` (core's ``NoCheckpointError``).
+        CheckpointError: the file is not a readable, safe checkpoint (core's reader); its subclass
+            :class:`PartCheckpointError`: a checkpoint of another model, or weights that do not fit the network.
     """
     p = Path(path).expanduser()
-    ckpt = _read(p)
+    ckpt = read_checkpoint(p)  # NoCheckpointError (a FileNotFoundError) or CheckpointError
     if "state_dict" in ckpt and isinstance(ckpt["state_dict"], Mapping):
         net, size = _from_run(p, ckpt)
     else:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from nvresearch.core.training.checkpoint import CONFIG_KEY, load_checkpoint
+from nvresearch.core.training.checkpoint import CONFIG_KEY, CheckpointError, load_checkpoint
 from nvresearch.scops.data import load_rgb
 from nvresearch.scops.infer import PartCheckpointError, load_part_model, predict_parts, preprocess
 from nvresearch.scops.models import PartSegmenter
@@ -133,11 +133,11 @@ def test_load_official_state_dict(tmp_path: Path) -> None:
 
 
 def test_wrong_or_unreadable_checkpoints_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no SCOPS checkpoint at '.*nope.ckpt'"):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: '.*nope.ckpt'"):
         load_part_model(tmp_path / "nope.ckpt")
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(PartCheckpointError, match="junk.ckpt' is not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.ckpt' is not a readable checkpoint"):  # core's reader
         load_part_model(junk)
     other = tmp_path / "linear.ckpt"
     config = {"model": {"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 1}}
