@@ -5,7 +5,7 @@ Example::
     from nvresearch.faze import FazeGazeEstimator, personalize, predict
 
     model = FazeGazeEstimator.load("outputs/faze/runs/<run>/estimator.pt")  # DT-ED encoder + meta-learned MLP
-    mine = personalize(model, calib_images, calib_gaze, k=9, steps=10, lr=1e-3)  # 9 samples of one person
+    mine = personalize(model, calib_images, calib_gaze, k=9, steps=10, lr=6e-4)  # 9 samples of one person
     pitch_yaw = predict(mine, images)  # (B, 2) radians, FAZE label convention
 
 ``calib_images`` / ``images`` are uint8 ``(N, H, W, 3)`` RGB eye-region patches in the layout of the preprocessed
