@@ -65,8 +65,8 @@ def claim_failures(m: dict[str, float], ablation: dict[str, float], swap: str = 
     "ablation without generated data by the margin (mAP difference -0.105 / -0.037 / +0.023 in seeds 0-2) and its "
     "swaps transfer clothing in only 0.56-0.61 of the pairs; paired runs (E_a's first 66 updates identical, the "
     "generated images kept out of its BatchNorm statistics) give -0.045 / -0.022 / +0.043, a spread of 0.09 and no "
-    "mean effect; the full paper=dgnet run (154 joint iterations) is ahead by 0.021 in one seed (docs/papers/dgnet.md, "
-    "Claim and Paired runs)",
+    "mean effect; the full paper=dgnet run (154 joint iterations) is ahead by 0.021 in one seed unpaired, by -0.001 "
+    "paired (docs/papers/dgnet.md, Claim and Paired runs)",
 )
 def test_generated_data_improves_reid_and_swaps_transfer_clothing(compose, tmp_path):
     """Claim (Zheng et al. 2019, Sec. 4.2 and Table 5): E_a trained jointly with the generator, on generated
