@@ -42,6 +42,9 @@ class DGNetModule(GANModule):
     schedulers step once per joint iteration (official MultiStepLR in iterations), after the optimisers' steps
     (the official trainer steps them first: its milestones fall one iteration earlier).
 
+    **Warm start** (``warm_start_appearance=True``, ours): in stage 1, E_a also takes the ablation's step on each
+    batch, so that the joint stage starts from the ablation's E_a at the same batch.
+
     **Ablation** (``use_generated=False``, the claim's baseline): no generated data at all. Every batch (no teacher
     stage) trains E_a alone with the identity losses on real images, ``L^s_id`` and ``L_pid`` at their weights of
     that iteration (random erasing on), with the same optimiser; G, D and the teacher do not move.
@@ -73,6 +76,13 @@ class DGNetModule(GANModule):
         head_lr_scale: heads' lr over the trunk's, for E_a and the teacher (10; a randomly initialised trunk
             needs 1, see configs/model/dgnet/tiny.yaml).
         use_generated: False trains the ablation without generated data (above).
+        warm_start_appearance: True lets E_a take the ablation's step (identity losses on real images) on every
+            stage-1 batch besides the teacher's (ours, not official: the official E_a starts from ImageNet weights
+            and waits for the joint stage); the teacher then draws its erasing and dropout from its own generators,
+            so that E_a after stage 1 equals the ablation's E_a after as many batches (a paired comparison whose
+            two runs differ only in the joint stage's generated data).
+        generated_bn_stats: whether E_a's passes on generated images update its BatchNorm running statistics
+            (official: True; False keeps the statistics used at test to the real images, ours for short runs).
         alpha: weight of the query's fine-grained half at test (official 0.5 for Market / Duke).
         num_samples: rows and columns of the swap grid.
     """
@@ -99,6 +109,8 @@ class DGNetModule(GANModule):
         upscale_height: int = 128,
         head_lr_scale: float = 10.0,
         use_generated: bool = True,
+        warm_start_appearance: bool = False,
+        generated_bn_stats: bool = True,
         alpha: float = 0.5,
         num_samples: int = 4,
         seed: int = 0,
@@ -125,6 +137,8 @@ class DGNetModule(GANModule):
         self.encoder_again_p, self.erasing_p = float(encoder_again_p), float(erasing_p)
         self.upscale_height, self.head_lr_scale = int(upscale_height), float(head_lr_scale)
         self.use_generated = bool(use_generated)
+        self.warm_start_appearance = bool(warm_start_appearance)
+        self.generated_bn_stats = bool(generated_bn_stats)
         if not self.use_generated:  # the ablation needs no teacher: every batch trains E_a on real images
             self.teacher_steps = 0
         self.alpha, self.num_samples, self.seed = float(alpha), int(num_samples), int(seed)
@@ -183,6 +197,15 @@ class DGNetModule(GANModule):
         it = int(self.iteration)
         self.iteration += 1
         if it < self.teacher_steps:
+            if self.warm_start_appearance and self.use_generated:
+                # E_a takes the ablation's step on this batch; the teacher draws from its own generators (erasing
+                # keyed by seed and iteration, dropout in a forked global RNG), so that E_a's draws and hence its
+                # weights after stage 1 are the ablation's after as many batches
+                self._real_only_step(optimisers[2], batch, it)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(self.seed * 1_000_003 + it)
+                    self._teacher_step(optimisers[3], batch, torch.Generator().manual_seed(self.seed * 7919 + it))
+                return
             self._teacher_step(optimisers[3], batch)
             return
         opt_g, opt_d, opt_id = optimisers[:3]
@@ -215,7 +238,7 @@ class DGNetModule(GANModule):
         self.discriminator.requires_grad_(False)
         g_loss, terms = generator_objective(
             self.generator, self.appearance_encoder, self.discriminator, teacher, fwd, x_a, x_b, l_a, l_b,
-            weights, again, self.teacher_style, self.upscale_height,
+            weights, again, self.teacher_style, self.upscale_height, self.generated_bn_stats,
         )  # fmt: skip
         self.discriminator.requires_grad_(True)
         logged = {"g_loss": g_loss, **{f"g_{k}": v for k, v in terms.items() if isinstance(v, Tensor)}}
@@ -262,13 +285,14 @@ class DGNetModule(GANModule):
             if sch.optimizer is inner:  # only E_a's schedule: G and D do not step here
                 sch.step()
 
-    def _teacher_step(self, opt: Any, batch: dict[str, Tensor]) -> None:
-        """Stage 1: the teacher baseline learns identity cross-entropy on the real images (random erasing on)."""
+    def _teacher_step(self, opt: Any, batch: dict[str, Tensor], rng: torch.Generator | None = None) -> None:
+        """Stage 1: the teacher baseline learns identity cross-entropy on the real images (random erasing on, drawn
+        from ``rng``, by default the module's generator)."""
         assert self.teacher is not None
         self.teacher.train()
         x = batch["image"]
         if self.erasing_p > 0:
-            x = random_erasing(x, self._rng, self.erasing_p)
+            x = random_erasing(x, self._rng if rng is None else rng, self.erasing_p)
         up = upscale_small(x, self.upscale_height) if self.upscale_height > 0 else x
         loss = F.cross_entropy(self.teacher(up), batch["label"])
         self.log_losses({"teacher_ce": loss}, "train", batch_size=x.shape[0])

@@ -15,7 +15,8 @@ Gradient routing (as the official code's ``detach`` calls and module copies set 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +36,30 @@ from nvresearch.dgnet.losses import (
 )
 from nvresearch.dgnet.models import AppearanceEncoder, DGNetGenerator, to_gray, upscale_small
 
-__all__ = ["DGNetForward", "discriminator_objective", "dgnet_forward", "frozen_forward", "generator_objective"]
+__all__ = [
+    "DGNetForward",
+    "discriminator_objective",
+    "dgnet_forward",
+    "frozen_forward",
+    "generator_objective",
+    "running_stats_frozen",
+]
+
+
+@contextmanager
+def running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """Inside the block, ``module``'s BatchNorm layers in training mode still normalise with the batch's statistics
+    but leave their running statistics as they are (momentum 0), so that the batches seen there do not enter the
+    statistics used at test."""
+    layers = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(layers, momenta, strict=True):
+            m.momentum = momentum
 
 
 def frozen_forward(module: nn.Module, *args: Tensor, batchnorm_batch_stats: bool = True) -> object:
@@ -145,6 +169,7 @@ def generator_objective(
     encoder_again: bool,
     teacher_style: int = 0,
     upscale_height: int = 128,
+    generated_bn_stats: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor | float]]:
     """The official ``gen_update`` objective (one backward for E_s, G and E_a).
 
@@ -155,6 +180,9 @@ def generator_objective(
             the official ``T_w`` and ``B_w``).
         encoder_again: the official random branch (``use_encoder_again >= uniform(0, 1)``): True re-encodes the
             **detached** generated images with the live E_s, False the live images with a frozen E_s.
+        generated_bn_stats: whether E_a's student passes on the generated images update its BatchNorm running
+            statistics (the official code: True); False keeps them to the real images (:func:`running_stats_frozen`),
+            for short runs whose generator is still far from the real images.
 
     Returns:
         The total and every term (a term whose weight is off is a literal 0, as in the official code).
@@ -172,8 +200,9 @@ def generator_objective(
 
     terms: dict[str, Tensor | float] = {}
     if weights["teacher_on"] and teacher is not None:
-        _, *p_ba_student = ida(up(x_ba_copy))
-        _, *p_ab_student = ida(up(x_ab_copy))
+        with running_stats_frozen(ida) if not generated_bn_stats else nullcontext():
+            _, *p_ba_student = ida(up(x_ba_copy))
+            _, *p_ab_student = ida(up(x_ab_copy))
         with torch.no_grad():
             soft_ba = _soft_labels(teacher, up(x_ba_copy), teacher_style, l_a, l_b)
             soft_ab = _soft_labels(teacher, up(x_ab_copy), teacher_style, l_b, l_a)

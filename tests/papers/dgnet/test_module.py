@@ -133,6 +133,35 @@ def test_ablation_without_generated_data_trains_the_appearance_encoder_only(tmp_
     assert not any(k.startswith(("train/d_", "train/g_gan", "train/g_teacher", "train/teacher_ce")) for k in metrics)
 
 
+def test_warm_start_gives_the_joint_stage_the_ablations_appearance_encoder(tmp_path: Path) -> None:
+    """``warm_start_appearance=True``: in stage 1 E_a takes the ablation's step on each batch while the teacher
+    learns, and E_a after stage 1 is the ablation's E_a after as many batches, to the bit (the paired comparison
+    of the claim: the teacher's erasing and dropout must not shift E_a's draws)."""
+
+    def fit(module: DGNetModule) -> Snapshots:
+        snaps = Snapshots()
+        trainer = pl.Trainer(
+            max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, limit_train_batches=TEACHER_STEPS, limit_val_batches=0,
+            num_sanity_val_steps=0, callbacks=[snaps], default_root_dir=str(tmp_path / "run"),
+        )  # fmt: skip
+        trainer.fit(module, _data())
+        return snaps
+
+    warm = _module(warm_start_appearance=True)
+    start = _params(warm)
+    warm_snaps = fit(warm)
+    ablation_snaps = fit(_module(use_generated=False))
+    for i in range(TEACHER_STEPS):
+        got, want = warm_snaps.states[i]["appearance_encoder"], ablation_snaps.states[i]["appearance_encoder"]
+        assert all(torch.equal(x, y) for x, y in zip(got, want, strict=True)), f"E_a differs after batch {i}"
+    assert _moved(start["teacher"], warm_snaps.states[-1]["teacher"])  # the teacher still learns
+    for net in ("generator", "discriminator"):
+        assert not _moved(start[net], warm_snaps.states[-1][net]), net
+    # without the warm start E_a waits for the joint stage
+    assert not _moved(start["appearance_encoder"], fit(_module()).states[-1]["appearance_encoder"])
+
+
 def test_swap_dresses_the_structure_in_the_appearance() -> None:
     module = _module()
     x = torch.randn(2, 3, 64, 32)

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from nvresearch.dgnet import AppearanceEncoder, DGNetDiscriminator, DGNetGenerator, DGNetLossWeights, TeacherNet
-from nvresearch.dgnet.step import dgnet_forward, discriminator_objective, frozen_forward, generator_objective
+from nvresearch.dgnet.step import (
+    dgnet_forward,
+    discriminator_objective,
+    frozen_forward,
+    generator_objective,
+    running_stats_frozen,
+)
 
 K = 5  # identities
 
@@ -84,6 +90,35 @@ def test_structure_reencoding_branches(nets):
     assert _grads(gen.structure_encoder) > 0 and _grads(gen.decoder) == 0.0
     _run(nets, _weights(recon_s=1.0), encoder_again=False)  # frozen E_s on live images
     assert _grads(gen.decoder) > 0
+
+
+def test_generated_images_can_be_kept_out_of_the_running_statistics(nets):
+    """``generated_bn_stats=False``: the student passes on generated images still learn (teacher term) but leave
+    E_a's BatchNorm running statistics to the real images; the default (official) lets them in."""
+    gen, ida, dis, teacher = nets
+    x_a, x_b, xp_a, xp_b, l_a, l_b = _batch()
+    ida.train()
+
+    def stats_after_objective(generated_bn_stats: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        _zero(gen, ida, dis)
+        fwd = dgnet_forward(gen, ida, x_a, x_b, xp_a, xp_b, upscale_height=0)
+        before = {k: v.clone() for k, v in ida.state_dict().items() if "running" in k}
+        total, _ = generator_objective(
+            gen, ida, dis, teacher, fwd, x_a, x_b, l_a, l_b, _weights(teacher=2.0), True, upscale_height=0,
+            generated_bn_stats=generated_bn_stats,
+        )  # fmt: skip
+        total.backward()
+        assert _grads(ida) > 0  # the students still learn
+        return before, {k: v.clone() for k, v in ida.state_dict().items() if "running" in k}
+
+    before, after = stats_after_objective(False)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    before, after = stats_after_objective(True)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    momenta = [m.momentum for m in ida.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with running_stats_frozen(ida):
+        ida(x_a)
+    assert [m.momentum for m in ida.modules() if isinstance(m, torch.nn.BatchNorm2d)] == momenta  # restored
 
 
 def test_frozen_forward_leaves_the_module_as_it_was(nets):
