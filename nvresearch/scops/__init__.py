@@ -43,6 +43,7 @@ from nvresearch.scops.losses import (
 from nvresearch.scops.metrics import (
     ari,
     colour_kmeans_parts,
+    feature_kmeans_parts,
     foreground_moments,
     hungarian_match,
     landmark_centers,
@@ -50,6 +51,7 @@ from nvresearch.scops.metrics import (
     mean_error_iod,
     nmi,
     part_agreement,
+    position_kmeans_parts,
 )
 from nvresearch.scops.models import (
     ASPP,
@@ -88,6 +90,7 @@ __all__ = [
     "ari",
     "color_jitter",
     "colour_kmeans_parts",
+    "feature_kmeans_parts",
     "foreground_moments",
     "hungarian_match",
     "imagenet_from_caffe",
@@ -98,6 +101,7 @@ __all__ = [
     "mean_error_iod",
     "nmi",
     "part_agreement",
+    "position_kmeans_parts",
     "concentration_loss",
     "equivariance_loss",
     "equivariance_losses",

@@ -438,7 +438,7 @@ def _rot(angle: Tensor) -> Tensor:
 def render_part_object(
     generator: torch.Generator,
     size: int = 64,
-    rotation_deg: float = 45.0,
+    rotation_deg: float = 180.0,
     scale_range: Sequence[float] = (0.8, 1.2),
     shift: float = 8.0,
     articulation_deg: float = 15.0,
@@ -591,7 +591,7 @@ def part_objects_split(
     size: int = 64,
     seed: int = 0,
     saliency_blur: int = 0,
-    rotation_deg: float = 45.0,
+    rotation_deg: float = 180.0,
     scale_range: Sequence[float] = (0.8, 1.2),
     shift: float = 8.0,
     articulation_deg: float = 15.0,

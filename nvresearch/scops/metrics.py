@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from nvresearch.scops.losses import part_centers
@@ -22,6 +23,7 @@ __all__ = [
     "ari",
     "colour_kmeans_parts",
     "contingency",
+    "feature_kmeans_parts",
     "foreground_moments",
     "hungarian_match",
     "kmeans",
@@ -30,6 +32,7 @@ __all__ = [
     "mean_error_iod",
     "nmi",
     "part_agreement",
+    "position_kmeans_parts",
 ]
 
 
@@ -252,6 +255,58 @@ def colour_kmeans_parts(
             sub = out[idx]
             sub[mask] = kmeans(feats[idx][mask], k, generator=generator) + 1
             out[idx] = sub
+    return out
+
+
+def position_kmeans_parts(
+    foreground: Tensor, k: int, normalised: bool = False, generator: torch.Generator | None = None
+) -> Tensor:
+    """The layout probe of part discovery: k-means over the whole set on the position of the foreground pixels.
+
+    ``normalised=False`` clusters absolute positions (where in the image; what :func:`colour_kmeans_parts` does with
+    ``with_position=True`` and the colours zeroed, up to the unit). ``normalised=True`` clusters each pixel's position
+    relative to its image's foreground centroid, divided by the foreground's extent (the root mean squared distance
+    of its pixels from the centroid): the object's translation and scale drop out, so only its orientation and
+    articulation keep this probe from reading the part off the layout. Background pixels get 0, clusters ``1..k``.
+
+    Shape:
+        foreground: ``(N, H, W)`` bool; returns ``(N, H, W)`` long.
+    """
+    fg = foreground.bool()
+    n, h, w = fg.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    pos = torch.stack([xs, ys], -1).expand(n, h, w, 2)
+    if normalised:
+        f = fg.double()
+        mass = f.sum(dim=(1, 2)).clamp(min=1.0)
+        centre = (f[..., None] * pos).sum(dim=(1, 2)) / mass[:, None]  # (N, 2)
+        rel = pos - centre[:, None, None]
+        extent = ((f * rel.pow(2).sum(-1)).sum(dim=(1, 2)) / mass).sqrt().clamp(min=1e-6)
+        pos = rel / extent[:, None, None, None]
+    else:
+        pos = pos / max(h, w)
+    out = torch.zeros(n, h, w, dtype=torch.long)
+    if fg.any():
+        out[fg] = kmeans(pos[fg], k, generator=generator) + 1
+    return out
+
+
+def feature_kmeans_parts(
+    features: Tensor, foreground: Tensor, k: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """Feature clustering without SCOPS's losses (the DFF-like baseline the paper compares with, Collins et al.
+    2018, there by factorising CNN features): k-means over the whole set on the frozen features, bilinearly
+    up-sampled to the mask, at the foreground pixels. It measures how much part information the semantic-consistency
+    target holds by itself. Background pixels get 0, clusters ``1..k``.
+
+    Shape:
+        features: ``(N, C, h, w)``; foreground: ``(N, H, W)`` bool; returns ``(N, H, W)`` long.
+    """
+    fg = foreground.bool()
+    up = F.interpolate(features.double(), size=fg.shape[-2:], mode="bilinear", align_corners=False)
+    out = torch.zeros(fg.shape, dtype=torch.long)
+    if fg.any():
+        out[fg] = kmeans(up.permute(0, 2, 3, 1)[fg], k, generator=generator) + 1
     return out
 
 

@@ -36,6 +36,10 @@ SCOPS_DDP = [
     "model.feature_scale=10.0",
     "model.feature_stride=8",
     "model.feature_channels=16",
+    # and the world and warp it was written with (+-45 deg objects, +-30 deg warp): with the +-180 / +-60 deg
+    # defaults the two runs' landmark errors differed beyond the tolerance (one process: 2.015)
+    "data.dataset.rotation_deg=45.0",
+    "model.tps_rotation_deg=30.0",
 ]
 KEYS = ["test/nmi", "test/ari", "test/fg_nmi", "test/fg_ari", "test/landmark_error"]
 

@@ -109,3 +109,35 @@ def test_foreground_moments_of_known_shapes() -> None:
     assert m[0, 2, 0].abs() < 1e-12
     assert m[1, 2, 0] > 0 and torch.isclose(m[1, 2, 0], m[1, 1, 0])  # along x = y: mu_xy = mu_xx = mu_yy
     assert torch.equal(m[2], torch.zeros(3, 2, dtype=torch.float64))  # empty mask
+
+
+def test_position_kmeans_normalised_removes_translation_and_scale() -> None:
+    from nvresearch.scops.metrics import position_kmeans_parts
+
+    # two-part bars (left half part 1, right half part 2) at four places and two sizes: the normalised probe reads the
+    # parts off the layout exactly; the absolute one clusters where the objects are, not which half
+    gt = torch.zeros(4, 40, 40, dtype=torch.long)
+    for i, (y, x, half) in enumerate([(2, 2, 4), (30, 24, 6), (4, 26, 5), (28, 3, 8)]):
+        gt[i, y : y + 4, x : x + half] = 1
+        gt[i, y : y + 4, x + half : x + 2 * half] = 2
+    fg = gt > 0
+    g = torch.Generator().manual_seed(0)
+    normalised = position_kmeans_parts(fg, 2, normalised=True, generator=g)
+    absolute = position_kmeans_parts(fg, 2, generator=g)
+    assert torch.equal(normalised == 0, ~fg) and torch.equal(absolute == 0, ~fg)
+    assert part_agreement(normalised, gt, fg)["nmi"] == pytest.approx(1.0)
+    assert part_agreement(absolute, gt, fg)["nmi"] < 0.2
+
+
+def test_feature_kmeans_finds_parts_that_the_features_encode() -> None:
+    from nvresearch.scops.metrics import feature_kmeans_parts
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randint(0, 4, (3, 16, 16), generator=g)
+    fg = gt > 0
+    encoded = F.one_hot(gt, 4).permute(0, 3, 1, 2).float() * 3 + 0.1 * torch.randn(3, 4, 16, 16, generator=g)
+    pred = feature_kmeans_parts(encoded, fg, 3, generator=g)
+    assert torch.equal(pred == 0, ~fg)
+    assert part_agreement(pred, gt, fg)["nmi"] == pytest.approx(1.0)
+    coarse = feature_kmeans_parts(torch.randn(3, 4, 4, 4, generator=g), fg, 3, generator=g)  # up-sampled to 16x16
+    assert coarse.shape == gt.shape and part_agreement(coarse, gt, fg)["nmi"] < 0.2
