@@ -256,7 +256,7 @@ def creature_palettes(num_palettes: int, seed: int = 0) -> Tensor:
     """Colour palettes shared by all species, one row each (columns :data:`PALETTE_COLUMNS`, HSV in [0, 1]).
 
     Body hues are spread evenly around the colour wheel; the pattern colour is a darker, saturated colour of
-    another hue, so that markings stay visible without colour and every part of a creature is far from the grey
+    another hue, so that textures stay visible without colour and every part of a creature is far from the grey
     background in chroma (the pose estimate's foreground).
     """
     g = torch.Generator().manual_seed(20_011 * seed + 3)
