@@ -8,8 +8,9 @@ names occurring in that list (so train and test lists have independent index spa
     <list>: n02085620/n02085620_10074.JPEG_23_31_311_323.jpg
 
 The embedded default (:class:`SyntheticCreatures`) draws "species" of creatures procedurally: the class fixes the
-markings, ear shape and head proportions, while colours come from palettes shared by all species; the content is the
-pose (position, rotation, size), drawn per image and returned as ground truth.
+texture of the fur (type and period), while colours come from palettes shared by all species; the content is the
+layout (ears, head proportions) and the pose (position, rotation, size), drawn per image, the pose returned as ground
+truth.
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def _check_part(part: str) -> None:
 
 
 def unseen_split(num_species: int, num_unseen: int) -> tuple[list[int], list[int]]:
-    """Source and unseen species ids: the unseen ones evenly spaced (so their colours are far apart)."""
+    """Source and unseen species ids: the unseen ones evenly spaced (so that they wear different textures)."""
     if not 0 < num_unseen < num_species:
         raise ValueError(f"need 0 < num_unseen < num_species, got {num_unseen} and {num_species}")
     step = num_species / num_unseen
@@ -217,42 +218,45 @@ def unseen_split(num_species: int, num_unseen: int) -> tuple[list[int], list[int
     return [c for c in range(num_species) if c not in unseen], unseen
 
 
-MARKINGS = ("solid", "stripes", "mask", "cap")
-SPECIES_COLUMNS = ("marking", "frequency", "ear", "ear_length", "aspect")
+TEXTURES = (
+    "stripes across",
+    "stripes along",
+    "checker",
+    "dark spots",
+    "light spots",
+    "rings",
+    "grid",
+    "dark lower face",
+)
+TEXTURE_PERIODS_PX = (3.5, 4.25, 5.0, 5.75)
+SPECIES_COLUMNS = ("texture", "period")
+LAYOUT_COLUMNS = ("ear", "ear_length", "aspect")
 PALETTE_COLUMNS = ("body hue", "body sat", "body value", "pattern hue", "pattern sat", "pattern value")
 
 
-def creature_species(num_classes: int, seed: int = 0) -> Tensor:
-    """Colour-free traits of ``num_classes`` species, one row each (columns :data:`SPECIES_COLUMNS`):
-    ``[marking (index into MARKINGS), stripe frequency, ear (0 round, 1 pointed), ear length, head aspect]``.
+def creature_species(num_classes: int) -> Tensor:
+    """Colour-free, layout-free traits of ``num_classes`` species, one row each (columns :data:`SPECIES_COLUMNS`):
+    ``[texture (index into TEXTURES), period (pixels at 32 px, one of TEXTURE_PERIODS_PX)]``.
 
-    The 8 combinations of marking (none, coarse stripes, a dark mask band across the eyes, a dark cap over the
-    head and ears) and ear shape are given to 8 contiguous blocks of species, so that evenly spaced held-out species
-    (:func:`unseen_split`) differ in marking or ears, and every combination also occurs among the source species.
-    Stripe frequency, ear length and head aspect are drawn at random per species. The markings are coarse (a few
-    pixels wide at 32 px) so that a small generator can draw them. Colour is not a trait of the species: each image
-    draws its colours from palettes shared by all species (:func:`creature_palettes`).
+    A species is an appearance: the texture of its fur (its type, drawn in the creature's own frame, and its period),
+    what FUNIT's class code can carry (a globally pooled encoder modulating the decoder's channels through AdaIN, Sec.
+    3). The 8 textures go to 8 contiguous blocks of species and the period cycles within a block, offset per block,
+    so that evenly spaced held-out species (:func:`unseen_split`) have 8 different textures, each also worn by source
+    species at other periods. Colour is not a trait of the species (:func:`creature_palettes`, drawn per image), nor
+    is the layout: ears, head proportions and pose are drawn per image (:class:`SyntheticCreatures`), so they are
+    the content.
     """
-    g = torch.Generator().manual_seed(10_007 * seed + 17)
-    n = num_classes
-    combo = (torch.arange(n) * 8 // max(n, 1)) % 8
-    return torch.stack(
-        [
-            (combo % 4).float(),
-            1.6 + 0.6 * torch.rand(n, generator=g),
-            (combo // 4).float(),
-            0.35 + 0.3 * torch.rand(n, generator=g),
-            0.7 + 0.25 * torch.rand(n, generator=g),
-        ],
-        1,
-    )
+    i = torch.arange(num_classes)
+    texture = (i * 8 // max(num_classes, 1)) % 8
+    period = torch.tensor(TEXTURE_PERIODS_PX)[(i + texture) % len(TEXTURE_PERIODS_PX)]
+    return torch.stack([texture.float(), period], 1)
 
 
 def creature_palettes(num_palettes: int, seed: int = 0) -> Tensor:
     """Colour palettes shared by all species, one row each (columns :data:`PALETTE_COLUMNS`, HSV in [0, 1]).
 
     Body hues are spread evenly around the colour wheel; the pattern colour is a darker, saturated colour of
-    another hue, so that markings stay visible without colour and every part of a creature is far from the grey
+    another hue, so that textures stay visible without colour and every part of a creature is far from the grey
     background in chroma (the pose estimate's foreground).
     """
     g = torch.Generator().manual_seed(20_011 * seed + 3)
@@ -271,15 +275,32 @@ def creature_palettes(num_palettes: int, seed: int = 0) -> Tensor:
     )
 
 
-def render_creatures(species: Tensor, palette: Tensor, pose: Tensor, background: Tensor, size: int) -> Tensor:
-    """Draw one creature per row of ``species`` (:func:`creature_species`) in the colours of ``palette``
-    (:func:`creature_palettes`) at ``pose`` over ``background``.
+def creature_layouts(n: int, generator: torch.Generator) -> Tensor:
+    """Per-image head layouts, independent of the species (columns :data:`LAYOUT_COLUMNS`): ear shape (0 round,
+    1 pointed), ear length, head aspect. Shape: returns ``(n, 3)``."""
+    return torch.stack(
+        [
+            (torch.rand(n, generator=generator) < 0.5).float(),
+            0.35 + 0.3 * torch.rand(n, generator=generator),
+            0.7 + 0.25 * torch.rand(n, generator=generator),
+        ],
+        1,
+    )
 
-    Pose rows are ``[centre x, centre y (pixels), rotation (radians), scale]``.
+
+def render_creatures(
+    species: Tensor, palette: Tensor, pose: Tensor, background: Tensor, size: int, layout: Tensor
+) -> Tensor:
+    """Draw one creature per row of ``species`` (:func:`creature_species`) in the colours of ``palette``
+    (:func:`creature_palettes`) with the head ``layout`` (:func:`creature_layouts`) at ``pose`` over ``background``.
+
+    Pose rows are ``[centre x, centre y (pixels), rotation (radians), scale]``. The texture is drawn in the
+    creature's frame (it turns and scales with the creature; its phase is fixed at the head's centre) in the
+    palette's pattern colour over its body colour.
 
     Shape:
-        species: ``(N, 5)``; palette: ``(N, 6)``; pose: ``(N, 4)``; background: ``(N, 3, S, S)``; returns
-        ``(N, 3, S, S)`` in [0, 1].
+        species: ``(N, 2)``; palette: ``(N, 6)``; pose: ``(N, 4)``; background: ``(N, 3, S, S)``; layout:
+        ``(N, 3)``; returns ``(N, 3, S, S)`` in [0, 1].
     """
     n = species.shape[0]
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
@@ -293,24 +314,32 @@ def render_creatures(species: Tensor, palette: Tensor, pose: Tensor, background:
     def soft(dist: Tensor) -> Tensor:  # dist < 0 inside
         return torch.sigmoid(-dist * unit / (sharp * 2.0))
 
-    p = {k: species[:, i, None, None] for i, k in enumerate(["mark", "freq", "ear", "ear_len", "aspect"])}
-    head = soft(torch.sqrt((u / p["aspect"]) ** 2 + (v / 1.0) ** 2) - 1.0)
+    ear_type, ear_len, aspect = (layout[:, i, None, None] for i in range(3))
+    head = soft(torch.sqrt((u / aspect) ** 2 + v**2) - 1.0)
     ears = torch.zeros_like(u)
     for side in (-1.0, 1.0):
-        ex, ey = side * 0.6 * p["aspect"], -0.75
-        eu, ev = u - ex, v - ey
-        round_ear = torch.sqrt(eu**2 + (ev + 0.1) ** 2) - 0.55 * p["ear_len"] / 0.5
+        eu, ev = u - side * 0.6 * aspect, v + 0.75
+        round_ear = torch.sqrt(eu**2 + (ev + 0.1) ** 2) - 0.55 * ear_len / 0.5
         # pointed ear: a triangle with its tip ear_len above the base, approximated by an L1 "diamond" top
-        pointed = torch.maximum(eu.abs() * 1.6 + (ev + p["ear_len"] * 1.6), -(ev + 0.3) - 0.2) - 0.55
-        ear = torch.where(p["ear"] > 0.5, pointed, round_ear)
-        ears = torch.maximum(ears, soft(ear))
+        pointed = torch.maximum(eu.abs() * 1.6 + (ev + ear_len * 1.6), -(ev + 0.3) - 0.2) - 0.55
+        ears = torch.maximum(ears, soft(torch.where(ear_type > 0.5, pointed, round_ear)))
     body = torch.maximum(head, ears)
-    stripes = (torch.sin(p["freq"] * 2.2 * v) > 0.3).float()
-    mask_band = ((v + 0.1).abs() < 0.3).float()  # a dark band across the eyes
-    cap = (v < -0.35).float()  # the top of the head and the ears
-    pattern = torch.stack([torch.zeros_like(u), stripes, mask_band, cap], 1)
-    pattern = pattern.gather(1, p["mark"].long().clamp(0, 3)[:, None].expand(-1, 1, *u.shape[1:]))[:, 0]
-    snout = soft(torch.sqrt((u / 0.45) ** 2 + ((v - 0.45) / 0.3) ** 2) - 1.0)
+    texture, period_px = species[:, 0].long(), species[:, 1, None, None]
+    f = 2 * math.pi * 0.22 * 32 / period_px  # angular frequency in creature units (unit = 0.22 * 32 px at scale 1)
+    cu, cv = torch.cos(f * u), torch.cos(f * v)
+    patterns = [
+        torch.sin(f * v) > 0,
+        torch.sin(f * u) > 0,
+        torch.sin(f * u) * torch.sin(f * v) > 0,
+        cu + cv > 1.0,
+        cu + cv < 1.0,
+        torch.sin(f * torch.sqrt(u**2 + v**2)) > 0,
+        (cu > 0.6) | (cv > 0.6),
+        v > (period_px - 4.625) / 3.75,  # the face below a line set by the period (-0.3 .. 0.3 head radii)
+    ]
+    pattern = torch.stack(patterns, 1).float()
+    pattern = pattern.gather(1, texture.clamp(0, len(TEXTURES) - 1)[:, None, None, None].expand(-1, 1, size, size))
+    pattern = pattern[:, 0]
     eyes = torch.maximum(
         soft(torch.sqrt((u + 0.38) ** 2 + (v + 0.1) ** 2) / 0.17 - 1.0),
         soft(torch.sqrt((u - 0.38) ** 2 + (v + 0.1) ** 2) / 0.17 - 1.0),
@@ -318,7 +347,6 @@ def render_creatures(species: Tensor, palette: Tensor, pose: Tensor, background:
     body_rgb = hsv_to_rgb(palette[:, 0], palette[:, 1], palette[:, 2])[:, :, None, None]
     pat_rgb = hsv_to_rgb(palette[:, 3], palette[:, 4], palette[:, 5])[:, :, None, None]
     skin = body_rgb * (1 - pattern[:, None]) + pat_rgb * pattern[:, None]
-    skin = skin * (1 - snout[:, None]) + (0.5 * body_rgb + 0.5) * snout[:, None]
     skin = skin * (1 - eyes[:, None]) + 0.05 * eyes[:, None]
     img = background * (1 - body[:, None]) + skin * body[:, None]
     return img.clamp(0, 1).view(n, 3, size, size)
@@ -334,12 +362,13 @@ def smooth_backgrounds(n: int, size: int, generator: torch.Generator) -> Tensor:
 class SyntheticCreatures(Dataset):
     """Procedural few-shot translation data: ``images_per_class`` creatures of each species in ``classes``.
 
-    The species of :func:`creature_species` (``num_species`` of them, fixed by ``species_seed``) are split by the
-    data module into source classes (training) and unseen target classes. A species fixes markings, ear shape and
-    head proportions, not colour: each image draws one of ``num_palettes`` colour palettes shared by all species
-    (:func:`creature_palettes`), so colour does not tell species apart. Poses are drawn independently of the
-    class: centre within the middle of the canvas, rotation in +-``max_angle`` degrees, scale in [0.8, 1.15].
-    Images are rendered once at construction (deterministic given ``seed``).
+    The species of :func:`creature_species` (``num_species`` of them) are split by the data module into source
+    classes (training) and unseen target classes. A species fixes the texture of the fur (type and period), not
+    colour: each image draws one of ``num_palettes`` colour palettes shared by all species (:func:`creature_palettes`,
+    fixed by ``species_seed``), so colour does not tell species apart. The layout is the content, drawn per image
+    independently of the class: the head (ear shape and length, aspect: :func:`creature_layouts`) and the pose
+    (centre within the middle of the canvas, rotation in +-``max_angle`` degrees, scale in [0.8, 1.15]). Images are
+    rendered once at construction (deterministic given ``seed``).
 
     Items are dicts with ``image`` ``(3, S, S)`` in [-1, 1], ``label`` (index into ``classes``) and ``pose``
     ``(4,)`` = (centre x, centre y, rotation, scale).
@@ -350,7 +379,7 @@ class SyntheticCreatures(Dataset):
         classes: Sequence[int],
         images_per_class: int = 64,
         image_size: int = 32,
-        num_species: int = 32,
+        num_species: int = 16,
         species_seed: int = 0,
         seed: int = 0,
         max_angle: float = 35.0,
@@ -361,7 +390,7 @@ class SyntheticCreatures(Dataset):
         if max(classes) >= num_species or min(classes) < 0:
             raise ValueError(f"classes must lie in [0, {num_species}), got {list(classes)}")
         self.classes, self.image_size = list(classes), int(image_size)
-        table = creature_species(num_species, species_seed)
+        table = creature_species(num_species)
         g = torch.Generator().manual_seed(1_000_003 * seed + 7)
         n = len(self.classes) * images_per_class
         self.labels = torch.arange(len(self.classes)).repeat_interleave(images_per_class)
@@ -379,10 +408,17 @@ class SyntheticCreatures(Dataset):
         bg = smooth_backgrounds(n, self.image_size, g)
         self.palette_ids = torch.randint(0, int(num_palettes), (n,), generator=g)
         palette = creature_palettes(int(num_palettes), species_seed)[self.palette_ids]
+        layout = creature_layouts(n, g)
+        self.layouts = layout
         imgs = torch.cat(
             [
                 render_creatures(
-                    species[i : i + 256], palette[i : i + 256], pose[i : i + 256], bg[i : i + 256], self.image_size
+                    species[i : i + 256],
+                    palette[i : i + 256],
+                    pose[i : i + 256],
+                    bg[i : i + 256],
+                    self.image_size,
+                    layout[i : i + 256],
                 )
                 for i in range(0, n, 256)
             ]
@@ -397,18 +433,19 @@ class SyntheticCreatures(Dataset):
         count: int | None = None,
         *,
         image_size: int = 32,
-        num_species: int = 32,
+        num_species: int = 16,
         num_unseen: int = 8,
-        images_per_class: int = 64,
+        images_per_class: int = 144,
         num_palettes: int = 8,
         seed: int = 0,
     ) -> SyntheticCreatures:
         """One part of the embedded creatures (a data config's dataset component).
 
-        ``num_species`` species are drawn (fixed by ``seed``) and ``num_unseen`` of them, evenly spaced, are held
-        out (:func:`unseen_split`). ``train``: ``images_per_class`` images of each source species; ``eval``: fresh
-        images of the source species, at least ``count`` in all (the data module draws its validation and test
-        subsets from them); ``unseen``: ``count`` images of each unseen species (None: ``images_per_class``).
+        Of the ``num_species`` species (:func:`creature_species`; the palettes fixed by ``seed``), ``num_unseen``
+        evenly spaced ones are held out (:func:`unseen_split`). ``train``: ``images_per_class`` images of each
+        source species; ``eval``: fresh images of the source species, at least ``count`` in all (the data module
+        draws its validation and test subsets from them); ``unseen``: ``count`` images of each unseen species
+        (None: ``images_per_class``).
         Each part draws from its own seed (``seed * 10 + 0/1/3``).
         """
         _check_part(part)

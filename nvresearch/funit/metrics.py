@@ -115,7 +115,7 @@ def train_classifier(
     eval mode.
 
     ``colour_augment`` also permutes the RGB channels of each image at random, so that the judge recognises classes
-    whose colours vary (the embedded creatures draw colours independently of the species) by shape and markings.
+    whose colours vary (the embedded creatures draw colours independently of the species) by texture and shape.
 
     Shape:
         images: ``(N, 3, H, W)`` in [-1, 1]; labels: ``(N,)`` in ``[0, num_classes)``.

@@ -47,12 +47,12 @@ def test_synthetic_datamodule_batches_and_fewshot_data():
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["content"].shape == (4, 3, 32, 32) and batch["class_image"].shape == (4, 3, 32, 32)
-    assert batch["content_label"].max() < 24 and batch["pose"].shape == (4, 4)
+    assert batch["content_label"].max() < 8 and batch["pose"].shape == (4, 4)
     data = dm.fewshot_data()
     assert data["num_classes"] == 8 and data["has_pose"]
     assert data["classifier_images"].shape == (24, 3, 32, 32) and len(data["shot_pools"]) == 8
     assert all(p.shape[0] == 3 for p in data["shot_pools"])
-    with pytest.raises(ValueError, match="data.num_classes=119 but the training data has 24"):
+    with pytest.raises(ValueError, match="data.num_classes=119 but the training data has 8"):
         FUNITDataModule(SyntheticCreatures.for_part, num_classes=119).setup("fit")
 
 

@@ -17,6 +17,7 @@ from nvresearch.funit import (
     TranslationPairs,
     cluster_mean_se,
     colour_transfer,
+    creature_palettes,
     creature_species,
     discriminator_losses,
     estimate_pose,
@@ -27,6 +28,7 @@ from nvresearch.funit import (
     nested_kshot_sets,
     pose_error,
     read_list_file,
+    render_creatures,
     write_list_file,
 )
 from nvresearch.funit.data import unseen_split
@@ -273,7 +275,7 @@ def test_animal_faces_extraction_and_folder_lists(tmp_path):
         extract_animal_faces(imagenet, coords, out)
 
 
-def test_synthetic_creatures_are_deterministic_and_class_independent_in_pose_and_colour():
+def test_synthetic_creatures_are_deterministic_and_class_independent_in_pose_colour_and_layout():
     a = SyntheticCreatures([0, 5, 9], images_per_class=6, image_size=32, seed=1)
     b = SyntheticCreatures([0, 5, 9], images_per_class=6, image_size=32, seed=1)
     torch.testing.assert_close(a.images, b.images)
@@ -281,17 +283,25 @@ def test_synthetic_creatures_are_deterministic_and_class_independent_in_pose_and
     assert not torch.allclose(a.images, c.images)
     assert a.images.shape == (18, 3, 32, 32) and a.images.min() >= -1 and a.images.max() <= 1
     assert a[7]["label"] == 1 and a[7]["pose"].shape == (4,)
-    # colour is drawn per image from palettes shared by all species: no species owns a colour
+    # colour and head layout are drawn per image, shared by all species: no species owns a colour or an ear shape
     many = SyntheticCreatures([2, 6], images_per_class=64, image_size=32, seed=1)
     for species in range(2):
         assert many.palette_ids[many.labels == species].unique().numel() == 8
-    # the traits tell the held-out species apart without colour: 8 distinct (texture, ear) combinations
-    table = creature_species(32)
-    _, unseen = unseen_split(32, 8)
-    assert len({(int(table[i, 0]), int(table[i, 2])) for i in unseen}) == 8
-    assert {(int(r[0]), int(r[2])) for r in table[[i for i in range(32) if i not in unseen]]} == {
-        (t, e) for t in range(4) for e in range(2)
-    }
+        assert many.layouts[many.labels == species, 0].unique().tolist() == [0.0, 1.0]
+    # the species is the texture: the 8 held-out species wear 8 different textures, each also worn by source species
+    # at another period, so every unseen species is a new (texture, period) combination of traits seen in training
+    table = creature_species(16)
+    source, unseen = unseen_split(16, 8)
+    assert len({int(table[i, 0]) for i in unseen}) == 8
+    seen = {(int(r[0]), float(r[1])) for r in table[source]}
+    assert {t for t, _ in seen} == set(range(8))
+    assert all((int(table[i, 0]), float(table[i, 1])) not in seen for i in unseen)
+    # two species of different textures, same everything else: the pixels differ inside the body
+    pose, palette = torch.tensor([[16.0, 16.0, 0.0, 1.0]]), creature_palettes(8)[:1]
+    layout, bg = torch.tensor([[0.0, 0.5, 0.8]]), torch.full((1, 3, 32, 32), 0.5)
+    stripes = render_creatures(table[:1], palette, pose, bg, 32, layout)
+    spots = render_creatures(table[6:7], palette, pose, bg, 32, layout)
+    assert (stripes - spots).abs().amax(1)[0, 10:22, 10:22].gt(0.2).float().mean() > 0.2
 
 
 def test_colour_transfer_paints_the_content_foreground_with_the_shots_colour():
