@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -99,6 +102,16 @@ def run_cli(
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of the repository imported as a fresh module (its ``main`` not run), so that tests can call its
+    functions; each call executes the file again."""
+    name = "script_" + re.sub(r"\W", "_", str(Path(path).resolve().relative_to(REPO).with_suffix("")))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # The quickest configuration of the PAC task: a few tiny batches, no sanity check, CSV logging only.

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, REPO, load_script
 
 from nvresearch.core.data import DatasetLayoutError
 from nvresearch.core.training.checkpoint import CONFIG_KEY
@@ -25,10 +24,7 @@ NUM_IDS = 3
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("dgnet_rank_script", REPO / "scripts" / "dgnet_rank.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "scripts" / "dgnet_rank.py")
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,12 @@ tiny real direct-transfer evaluation between two embedded worlds."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, load_script
 
 from nvresearch.core.training.checkpoint import CONFIG_KEY
 from nvresearch.dgnet.models import AppearanceEncoder
@@ -19,10 +18,7 @@ FAKE = {"test/rank1": 0.25, "test/rank5": 0.5, "test/rank10": 0.75, "test/mAP": 
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"dgnet_{name}", FOLDER / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FOLDER / f"{name}.py")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_script
 
 from nvresearch.core.geometry import mean_angular_error
 from nvresearch.core.meta import batched_adapt, batched_meta_loss
@@ -178,15 +179,12 @@ def test_estimator_with_before_z_and_meta_sgd_round_trips(tmp_path) -> None:
 
 def test_ablation_reproduce_script_rows_build_their_models(compose) -> None:
     """Every row of ``scripts/reproduce/faze/ablations.py`` composes and builds the module it names."""
-    import importlib.util
     from pathlib import Path
 
     from nvresearch.core.utils import instantiate
 
     path = Path(__file__).resolve().parents[3] / "scripts" / "reproduce" / "faze" / "ablations.py"
-    spec = importlib.util.spec_from_file_location("faze_ablations", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(path)
     built = {name: instantiate(compose(["paper=faze", *o]).model) for name, o in script.VARIANTS.items()}
     assert built["default"].stage2.select_z == "z_gaze" and not built["default"].gaze_mlp.meta_sgd
     assert built["before_z"].gaze_mlp.pre_features == built["before_z"].dted.encoder.out_channels

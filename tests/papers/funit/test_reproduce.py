@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from conftest import REPO
+from conftest import REPO, load_script
 
 
 def _script():
     path = REPO / "scripts" / "reproduce" / "funit" / "translation_accuracy.py"
-    spec = importlib.util.spec_from_file_location("funit_translation_accuracy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path)
 
 
 FAKE = {"test/top1_k1": 0.5, "test/top5_k1": 0.9, "test/top1_colour_k1": 0.12, "test/top1_copy_k1": 1.0}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 from torch import nn
 
@@ -24,10 +24,7 @@ TINY = {"num_parts": 3, "blocks": [1, 1, 1, 1], "base_channels": 4, "aspp_dilati
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("scops_parts_script", ROOT / "scripts" / "scops_parts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "scops_parts.py")
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ AFLW fixture, the paper cells flagged, and the per-keypoint regression on known 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 from nvresearch.core.training.checkpoint import CONFIG_KEY
@@ -24,10 +24,7 @@ TINY = {"num_parts": 3, "blocks": [1, 1, 1, 1], "base_channels": 4, "aspp_dilati
 
 def _script(name: str):
     path = ROOT / "scripts" / "reproduce" / "scops" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"scops_reproduce_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path)
 
 
 @pytest.fixture(scope="module")

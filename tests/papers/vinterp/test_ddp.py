@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_cli
+from conftest import REPO, load_script, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,6 @@ def test_ddp_cpu_equals_one_process_on_the_same_global_batch(runs) -> None:
 
 def test_slow_motion_command_on_the_trained_checkpoint(runs, tmp_path: Path, capsys) -> None:
     cv2 = pytest.importorskip("cv2")
-    import importlib.util
 
     import numpy as np
 
@@ -90,9 +89,7 @@ def test_slow_motion_command_on_the_trained_checkpoint(runs, tmp_path: Path, cap
     for i in range(3):
         cv2.imwrite(str(frames / f"{i}.png"), np.full((20, 36, 3), 60 * i, np.uint8))
     script_path = REPO / "scripts" / "vinterp_slowmo.py"
-    spec = importlib.util.spec_from_file_location("vinterp_slowmo_e2e", script_path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(script_path)
     out = tmp_path / "slow.avi"
     args = ["--checkpoint", str(runs["one"][2]), "--input", str(frames), "--factor", "2", "--output", str(out)]
     assert script.main(args) == 0  # the checkpoint written by the command line rebuilds the network

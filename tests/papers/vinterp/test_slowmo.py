@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 from nvresearch.core.training.checkpoint import CONFIG_KEY
 from nvresearch.vinterp.inference import interpolate_pair
@@ -20,10 +20,7 @@ cv2 = pytest.importorskip("cv2")
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("vinterp_slowmo_script", ROOT / "scripts" / "vinterp_slowmo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "vinterp_slowmo.py")
 
 
 @pytest.fixture(scope="module")

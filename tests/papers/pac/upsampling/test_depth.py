@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import pickle
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_script
 from torch import nn
 
 from nvresearch.pac.upsampling.data import JointUpsamplingDataset, NYUDepthV2, SyntheticRGBD, lowres, normalize_lowres
@@ -482,9 +482,7 @@ def test_read_image_and_depth_roundtrip(tmp_path: Path) -> None:
 
 def test_cli_script_writes_16bit_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cv2 = pytest.importorskip("cv2")
-    spec = importlib.util.spec_from_file_location("pac_upsample_script", ROOT / "scripts" / "pac_upsample.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(ROOT / "scripts" / "pac_upsample.py")
     cv2.imwrite(str(tmp_path / "rgb.png"), np.full((32, 40, 3), 128, dtype=np.uint8))
     depth = np.linspace(1000, 5000, 20, dtype=np.float32)[None].repeat(4, 0) + 100 * np.arange(4)[:, None]
     cv2.imwrite(str(tmp_path / "depth.png"), depth.astype(np.uint16))  # 5x4 map in millimetres
@@ -536,9 +534,7 @@ def test_cli_script_fills_holes_reports_them_and_warns_on_resize(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cv2 = pytest.importorskip("cv2")
-    spec = importlib.util.spec_from_file_location("pac_upsample_script", ROOT / "scripts" / "pac_upsample.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(ROOT / "scripts" / "pac_upsample.py")
     cv2.imwrite(str(tmp_path / "rgb.png"), np.full((32, 40, 3), 128, dtype=np.uint8))
     disparity = np.linspace(10, 50, 20, dtype=np.float32).reshape(4, 5)
     disparity[1, 2] = np.inf  # Middlebury's unknown disparity
@@ -589,9 +585,7 @@ def test_depth_reproduce_script_trains_the_zero_guidance_ablation_like_pac(monke
     import nvresearch.core.training.run as run
 
     path = ROOT / "scripts" / "reproduce" / "pac" / "depth_upsampling.py"
-    spec = importlib.util.spec_from_file_location("pac_depth_reproduce", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(path)
     configs = {}
 
     def fake_train(cfg):  # record what would be trained instead of training it
