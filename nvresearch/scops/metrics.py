@@ -277,12 +277,9 @@ def position_kmeans_parts(
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     pos = torch.stack([xs, ys], -1).expand(n, h, w, 2)
     if normalised:
-        f = fg.double()
-        mass = f.sum(dim=(1, 2)).clamp(min=1.0)
-        centre = (f[..., None] * pos).sum(dim=(1, 2)) / mass[:, None]  # (N, 2)
-        rel = pos - centre[:, None, None]
-        extent = ((f * rel.pow(2).sum(-1)).sum(dim=(1, 2)) / mass).sqrt().clamp(min=1e-6)
-        pos = rel / extent[:, None, None, None]
+        moments = foreground_moments(fg)  # centroid (N, 2) and (mu_xx, mu_yy): extent = sqrt(mu_xx + mu_yy)
+        extent = moments[:, 1].sum(-1).sqrt().clamp(min=1e-6)
+        pos = (pos - moments[:, 0, None, None]) / extent[:, None, None, None]
     else:
         pos = pos / max(h, w)
     out = torch.zeros(n, h, w, dtype=torch.long)
