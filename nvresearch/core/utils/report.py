@@ -9,13 +9,15 @@ and the columns of text are left-aligned, the columns of numbers right-aligned t
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_cell", "format_table", "print_table", "write_json"]
+__all__ = ["format_cell", "format_table", "print_table", "reproduce_output", "write_json"]
 
 
 def format_cell(value: object, precision: int = 2) -> str:
@@ -74,3 +76,14 @@ def write_json(out: str | Path, payload: Mapping[str, Any], name: str = "table.j
     path.write_text(json.dumps(payload, indent=2, default=str))
     print(f"\nwrote {path}")
     return path
+
+
+def reproduce_output(parser: argparse.ArgumentParser, args: argparse.Namespace, default_root: str | Path) -> Path:
+    """The output folder of a reproduce script run: ``--out``, or ``<default_root>/<date>_<time>``.
+
+    Checks first what every script's command line shares: full mode needs ``--data-dir`` unless ``--small`` is given
+    (``parser.error`` exits with the usage line otherwise).
+    """
+    if not args.small and not args.data_dir:
+        parser.error("full mode needs --data-dir (or use --small)")
+    return args.out or Path(default_root) / time.strftime("%Y-%m-%d_%H-%M-%S")

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 
 def _sibling(name: str) -> Any:
@@ -119,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the training runs")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
-    out = args.out or Path("outputs/dgnet/reproduce_transfer") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = reproduce_output(parser, args, "outputs/dgnet/reproduce_transfer")
     pct = table.pct
 
     if args.small:

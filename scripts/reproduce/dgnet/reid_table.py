@@ -31,11 +31,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 # Official README (NVlabs/DG-Net, "Performance"; reid_eval/README.md for the released Market model's rank-5/10),
 # per cent. "readme" = read in the official repository; the paper's tables give the same rank-1 / mAP as far as
@@ -162,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the training runs")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
-    out = args.out or Path("outputs/dgnet/reproduce") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = reproduce_output(parser, args, "outputs/dgnet/reproduce")
 
     if args.small:
         m = small(args, out)

@@ -23,10 +23,9 @@ overrides to ``experiment=faze/gazecapture`` with ``--data-dir``.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 VARIANTS: dict[str, list[str]] = {
     "default": [],
@@ -53,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every row, e.g. seed=2")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
-    out = args.out or Path("outputs/faze/ablations") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = reproduce_output(parser, args, "outputs/faze/ablations")
     results = {name: run(name, args.small, args.data_dir, out, args.overrides) for name in args.only or VARIANTS}
     rows = []
     for name, m in results.items():

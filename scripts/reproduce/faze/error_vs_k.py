@@ -17,10 +17,9 @@ Prints our error for each k beside the paper's (where the paper gives one) and w
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 # Paper numbers: only k = 9 on GazeCapture is confirmed (the arXiv abstract: 3.18 deg with k <= 9).
 # The MPIIGaze figure and the person-independent values are recalled, unverified: shown with a '?'.
@@ -50,10 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. model.stage2.repeats=3")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
+    out = reproduce_output(parser, args, "outputs/faze/reproduce")
     datasets = ["eyestrip"] if args.small else (args.datasets or ["gazecapture", "mpiigaze"])
-    out = args.out or Path("outputs/faze/reproduce") / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = {d: run(d, args.small, args.data_dir, out, args.overrides) for d in datasets}
 
     for d, metrics in results.items():

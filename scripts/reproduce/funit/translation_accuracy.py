@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 # Paper Table 1, FUNIT-K rows, "test" classifier (target classes only), per cent, with how sure we are of each:
 # "checked" = confirmed through secondary sources of the paper; "recalled" = from memory of the paper, not checked
@@ -68,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
+    out = reproduce_output(parser, args, "outputs/funit/reproduce")
     datasets = ["creatures"] if args.small else args.datasets
-    out = args.out or Path("outputs/funit/reproduce") / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = {d: run(d, args.small, args.data_dir, out, args.overrides) for d in datasets}
 
     for d in datasets:

@@ -18,10 +18,9 @@ writes ``table.json`` in the output folder.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 # The paper's NYU Depth v2 test RMSE (cm, 449 images, 6-px border), from the official README.
 PAPER = {
@@ -73,10 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
+    out = reproduce_output(parser, args, "outputs/pac/reproduce")
     factors = args.factors or ([8] if args.small else [4, 8, 16])
-    out = args.out or Path("outputs/pac/reproduce") / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = {}
     for f in factors:
         results[f] = {}

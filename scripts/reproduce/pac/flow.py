@@ -16,10 +16,9 @@ Prints our end-point error beside the paper's and writes ``table.json`` in the o
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 # The paper's Sintel validation EPE (133 pairs), from the official README.
 PAPER = {
@@ -64,10 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
+    out = reproduce_output(parser, args, "outputs/pac/reproduce_flow")
     factors = args.factors or ([8] if args.small else [4, 8, 16])
-    out = args.out or Path("outputs/pac/reproduce_flow") / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = {f: run_factor(f, args.small, args.data_dir, out, args.overrides, args.ablations) for f in factors}
 
     data = "embedded procedural flow scenes (CPU)" if args.small else "MPI Sintel val (133 pairs)"

@@ -22,10 +22,9 @@ same ``VOCdevkit``; ``--export-split`` picks another split); small mode the embe
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 # The paper's VOC 2012 mIoU (%), val = val11_sbd (736 images), from the official README.
 PAPER = {
@@ -101,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-split", default=None, help="split to export (default: test in full mode)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
-    out = args.out or Path("outputs/pac/reproduce_seg") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = reproduce_output(parser, args, "outputs/pac/reproduce_seg")
     ours = run_small(out, args.overrides) if args.small else run_full(args.data_dir, out, args.overrides)
 
     data = "embedded procedural scenes (CPU)" if args.small else "VOC 2012 val (our val split)"

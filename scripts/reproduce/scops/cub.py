@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -46,7 +45,7 @@ from scops_reproduce_common import (  # noqa: E402
     train_run,
 )
 
-from nvresearch.core.utils.report import print_table, write_json  # noqa: E402
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json  # noqa: E402
 
 # Keypoint regression error (%), SCOPS K = 4, from a third-party leaderboard listing the paper ("aggregator", printed
 # with "?"); it lists CUB-003 as "0.17", whose unit is unclear, so that cell is left empty.
@@ -185,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the training run")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
-    out = args.out or Path("outputs/scops/reproduce/cub") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = reproduce_output(parser, args, "outputs/scops/reproduce/cub")
 
     if args.small:
         rows = small(args, out)

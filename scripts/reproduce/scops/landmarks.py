@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
@@ -54,7 +53,7 @@ from scops_reproduce_common import (  # noqa: E402
     train_run,
 )
 
-from nvresearch.core.utils.report import print_table, write_json  # noqa: E402
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json  # noqa: E402
 
 # Landmark regression error, % of the inter-ocular distance, SCOPS rows (with saliency). The CelebA values come from
 # a third-party leaderboard listing the paper ("aggregator"), not from its PDF: printed with "?". The AFLW values were
@@ -149,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the training runs")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
-    out = args.out or Path("outputs/scops/reproduce/landmarks") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = reproduce_output(parser, args, "outputs/scops/reproduce/landmarks")
 
     if args.small:
         rows = small(args, out)

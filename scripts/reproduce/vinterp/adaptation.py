@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
-from nvresearch.core.utils.report import print_table, write_json
+from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 # Official README table (evaluated released checkpoints) and the abstract: PSNR dB, SSIM, IE.
 # Sintel: only the abstract's PSNR pair (the README gives no Sintel numbers).
@@ -132,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for --small, e.g. trainer.max_epochs=8")
     args = parser.parse_args(argv)
-    if not args.small and not args.data_dir:
-        parser.error("full mode needs --data-dir (or use --small)")
-    out = args.out or Path("outputs/vinterp/reproduce") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = reproduce_output(parser, args, "outputs/vinterp/reproduce")
 
     if args.small:
         runs = small(args, out)["embedded"]
