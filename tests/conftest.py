@@ -29,6 +29,12 @@ class ClaimGap(AssertionError):
     real one, and a method that starts to pass turns the strict xfail red."""
 
 
+def claim_gap(reason: str) -> pytest.MarkDecorator:
+    """Mark a claim test whose method misses a bar today: a strict expected failure that only :class:`ClaimGap`
+    satisfies (a crash or a probe bar fails for real; a method that starts to pass turns the test red)."""
+    return pytest.mark.xfail(strict=True, raises=ClaimGap, reason=reason)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # xdist workers share the cores: each gets an equal share of torch threads (one each for `-n 2` on two cores),
     # and so do the training subprocesses it starts (OMP_NUM_THREADS, unless the caller set it). With torch's default

@@ -12,7 +12,7 @@ copying probes (the structure image itself, the appearance image itself).
 from __future__ import annotations
 
 import pytest
-from conftest import ClaimGap
+from conftest import ClaimGap, claim_gap
 
 from nvresearch.core.training.run import train
 
@@ -58,10 +58,8 @@ def claim_failures(m: dict[str, float], ablation: dict[str, float], swap: str = 
 
 
 @pytest.mark.claim
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClaimGap,
-    reason="gap (issue 17): in the claim's 2.3-minute CPU budget (88 joint iterations) DG-Net's E_a does not beat the "
+@claim_gap(
+    "gap (issue 17): in the claim's 2.3-minute CPU budget (88 joint iterations) DG-Net's E_a does not beat the "
     "ablation without generated data by the margin (mAP difference -0.105 / -0.037 / +0.023 in seeds 0-2) and its "
     "swaps transfer clothing in only 0.56-0.61 of the pairs; paired runs (E_a's first 66 updates identical, the "
     "generated images kept out of its BatchNorm statistics) give -0.045 / -0.022 / +0.043, a spread of 0.09 and no "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ClaimGap
+from conftest import ClaimGap, claim_gap
 
 from nvresearch.core.training.run import train
 
@@ -16,10 +16,8 @@ NONE_MARGIN_DEG = 0.2
 
 
 @pytest.mark.claim
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClaimGap,  # only the known k = 3 gap is the expected failure, not a crash or another bar
-    reason="gap (issue 15): on the redesigned eye-strip world (kappa a rotation with the spec's spread, a hidden eye "
+@claim_gap(
+    "gap (issue 15): on the redesigned eye-strip world (kappa a rotation with the spec's spread, a hidden eye "
     "shape) k = 3 gains 16.4 % (seed 1) and 15.3 % (seed 2) < 20 %; k = 9, the offset and NONE margins pass",
 )
 def test_personalisation_beats_person_independent_estimation(compose):

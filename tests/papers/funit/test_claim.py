@@ -12,7 +12,7 @@ FUNIT must clear all of them.
 from __future__ import annotations
 
 import pytest
-from conftest import ClaimGap
+from conftest import ClaimGap, claim_gap
 
 from nvresearch.core.training.run import train
 
@@ -59,10 +59,8 @@ def claim_failures(m: dict[str, float], method: str = "") -> list[str]:
 
 
 @pytest.mark.claim
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClaimGap,
-    reason="gap (issue 15): in the texture world (colour and layout are not species traits) the class code of the "
+@claim_gap(
+    "gap (issue 15): in the texture world (colour and layout are not species traits) the class code of the "
     "432-iteration CPU run of funit/tiny carries some of the species, but its translations are recognised at K = 5 "
     "well below both class bars (0.375 and the colour transfer + 0.25), and the orientation is kept only partly (angle "
     "error above 0.6x copying's); pilots need ~864 iterations, over the CPU budget, to clear the top-1 bars "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ClaimGap
+from conftest import ClaimGap, claim_gap
 
 from nvresearch.core.training.run import train
 from nvresearch.scops.data import part_objects_split
@@ -120,10 +120,8 @@ def measure(compose, tmp_path, seed: int = 1) -> tuple[dict[str, dict[str, float
 
 
 @pytest.mark.claim
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClaimGap,
-    reason="gap (issue 19): in the world turned by any angle the texture-feature SCOPS of model=scops/tiny finds parts "
+@claim_gap(
+    "gap (issue 19): in the world turned by any angle the texture-feature SCOPS of model=scops/tiny finds parts "
     "above its ablations and every trivial part probe (colour, absolute and normalised position k-means) on the "
     "300-iteration CPU budget (seeds 1 and 3; seed 2 collapsed), but its parts split the torso from head and limbs "
     "together, whose centres carry no direction: its landmarks stay at the mean shape's and the moments probe's "

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ClaimGap
+from conftest import ClaimGap, claim_gap
 
 from nvresearch.vinterp.data import sprite_world_split
 from nvresearch.vinterp.datamodule import VInterpDataModule
@@ -92,10 +92,8 @@ def _run(root: Path, data: VInterpDataModule, adapt: str, start: dict | None, se
 
 
 @pytest.mark.claim
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClaimGap,
-    reason="gap (issue 18): in the claim's CPU budget there is no target-domain room to recover: the same width-8 "
+@claim_gap(
+    "gap (issue 18): in the claim's CPU budget there is no target-domain room to recover: the same width-8 "
     "network trained on the target's own ground truth reaches the source-pretrained network's PSNR (21.49 vs 21.40 dB "
     "after 297 steps) and fine-tuning on that ground truth adds 0.03-0.08 dB in 30-90 steps, so CC+PS (+0.04-0.08 dB) "
     "cannot clear +0.3 dB (docs/papers/vinterp.md, Results)",
