@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from nvresearch.core.training.checkpoint import read_checkpoint
 from nvresearch.core.training.module import NVModule, OptimizerFactory, SchedulerFactory
 from nvresearch.core.utils.visual import save_grid
 from nvresearch.vinterp.losses import LossWeights, cycle_consistency_loss, supervised_loss
@@ -47,7 +48,7 @@ def load_init_weights(net: SuperSloMo, path: str | os.PathLike) -> None:
         load_official(path, net.flow_scale, net.align_corners, model=net)
         net.train()
         return
-    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
+    state = read_checkpoint(path).get("state_dict", {})  # core's safe reader: one-line errors for bad files
     weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     if not weights:
         raise ValueError(f"model.init_weights: '{path}' holds no 'net.*' weights of a VInterpModule checkpoint")
