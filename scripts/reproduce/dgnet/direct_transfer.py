@@ -27,8 +27,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from nvresearch.core.training.checkpoint import CONFIG_KEY, read_checkpoint
 from nvresearch.core.utils.report import print_table, reproduce_output, write_json
 
 
@@ -83,8 +82,8 @@ def world_split(checkpoint: str | Path, world_seed: int) -> tuple[Any, Any]:
     """Query and gallery of the embedded world the checkpoint's run trained on, with another ``world_seed``."""
     from nvresearch.dgnet.world import SyntheticPersons
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    dataset = ckpt.get("nvresearch", {}).get("config", {}).get("data", {}).get("dataset", {})
+    ckpt = read_checkpoint(checkpoint)
+    dataset = ckpt.get(CONFIG_KEY, {}).get("config", {}).get("data", {}).get("dataset", {})
     if dataset.get("_target_") != "nvresearch.dgnet.data.persons_split":
         raise SystemExit(f"{checkpoint}: not trained on the embedded persons world (data.dataset is not persons_split)")
     kw = {k: v for k, v in dataset.items() if not k.startswith("_")}

@@ -4,12 +4,14 @@ none is given, the embedded world a checkpoint was trained on, the landmark prob
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from nvresearch.core.training.checkpoint import CONFIG_KEY, read_checkpoint
 
 PAPER_FLAG_NOTE = (
     '"?": from a third-party leaderboard (wizwand) listing the paper, not checked against its PDF; '
@@ -55,8 +57,7 @@ def embedded_world(checkpoint: str, split: str) -> Any:
     the default world when the checkpoint has no embedded data config (e.g. a released checkpoint)."""
     from nvresearch.scops.data import part_objects_split
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    config = ckpt.get("nvresearch", {}).get("config", {}) if isinstance(ckpt, Mapping) else {}
+    config = read_checkpoint(checkpoint).get(CONFIG_KEY, {}).get("config", {})
     dataset = dict(config.get("data", {}).get("dataset", {}))
     params = {k: v for k, v in dataset.items() if not k.startswith("_")}
     if dataset.get("_target_", "").endswith("part_objects_split") or not dataset:
