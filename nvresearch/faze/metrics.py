@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from nvresearch.core.geometry import angular_error, mean_angular_error, pitchyaw_to_vector, vector_to_pitchyaw
 from nvresearch.core.meta import batched_adapt, batched_forward, stack_params
@@ -45,21 +44,9 @@ def adapt_tasks(
         support_x: ``(T, K, F)``; support_y: ``(T, K, 3)``; returns name -> ``(T, *param.shape)``, without graph.
     """
     scales = mlp.step_scales() if hasattr(mlp, "step_scales") else {}
-    if not scales:
-        return batched_adapt(mlp, support_x, support_y, mean_angular_error, steps, lr, params=params)
-    if steps < 0 or lr <= 0:
-        raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
-    current = {n: t.detach() for n, t in (params or stack_params(mlp, support_x.shape[0])).items()}
-    forward = vmap(lambda p, x: functional_call(mlp, p, (x,)))
-    per_task_loss = vmap(mean_angular_error)
-    names = list(current)
-    for _ in range(steps):
-        with torch.enable_grad():
-            leaves = {n: current[n].requires_grad_(True) for n in names}
-            total = per_task_loss(forward(leaves, support_x), support_y).sum()  # row t: task t's own gradient
-            grads = torch.autograd.grad(total, [leaves[n] for n in names])
-        current = {n: (current[n] - lr * scales[n] * g).detach() for n, g in zip(names, grads)}
-    return current
+    return batched_adapt(
+        mlp, support_x, support_y, mean_angular_error, steps, lr, params=params, step_scales=scales or None
+    )
 
 
 def personalization_curve(

@@ -83,6 +83,7 @@ def batched_adapt(
     steps: int,
     lr: float,
     params: Mapping[str, Tensor] | None = None,
+    step_scales: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Full-batch SGD on ``T`` tasks at once; row ``t`` of the result is :func:`adapt` on task ``t`` alone.
 
@@ -93,6 +94,8 @@ def batched_adapt(
         steps: SGD steps (>= 0).
         lr: step size (> 0).
         params: optional task-stacked starting parameters ``(T, *shape)`` (e.g. from :func:`stack_params`).
+        step_scales: optional per-element step multipliers by parameter name (Meta-SGD, Li et al. 2017: each
+            element moves by ``lr * scale * grad``); None is plain SGD.
 
     Returns:
         Adapted parameters, name -> ``(T, *shape)``, without graph.
@@ -117,7 +120,10 @@ def batched_adapt(
             # every task's own gradient in its row (cheaper than a vmapped grad).
             total = per_task_loss(forward(leaves, support_x), support_y).sum()
             grads = torch.autograd.grad(total, [leaves[n] for n in names])
-        current = {n: (current[n] - lr * g).detach() for n, g in zip(names, grads)}
+        if step_scales is None:
+            current = {n: (current[n] - lr * g).detach() for n, g in zip(names, grads)}
+        else:
+            current = {n: (current[n] - lr * step_scales[n] * g).detach() for n, g in zip(names, grads)}
     return current
 
 

@@ -40,6 +40,24 @@ def test_batched_adapt_equals_adapt_per_task_and_sgd() -> None:
     assert (params["0.weight"][0] - net[0].weight).abs().max() > 1e-3
 
 
+def test_batched_adapt_step_scales_scale_each_elements_step() -> None:
+    """Meta-SGD: one step with per-element multipliers moves each element by lr * scale * grad (scales of one are
+    plain SGD)."""
+    net = _net()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 4, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    plain = batched_adapt(net, x, y, F.mse_loss, steps=1, lr=0.1)
+    ones = {n: torch.ones_like(p) for n, p in net.named_parameters()}
+    scales = {n: torch.rand(p.shape, generator=g, dtype=torch.float64) for n, p in net.named_parameters()}
+    same = batched_adapt(net, x, y, F.mse_loss, steps=1, lr=0.1, step_scales=ones)
+    scaled = batched_adapt(net, x, y, F.mse_loss, steps=1, lr=0.1, step_scales=scales)
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(same[name], plain[name], rtol=0, atol=0)
+        step = plain[name] - p.detach()  # -lr * grad, per task
+        torch.testing.assert_close(scaled[name], p.detach() + scales[name] * step, rtol=0, atol=1e-12)
+
+
 def test_stack_params_and_zero_steps() -> None:
     net = _net()
     stacked = stack_params(net, 3)
